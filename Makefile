@@ -1,0 +1,46 @@
+# Phoenyra EMS — the two set-up commands are `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DEMO_DATA ?= .demo-data
+DEB_TEST_PACKAGES := mosquitto socat chromium
+
+.PHONY: demo test bench deps-system clean wheel
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Debian packages the tests drive for real (MQTT broker, serial pty pair, headless browser).
+deps-system:
+	@missing=""; for p in $(DEB_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+demo: $(BIN)/python
+	$(BIN)/pip install -q .
+	@echo ""
+	@echo "  Phoenyra EMS demo (simulated household: 8 kWp PV, 10 kWh battery)"
+	@echo "  Dashboard: http://127.0.0.1:8080"
+	@echo "  Login:     none needed yet: the dashboard is open on 127.0.0.1 only (user accounts are not built yet)"
+	@echo "  Data:      $(DEMO_DATA)/ (config ems.yaml, history.db)   Stop: Ctrl-C"
+	@echo ""
+	$(BIN)/ems run --data-dir $(DEMO_DATA)
+
+test: deps-system $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/python -m pytest -q
+
+bench: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/python bench/run.py
+
+wheel: $(BIN)/python
+	$(BIN)/pip install -q build
+	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache $(DEMO_DATA)

@@ -1,0 +1,185 @@
+"""The Bottle application: pages, the JSON API and the live event stream.
+
+Handlers run in cheroot's worker threads. They only read immutable snapshots (plant state, config)
+and the history store's per-thread read connections; changes go through ConfigStore, which hands
+notifications to the event loop. Every error leaves as JSON `{"error": ..., "field": ...}` with a 4xx
+code (5xx only for our own bugs, without a traceback), mapped here in one place.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import bottle
+
+from .. import __version__
+from ..errors import ApiError, ConfigError
+from ..resources import web_dir
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+NAV = [("/", "Dashboard")]
+
+# Config sections that can be read and changed over HTTP, with the paths SPEC.md names for some.
+CONFIG_ROUTES = {
+    "bess": ["/api/config/bess"],
+    "strategy": ["/api/config/strategy"],
+    "forecast": ["/api/config/forecast"],
+    "power_control": ["/api/config/power_control"],
+    "history": ["/api/config/history"],
+    "mqtt": ["/api/config/mqtt", "/api/mqtt/config"],
+    "modbus": ["/api/config/modbus", "/api/modbus/config"],
+    "feedin_limitation": ["/api/config/feedin_limitation", "/api/feedin_limitation/config"],
+    "grid_connection": ["/api/config/grid_connection", "/api/grid_connection/config"],
+    "grid_tariffs": ["/api/config/grid_tariffs"],
+}
+MAX_BODY_BYTES = 256 * 1024
+
+
+def _json(data: Any, status: int = 200) -> str:
+    bottle.response.status = status
+    bottle.response.content_type = "application/json"
+    bottle.response.set_header("Cache-Control", "no-store")
+    return json.dumps(data, allow_nan=False, default=str)
+
+
+def number_query(name: str, default: float, lo: float, hi: float, integer: bool = False) -> float:
+    """A numeric query parameter within [lo, hi], or ApiError 400 naming it."""
+    raw = bottle.request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        raise ApiError(400, f"must be {'an integer' if integer else 'a number'} (got {raw[:40]!r})", name) from None
+    if not (lo <= value <= hi):
+        raise ApiError(400, f"must be between {lo:g} and {hi:g} (got {raw[:40]})", name)
+    return value
+
+
+def json_body() -> Any:
+    if (bottle.request.content_length or 0) > MAX_BODY_BYTES:
+        raise ApiError(413, f"body larger than {MAX_BODY_BYTES} bytes", "body")
+    raw = bottle.request.body.read(MAX_BODY_BYTES + 1)
+    try:
+        return json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"not valid JSON: {exc}", "body") from None
+
+
+def _error_plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except ApiError as exc:
+            return _json({"error": exc.message, "field": exc.field}, exc.status)
+        except ConfigError as exc:
+            first = exc.problems[0]
+            return _json({"error": str(first), "field": first.path,
+                          "problems": [{"field": p.path, "message": p.message} for p in exc.problems]}, 400)
+        except bottle.HTTPResponse:
+            raise
+        except Exception:
+            log.exception("unhandled error in %s %s", bottle.request.method, bottle.request.path)
+            return _json({"error": "internal error (logged)"}, 500)
+    return wrapper
+
+
+def create_app(rt: "Runtime") -> bottle.Bottle:
+    app = bottle.Bottle(catchall=True)
+    app.install(_error_plugin)
+    web = web_dir()
+    lookup = [str(web / "templates")]
+    sse_slots = threading.BoundedSemaphore(max(1, rt.config.config.web.threads - 4))
+
+    def page(name: str, title: str, active: str) -> str:
+        return bottle.template(name, template_lookup=lookup, title=title, active=active, nav=NAV,
+                               version=__version__)
+
+    @app.error(404)
+    @app.error(405)
+    @app.error(500)
+    def error_page(err: bottle.HTTPError) -> str:
+        message = {404: "not found", 405: "method not allowed"}.get(err.status_code, "internal error")
+        if bottle.request.path.startswith("/api/"):
+            bottle.response.content_type = "application/json"
+            return json.dumps({"error": f"{message}: {bottle.request.method} {bottle.request.path}"})
+        return bottle.template("error.tpl", template_lookup=lookup, code=err.status_code, message=message)
+
+    @app.get("/")
+    def dashboard() -> str:
+        return page("dashboard.tpl", "Dashboard", "/")
+
+    @app.get("/static/<path:path>")
+    def static(path: str) -> Any:
+        return bottle.static_file(path, root=str(web / "static"))
+
+    @app.get("/api/health")
+    def health() -> str:
+        return _json({"status": "ok", "version": __version__})
+
+    @app.get("/api/state")
+    def state() -> str:
+        return _json(rt.state_json())
+
+    @app.get("/api/notifications")
+    def notifications() -> str:
+        limit = int(number_query("limit", 50, 1, 500, integer=True))
+        return _json({"notifications": [n.to_json() for n in rt.notifications.recent(limit)]})
+
+    @app.get("/api/monitoring/telemetry")
+    def telemetry() -> str:
+        minutes = number_query("minutes", 60, 1, 24 * 60)
+        limit = int(number_query("limit", 1000, 1, 20_000, integer=True))
+        now = rt.clock.now()
+        return _json({"minutes": minutes, "rows": rt.history.telemetry_since(now - minutes * 60, limit)})
+
+    @app.get("/api/history/state")
+    def history_state() -> str:
+        hours = number_query("hours", 24, 0.01, 24 * 400)
+        points = int(number_query("points", 500, 10, 5000, integer=True))
+        now = rt.clock.now()
+        return _json({"hours": hours, "rows": rt.history.state_history(now - hours * 3600, now, points)})
+
+    @app.get("/api/history/optimization")
+    def history_optimization() -> str:
+        days = number_query("days", 7, 0.01, 400)
+        return _json({"days": days, "runs": rt.history.optimization_runs(rt.clock.now() - days * 86400)})
+
+    for section, paths in CONFIG_ROUTES.items():
+        def get_section(section: str = section) -> str:
+            return _json({section: rt.config.section_plain(section)})
+
+        def set_section(section: str = section) -> str:
+            rt.config.update_section(section, json_body())
+            return _json({section: rt.config.section_plain(section), "saved": True})
+
+        for path in paths:
+            app.route(path, "GET", get_section)
+            app.route(path, "POST", set_section)
+
+    @app.get("/api/events")
+    def events() -> Iterator[str]:
+        if not sse_slots.acquire(blocking=False):
+            raise ApiError(503, "too many live-event clients; close another tab", "events")
+        bottle.response.content_type = "text/event-stream"
+        bottle.response.set_header("Cache-Control", "no-cache")
+        bottle.response.set_header("X-Accel-Buffering", "no")
+        interval_s = rt.config.config.web.sse_interval_s
+
+        def stream() -> Iterator[str]:
+            try:
+                yield f"retry: 3000\n\n"
+                while not rt.stopping.is_set():
+                    yield f"event: state\ndata: {json.dumps(rt.state_json(), allow_nan=False)}\n\n"
+                    rt.stopping.wait(interval_s)
+            finally:
+                sse_slots.release()
+        return stream()
+
+    return app

@@ -1,0 +1,231 @@
+"""The `ems.yaml` schema: one frozen dataclass per section, defaults, units in names.
+
+Sign conventions used everywhere in Phoenyra EMS:
+battery power > 0 = discharging, grid power > 0 = import from the grid.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from .validate import constrained as c
+
+HHMM = r"([01]\d|2[0-3]):[0-5]\d|24:00"
+HHMM_DOC = "HH:MM, 00:00 to 24:00"
+
+StrategyName = Literal["arbitrage", "peak_shaving", "self_consumption", "load_balancing"]
+DeviceRole = Literal["bms", "pcs", "meter", "dso"]
+
+
+@dataclass(frozen=True)
+class BessConfig:
+    capacity_kwh: float = c(50.0, min=0, exclusive_min=True, max=100_000, doc="usable nominal capacity")
+    max_charge_power_kw: float = c(30.0, min=0, exclusive_min=True, max=100_000)
+    max_discharge_power_kw: float = c(30.0, min=0, exclusive_min=True, max=100_000)
+    charge_efficiency: float = c(0.95, min=0.5, max=1.0, doc="one-way, AC to stored energy")
+    discharge_efficiency: float = c(0.95, min=0.5, max=1.0, doc="one-way, stored energy to AC")
+    min_soc_pct: float = c(10.0, min=0, max=100)
+    max_soc_pct: float = c(95.0, min=0, max=100)
+    degradation_cost_eur_per_kwh: float = c(0.02, min=0, max=10, doc="per kWh discharged")
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.min_soc_pct >= self.max_soc_pct:
+            return [("min_soc_pct", f"must be below max_soc_pct ({self.max_soc_pct})")]
+        return []
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    mode: Literal["auto", "manual"] = "auto"
+    current: Optional[StrategyName] = None
+    replan_interval_min: int = c(15, min=1, max=1440)
+    horizon_h: int = c(24, min=1, max=72)
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.mode == "manual" and self.current is None:
+            return [("current", "is required when mode is manual (allowed: arbitrage, peak_shaving, "
+                                "self_consumption, load_balancing)")]
+        return []
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    price_source: Literal["awattar_at", "awattar_de", "entsoe", "bundled"] = "awattar_at"
+    price_surcharge_eur_per_kwh: float = c(0.0, min=-1, max=10)
+    latitude_deg: float = c(48.2, min=-90, max=90)
+    longitude_deg: float = c(16.37, min=-180, max=180)
+    pv_peak_kwp: float = c(0.0, min=0, max=100_000)
+    pv_tilt_deg: float = c(30.0, min=0, max=90)
+    pv_azimuth_deg: float = c(180.0, min=0, max=360, doc="180 = south")
+    use_weather: bool = False
+    openweathermap_api_key: Optional[str] = None
+    entsoe_token: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class MqttTopics:
+    telemetry: str = "phoenyra/bess/telemetry"
+    commands: str = "phoenyra/bess/commands"
+    status: str = "phoenyra/bess/status"
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    enabled: bool = False
+    broker: str = "localhost"
+    port: int = c(1883, min=1, max=65535)
+    client_id: str = "phoenyra-ems"
+    username: Optional[str] = None
+    password: Optional[str] = None
+    tls: bool = False
+    keepalive_s: int = c(60, min=5, max=3600)
+    qos: int = c(1, min=0, max=2)
+    publish_interval_s: float = c(10.0, min=1, max=3600)
+    topics: MqttTopics = c(default_factory=MqttTopics)
+
+
+@dataclass(frozen=True)
+class ModbusDeviceConfig:
+    name: str = c(pattern=r"[a-z0-9_]{1,32}", doc="lower-case letters, digits, _ (1-32)")
+    role: DeviceRole = c()
+    profile: str = c(pattern=r"[a-z0-9_]{1,64}", doc="a profile key, e.g. hithium_ess_5016")
+    enabled: bool = True
+    connection_type: Literal["tcp", "rtu"] = "tcp"
+    host: Optional[str] = None
+    port: int = c(502, min=1, max=65535)
+    serial_port: Optional[str] = None
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    unit_id: int = c(1, min=0, max=247)
+    poll_interval_s: float = c(2.0, min=0.1, max=3600)
+    timeout_s: float = c(3.0, min=0.05, max=60)
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.connection_type == "tcp" and not self.host:
+            return [("host", "is required for connection_type tcp")]
+        if self.connection_type == "rtu" and not self.serial_port:
+            return [("serial_port", "is required for connection_type rtu (e.g. /dev/ttyUSB0)")]
+        return []
+
+
+@dataclass(frozen=True)
+class PowerControlConfig:
+    enabled: bool = True
+    auto_write: bool = False
+    stale_timeout_s: float = c(10.0, min=0.5, max=600, doc="telemetry older than this forces the safe state")
+    setpoint_resend_s: float = c(5.0, min=0.5, max=60, doc="re-send setpoints at least this often (vendor watchdogs)")
+    safety_period_s: float = c(0.5, min=0.05, max=10, doc="safety loop period")
+    dso_comm_loss_limit_pct: float = c(0.0, min=0, max=100, doc="limit applied when the DSO box is unreachable")
+    min_grid_charge_kw_under_dso_limit: float = c(4.2, min=0, max=1000, doc="§14a EnWG: at least this stays available")
+
+
+@dataclass(frozen=True)
+class FeedinRule:
+    start: str = c("00:00", pattern=HHMM, doc=HHMM_DOC)
+    end: str = c("24:00", pattern=HHMM, doc=HHMM_DOC)
+    limit_pct: float = c(70.0, min=0, max=100)
+
+
+@dataclass(frozen=True)
+class FeedinLimitationConfig:
+    enabled: bool = False
+    mode: Literal["off", "fixed", "dynamic"] = "off"
+    fixed_limit_pct: float = c(70.0, min=0, max=100, doc="of pv_peak_kwp")
+    pv_integration_enabled: bool = False
+    dynamic_rules: list[FeedinRule] = c(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class GridConnectionConfig:
+    max_power_kw: float = c(30.0, min=0, exclusive_min=True, max=100_000, doc="import limit at the connection point")
+    max_feedin_kw: Optional[float] = c(None, min=0, max=100_000, doc="export limit; null = max_power_kw")
+    monitoring_enabled: bool = True
+    warn_utilisation_pct: float = c(80.0, min=1, max=100)
+
+
+@dataclass(frozen=True)
+class HighLoadWindow:
+    start: str = c("17:00", pattern=HHMM, doc=HHMM_DOC)
+    end: str = c("19:00", pattern=HHMM, doc=HHMM_DOC)
+    multiplier: float = c(1.25, min=0, max=10)
+    months: list[int] = c(default_factory=tuple, min=1, max=12, doc="empty = all months")
+
+
+@dataclass(frozen=True)
+class GridTariffsConfig:
+    enabled: bool = False
+    network_level: Literal["NE3", "NE4", "NE5", "NE6", "NE7"] = "NE7"
+    base_tariff_eur_per_kwh: float = c(0.1095, min=0, max=10, doc="grid energy price")
+    power_price_eur_per_kw_month: float = c(0.0, min=0, max=1000)
+    high_load_windows: list[HighLoadWindow] = c(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    host: str = "127.0.0.1"
+    port: int = c(8080, min=1, max=65535)
+    threads: int = c(12, min=4, max=64, doc="HTTP worker threads; live-event clients hold one each")
+    sse_interval_s: float = c(2.0, min=0.5, max=60)
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    sample_interval_s: float = c(10.0, min=0.1, max=3600, doc="one telemetry row per interval")
+    flush_interval_s: float = c(60.0, min=0.1, max=3600, doc="rows are written in one batch per interval")
+    retention_days: int = c(400, min=1, max=3650)
+
+
+@dataclass(frozen=True)
+class DsoScriptStep:
+    at_s: float = c(min=0, doc="seconds of simulated time after start")
+    mode: Literal["normal", "limit", "trip"] = c()
+    limit_pct: float = c(100.0, min=0, max=100)
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    enabled: bool = True
+    speed: float = c(1.0, min=0, exclusive_min=True, max=3600, doc="simulated seconds per real second")
+    step_s: float = c(1.0, min=0.05, max=60, doc="simulation step in real seconds")
+    start: Optional[str] = c(None, pattern=r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?([+-]\d\d:\d\d|Z)",
+                             doc="ISO time with offset, e.g. 2024-06-01T08:00:00+02:00; null = now")
+    load_profile: Literal["household", "commercial"] = "household"
+    annual_load_kwh: float = c(4000.0, min=0, max=10_000_000)
+    pv_peak_kwp: float = c(8.0, min=0, max=100_000)
+    initial_soc_pct: float = c(50.0, min=0, max=100)
+    soh_pct: float = c(98.0, min=1, max=100)
+    ambient_temperature_c: float = c(25.0, min=-40, max=60)
+    pack_nominal_voltage_v: float = c(400.0, min=12, max=1500)
+    seed: int = c(1, min=0, max=2**31 - 1)
+    dso_script: list[DsoScriptStep] = c(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class EmsConfig:
+    bess: BessConfig = c(default_factory=BessConfig)
+    strategy: StrategyConfig = c(default_factory=StrategyConfig)
+    forecast: ForecastConfig = c(default_factory=ForecastConfig)
+    mqtt: MqttConfig = c(default_factory=MqttConfig)
+    modbus: list[ModbusDeviceConfig] = c(default_factory=tuple)
+    power_control: PowerControlConfig = c(default_factory=PowerControlConfig)
+    feedin_limitation: FeedinLimitationConfig = c(default_factory=FeedinLimitationConfig)
+    grid_connection: GridConnectionConfig = c(default_factory=GridConnectionConfig)
+    grid_tariffs: GridTariffsConfig = c(default_factory=GridTariffsConfig)
+    web: WebConfig = c(default_factory=WebConfig)
+    history: HistoryConfig = c(default_factory=HistoryConfig)
+    simulator: SimulatorConfig = c(default_factory=SimulatorConfig)
+
+    def check(self) -> list[tuple[str, str]]:
+        problems = []
+        names = [d.name for d in self.modbus]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                problems.append((f"modbus[{i}].name", f"'{name}' is used twice (names must be unique)"))
+        if not self.simulator.enabled and not any(d.enabled for d in self.modbus):
+            problems.append(("modbus", "no enabled device and the simulator is off: nothing to control "
+                                       "(allowed: enable simulator or add a device)"))
+        return problems
+
+
+SECTIONS = tuple(f for f in EmsConfig.__dataclass_fields__)

@@ -1,0 +1,91 @@
+"""Samples the plant state into rows and writes them to the HistoryStore in batches, off the event loop.
+
+Samples are taken every `history.sample_interval_s` and written every `history.flush_interval_s`
+(one transaction per batch: SD-card wear is dominated by the number of commits, not the row count).
+On shutdown the pending batch is flushed.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Callable
+
+from ..bus import TelemetryBus
+from ..clock import Clock
+from ..config import ConfigStore
+from ..state import PlantState
+from .store import HistoryStore
+
+log = logging.getLogger(__name__)
+
+PRUNE_INTERVAL_S = 6 * 3600
+MAX_PENDING_ROWS = 20_000
+
+_POINTS = {
+    "soc_pct": "battery.soc_pct", "soh_pct": "battery.soh_pct", "voltage_v": "battery.voltage_v",
+    "current_a": "battery.current_a", "temperature_c": "battery.temperature_c", "bess_power_w": "bess.power_w",
+    "pv_power_w": "pv.power_w", "load_power_w": "load.power_w", "grid_power_w": "grid.power_w",
+    "max_charge_power_w": "battery.max_charge_power_w", "max_discharge_power_w": "battery.max_discharge_power_w",
+    "dso_limit_pct": "dso.limit_pct",
+}
+
+
+def telemetry_row(state: PlantState, now: float, setpoint_w: float | None) -> dict[str, Any]:
+    """One history row: fresh values only (a stale value is recorded as unknown, not repeated)."""
+    row: dict[str, Any] = {"ts": round(now, 3), "setpoint_w": setpoint_w}
+    for column, path in _POINTS.items():
+        value = state.value(path, now)
+        row[column] = float(value) if isinstance(value, (int, float)) else None
+    return row
+
+
+class HistoryRecorder:
+    def __init__(self, store: HistoryStore, bus: TelemetryBus, clock: Clock, config: ConfigStore,
+                 setpoint_w: Callable[[], float | None]):
+        self.store = store
+        self.bus = bus
+        self.clock = clock
+        self.config = config
+        self.setpoint_w = setpoint_w
+        self.pending: list[dict[str, Any]] = []
+        self.rows_written = 0
+        self.batches_written = 0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_flush = last_prune = time.monotonic()
+        try:
+            while True:
+                cfg = self.config.config.history
+                await asyncio.sleep(cfg.sample_interval_s)
+                now = self.clock.now()
+                self.pending.append(telemetry_row(self.bus.snapshot(), now, self.setpoint_w()))
+                if time.monotonic() - last_flush >= cfg.flush_interval_s:
+                    last_flush = time.monotonic()
+                    await self.flush()
+                if time.monotonic() - last_prune >= PRUNE_INTERVAL_S:
+                    last_prune = time.monotonic()
+                    await loop.run_in_executor(None, self.store.prune, now, cfg.retention_days)
+        finally:
+            # Shutdown: write what is pending, synchronously, so it is on disk before the process exits.
+            if self.pending:
+                batch, self.pending = self.pending, []
+                self._write(batch)
+
+    async def flush(self) -> None:
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        if not await asyncio.get_running_loop().run_in_executor(None, self._write, batch):
+            # Keep the rows for the next attempt (a full disk may clear), but bounded: memory is small too.
+            self.pending = (batch + self.pending)[-MAX_PENDING_ROWS:]
+
+    def _write(self, batch: list[dict[str, Any]]) -> bool:
+        try:
+            self.rows_written += self.store.write_telemetry(batch)
+            self.batches_written += 1
+            return True
+        except Exception:
+            log.exception("writing %d history rows failed; will retry", len(batch))
+            return False

@@ -1,0 +1,146 @@
+"""Assembles the appliance from its configuration and runs it until SIGTERM/SIGINT.
+
+Start-up order: config → clock → bus → history → plant (simulator) → safety loop → recorder →
+web server → READY=1. Shutdown reverses it: live-event streams end, the safety loop leaves the plant
+at 0 W, the recorder flushes, the web server stops, the history closes.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .api.app import create_app
+from .api.server import WebServer
+from .bus import TelemetryBus
+from .clock import ScaledClock
+from .config import ConfigStore
+from .dispatch import self_consumption_request_w
+from .history import HistoryRecorder, HistoryStore
+from .notifications import Notifications
+from .safety.loop import SafetyLoop
+from .service import ServiceNotifier
+from .sim.plant import resolve_start_epoch_s
+from .simulation import SimulatedPlant
+from .state import plant_state_to_json
+from .supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_BUDGET_S = 3.0
+
+
+class NoSetpointSink:
+    """Used while no PCS is configured: the safety loop's decisions are recorded, nothing is written."""
+
+    last_w: float | None = None
+
+    async def write_setpoint(self, power_w: float) -> None:
+        self.last_w = power_w
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+
+class Runtime:
+    def __init__(self, config: ConfigStore, data_dir: Path, listen: Listen):
+        self.config = config
+        self.data_dir = data_dir
+        self.listen = listen
+        cfg = config.config
+        self.started_mono = time.monotonic()
+        self.clock = ScaledClock(resolve_start_epoch_s(cfg.simulator, time.time()), cfg.simulator.speed) if cfg.simulator.enabled \
+            else ScaledClock()
+        self.stopping = threading.Event()
+        self.notifications = Notifications(self.clock.now)
+        self.supervisor = Supervisor(self.notifications)
+        self.bus = TelemetryBus()
+        self.service = ServiceNotifier()
+        self.history = HistoryStore(data_dir / "history.db")
+        self.plant = SimulatedPlant(cfg.bess, cfg.simulator, self.clock, self.bus) if cfg.simulator.enabled else None
+        self.safety = SafetyLoop(self.bus, self.clock, config, self_consumption_request_w,
+                                 self.plant or NoSetpointSink(), self.notifications, self.service.watchdog)
+        self.recorder = HistoryRecorder(self.history, self.bus, self.clock, config, self._setpoint_w)
+        self.web: WebServer | None = None
+        self.bound: tuple[str, int] | None = None
+
+    def _setpoint_w(self) -> float | None:
+        d = self.safety.last_decision
+        return None if d is None else d.setpoint_w
+
+    def state_json(self) -> dict[str, Any]:
+        """Everything `/api/state` and the live events show; safe to call from any thread."""
+        now = self.clock.now()
+        cfg = self.config.config
+        return {
+            "ts": round(now, 3),
+            "plant": plant_state_to_json(self.bus.snapshot(), now),
+            "power_control": {"enabled": cfg.power_control.enabled, **self.safety.to_json()},
+            "strategy": {"mode": cfg.strategy.mode, "active": "self_consumption",
+                         "reason": "no optimizer plan yet: covering the net load from the battery"},
+            "expected_profit_24h_eur": None,
+            "runtime": {
+                "version": __version__,
+                "uptime_s": round(time.monotonic() - self.started_mono, 1),
+                "simulator": cfg.simulator.enabled,
+                "speed": self.clock.speed,
+                "loop_lag_ms": self.supervisor.lag.stats(),
+                "tasks": self.supervisor.status(),
+                "history_rows_written": self.recorder.rows_written,
+            },
+        }
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        self.config.set_dispatch(loop.call_soon_threadsafe)
+
+        if self.plant is not None:
+            self.supervisor.add("plant_simulator", self.plant.run)
+        self.supervisor.add("safety", self.safety.run)
+        self.supervisor.add("history", self.recorder.run)
+        self.supervisor.start()
+
+        self.web = WebServer(create_app(self), self.listen.host, self.listen.port, self.config.config.web.threads)
+        try:
+            self.bound = self.web.start()
+        except OSError as exc:
+            log.error("cannot listen on %s:%d: %s", self.listen.host, self.listen.port, exc)
+            await self._shutdown()
+            return 1
+        self.service.ready(f"serving on http://{self.bound[0]}:{self.bound[1]}")
+        self.notifications.add("info", "supervisor", f"Phoenyra EMS {__version__} started")
+        status_task = asyncio.create_task(self._status_lines(stop))
+        await stop.wait()
+        status_task.cancel()
+        log.info("stop requested")
+        await self._shutdown()
+        return 0
+
+    async def _status_lines(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(30)
+            d = self.safety.last_decision
+            lag = self.supervisor.lag.stats()
+            self.service.status(f"safety {d.mode if d else 'starting'}, setpoint "
+                                f"{d.setpoint_w if d else 0:.0f} W, loop lag p99 {lag['p99']} ms")
+
+    async def _shutdown(self) -> None:
+        self.service.stopping()
+        self.stopping.set()
+        await self.supervisor.stop(timeout_s=SHUTDOWN_BUDGET_S)
+        if self.web is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.web.stop)
+        self.history.close()
+        log.info("stopped cleanly")

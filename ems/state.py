@@ -1,0 +1,112 @@
+"""The one typed plant state: every value carries its timestamp, source and how long it stays fresh.
+
+A value that is missing (`None`) or stale must be read as "unknown" by every consumer; the safety
+loop turns unknown into the safe state. States are immutable: readers in other threads (the web
+server) always see a consistent snapshot.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, Optional, TypeVar
+
+T = TypeVar("T")
+Source = Literal["sim", "modbus", "mqtt", "ems"]
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement(Generic[T]):
+    """One value as read from `source` at plant time `ts`; fresh for `max_age_s` seconds."""
+
+    value: T
+    ts: float
+    source: Source
+    max_age_s: float
+
+    def age_s(self, now: float) -> float:
+        return max(0.0, now - self.ts)
+
+    def is_stale(self, now: float) -> bool:
+        return now - self.ts > self.max_age_s
+
+
+M = Optional[Measurement]
+
+
+@dataclass(frozen=True)
+class BatteryState:
+    soc_pct: M = None
+    soh_pct: M = None
+    voltage_v: M = None
+    current_a: M = None  # > 0 = charging, as BMSs report it
+    temperature_c: M = None
+    max_charge_power_w: M = None
+    max_discharge_power_w: M = None
+    insulation_resistance_kohm: M = None
+    status_code: M = None
+    status_text: M = None
+    alarms: M = None  # tuple of alarm texts
+
+
+@dataclass(frozen=True)
+class PowerPoint:
+    power_w: M = None
+
+
+@dataclass(frozen=True)
+class DsoState:
+    mode: M = None  # "normal" | "limit" | "trip"
+    limit_pct: M = None
+
+
+@dataclass(frozen=True)
+class PlantState:
+    battery: BatteryState = field(default_factory=BatteryState)
+    bess: PowerPoint = field(default_factory=PowerPoint)  # > 0 = discharging
+    pv: PowerPoint = field(default_factory=PowerPoint)
+    load: PowerPoint = field(default_factory=PowerPoint)
+    grid: PowerPoint = field(default_factory=PowerPoint)  # > 0 = import
+    dso: DsoState = field(default_factory=DsoState)
+
+    def with_updates(self, updates: dict[str, Measurement]) -> "PlantState":
+        """A new state with the dotted paths (`battery.soc_pct`) replaced."""
+        groups: dict[str, dict[str, Measurement]] = {}
+        for path, measurement in updates.items():
+            group, _, name = path.partition(".")
+            groups.setdefault(group, {})[name] = measurement
+        try:
+            return dataclasses.replace(self, **{
+                group: dataclasses.replace(getattr(self, group), **values) for group, values in groups.items()
+            })
+        except (TypeError, AttributeError) as exc:
+            raise KeyError(f"unknown plant state point in {sorted(updates)}: {exc}") from None
+
+    def value(self, path: str, now: float) -> Any:
+        """The value at `path`, or None when it is missing or stale."""
+        group, _, name = path.partition(".")
+        m = getattr(getattr(self, group), name)
+        if m is None or m.is_stale(now):
+            return None
+        return m.value
+
+
+UNITS = {"soc_pct": "%", "soh_pct": "%", "voltage_v": "V", "current_a": "A", "temperature_c": "°C",
+         "max_charge_power_w": "W", "max_discharge_power_w": "W", "insulation_resistance_kohm": "kΩ",
+         "power_w": "W", "limit_pct": "%"}
+
+
+def plant_state_to_json(state: PlantState, now: float) -> dict[str, Any]:
+    """JSON for the API: each point as {value, unit, ts, source, age_s, stale} or null."""
+    out: dict[str, Any] = {}
+    for group in dataclasses.fields(state):
+        points = {}
+        for f in dataclasses.fields(getattr(state, group.name)):
+            m = getattr(getattr(state, group.name), f.name)
+            if m is None:
+                points[f.name] = None
+                continue
+            value = list(m.value) if isinstance(m.value, tuple) else m.value
+            points[f.name] = {"value": value, "unit": UNITS.get(f.name), "ts": round(m.ts, 3),
+                              "source": m.source, "age_s": round(m.age_s(now), 3), "stale": m.is_stale(now)}
+        out[group.name] = points
+    return out

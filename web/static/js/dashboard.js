@@ -1,0 +1,418 @@
+/* Phoenyra EMS – dashboard page.
+ * Plain JS, no build step. Data: GET /api/state, SSE /api/events (event "state"),
+ * GET /api/monitoring/telemetry (chart seed). Must never throw on missing fields.
+ */
+(function () {
+  'use strict';
+
+  var WINDOW_S = 15 * 60;          // rolling chart window
+  var MAX_POINTS = 1200;           // hard cap, independent of timestamps
+  var IDLE_W = 10;                 // |P| below this is "idle"
+  var WATCHDOG_S = 10;             // no event for this long => connection considered down
+  var DASH = '\u2014';             // "—"
+
+  var STRATEGY_NAMES = {
+    self_consumption: 'Self-consumption',
+    arbitrage: 'Arbitrage',
+    peak_shaving: 'Peak shaving',
+    load_balancing: 'Load balancing'
+  };
+
+  // ---------------------------------------------------------------- helpers
+
+  function $(id) { return document.getElementById(id); }
+
+  function isNum(v) { return typeof v === 'number' && isFinite(v); }
+
+  /** Safe nested property access: get(obj, 'a', 'b', 'c'). */
+  function get(obj) {
+    var cur = obj;
+    for (var i = 1; i < arguments.length; i++) {
+      if (cur === null || cur === undefined || typeof cur !== 'object') return undefined;
+      cur = cur[arguments[i]];
+    }
+    return cur;
+  }
+
+  /** Normalise a measurement ({value, stale, age_s, ...}, bare value or null). */
+  function meas(m) {
+    if (m === null || m === undefined) return { value: null, stale: false, age: null };
+    if (typeof m !== 'object' || Array.isArray(m)) return { value: m, stale: false, age: null };
+    return {
+      value: m.value === undefined ? null : m.value,
+      stale: m.stale === true,
+      age: isNum(m.age_s) ? m.age_s : null
+    };
+  }
+
+  function fmtAge(s) {
+    if (!isNum(s)) return 'unknown age';
+    if (s < 120) return s.toFixed(1) + ' s';
+    if (s < 7200) return Math.round(s / 60) + ' min';
+    return (s / 3600).toFixed(1) + ' h';
+  }
+
+  function setText(el, text) {
+    if (el && el.textContent !== text) el.textContent = text;
+  }
+
+  /** Show/hide the stale styling on a value element (+ optional badge). */
+  function markStale(el, m, badge) {
+    if (!el) return;
+    var stale = !!(m && m.stale && m.value !== null);
+    el.classList.toggle('is-stale', stale);
+    var title = stale ? 'stale \u2013 last value is ' + fmtAge(m.age) + ' old' : '';
+    if (title) el.setAttribute('title', title); else el.removeAttribute('title');
+    if (badge) {
+      badge.hidden = !stale;
+      if (title) badge.setAttribute('title', title); else badge.removeAttribute('title');
+    }
+  }
+
+  function badgeOf(cardId) {
+    var card = $(cardId);
+    return card ? card.querySelector('.stale-badge') : null;
+  }
+
+  function humanStrategy(name) {
+    if (typeof name !== 'string' || !name) return DASH;
+    if (Object.prototype.hasOwnProperty.call(STRATEGY_NAMES, name)) return STRATEGY_NAMES[name];
+    var s = name.replace(/[_-]+/g, ' ').trim();
+    return s ? s.charAt(0).toUpperCase() + s.slice(1) : DASH;
+  }
+
+  function pad2(n) { return (n < 10 ? '0' : '') + n; }
+
+  function hms(ts) {
+    var d = new Date(ts * 1000);
+    return pad2(d.getHours()) + ':' + pad2(d.getMinutes()) + ':' + pad2(d.getSeconds());
+  }
+
+  function toKw(w) { return isNum(w) ? Math.round(w) / 1000 : null; }
+
+  // ---------------------------------------------------------------- KPIs
+
+  function renderState(st) {
+    if (!st || typeof st !== 'object') return;
+    var plant = get(st, 'plant') || {};
+
+    // SoC
+    var soc = meas(get(plant, 'battery', 'soc_pct'));
+    var socEl = $('kpi-soc-value');
+    setText(socEl, isNum(soc.value) ? soc.value.toFixed(1) + ' %' : DASH);
+    markStale(socEl, soc, badgeOf('kpi-soc'));
+    var stText = meas(get(plant, 'battery', 'status_text'));
+    var alarms = meas(get(plant, 'battery', 'alarms'));
+    var nAlarms = Array.isArray(alarms.value) ? alarms.value.length : 0;
+    var socSub = (typeof stText.value === 'string' && stText.value) ? stText.value : '\u00a0';
+    if (nAlarms > 0) socSub += (socSub === '\u00a0' ? '' : ' \u00b7 ') + nAlarms + (nAlarms === 1 ? ' alarm' : ' alarms');
+    setText($('kpi-soc-sub'), socSub);
+
+    // BESS power (> 0 discharging, < 0 charging)
+    var p = meas(get(plant, 'bess', 'power_w'));
+    var pEl = $('kpi-bess-power-value');
+    var pSub = $('kpi-bess-power-sub');
+    if (isNum(p.value)) {
+      setText(pEl, (p.value / 1000).toFixed(2) + ' kW');
+      var dir = Math.abs(p.value) < IDLE_W ? 'idle' : (p.value > 0 ? 'discharging' : 'charging');
+      setText(pSub, dir);
+      if (pSub) pSub.setAttribute('data-dir', dir);
+    } else {
+      setText(pEl, DASH);
+      setText(pSub, '\u00a0');
+      if (pSub) pSub.removeAttribute('data-dir');
+    }
+    markStale(pEl, p, badgeOf('kpi-bess-power'));
+    markStale(pSub, p, null);
+
+    // Strategy
+    var active = get(st, 'strategy', 'active');
+    var mode = get(st, 'strategy', 'mode');
+    setText($('kpi-strategy-value'), humanStrategy(active));
+    setText($('kpi-strategy-sub'), (typeof mode === 'string' && mode) ? 'mode: ' + mode : '\u00a0');
+
+    // Expected profit
+    var profit = get(st, 'expected_profit_24h_eur');
+    setText($('kpi-profit-value'), isNum(profit) ? profit.toFixed(2) + ' \u20ac' : DASH);
+
+    // DSO
+    var dsoMode = meas(get(plant, 'dso', 'mode'));
+    var dsoLim = meas(get(plant, 'dso', 'limit_pct'));
+    var dsoEl = $('dso-state');
+    var dsoText = DASH;
+    var m = typeof dsoMode.value === 'string' ? dsoMode.value.toLowerCase() : '';
+    if (m === 'normal') dsoText = 'Normal';
+    else if (m === 'limit') dsoText = 'Limit' + (isNum(dsoLim.value) ? ' ' + Math.round(dsoLim.value) + ' %' : '');
+    else if (m === 'trip') dsoText = 'Trip';
+    else if (m) dsoText = humanStrategy(m);
+    setText(dsoEl, dsoText);
+    if (dsoEl) {
+      if (m) dsoEl.setAttribute('data-mode', m); else dsoEl.removeAttribute('data-mode');
+    }
+    markStale(dsoEl, dsoMode, null);
+
+    // event-loop lag
+    var p99 = get(st, 'runtime', 'loop_lag_ms', 'p99');
+    setText($('loop-lag'), isNum(p99) ? p99.toFixed(1) + ' ms' : DASH);
+  }
+
+  // ---------------------------------------------------------------- chart
+
+  var chart = null;
+  var tsList = [];        // epoch seconds, parallel to chart labels
+  var seeded = false;
+  var pending = [];       // points that arrived before the seed finished
+
+  function cssVar(name, fallback) {
+    try {
+      var v = getComputedStyle(document.documentElement).getPropertyValue(name);
+      return (v && v.trim()) || fallback;
+    } catch (e) {
+      return fallback;
+    }
+  }
+
+  function initChart() {
+    var canvas = $('power-chart');
+    if (!canvas || typeof window.Chart !== 'function') return;
+    function ds(label, color) {
+      return {
+        label: label,
+        data: [],
+        borderColor: color,
+        backgroundColor: color,
+        borderWidth: 2,
+        pointRadius: 0,
+        pointHoverRadius: 3,
+        tension: 0,
+        spanGaps: false
+      };
+    }
+    try {
+      chart = new window.Chart(canvas, {
+        type: 'line',
+        data: {
+          labels: [],
+          datasets: [
+            ds('PV', cssVar('--c-pv', '#f59e0b')),
+            ds('Load', cssVar('--c-load', '#3b82f6')),
+            ds('Grid', cssVar('--c-grid', '#6b7280')),
+            ds('BESS', cssVar('--c-bess', '#16a34a'))
+          ]
+        },
+        options: {
+          animation: false,
+          responsive: true,
+          maintainAspectRatio: false,
+          normalized: true,
+          onResize: function (c, size) {
+            var lim = size && size.width < 520 ? 4 : 8;
+            if (c.options.scales.x.ticks.maxTicksLimit !== lim) c.options.scales.x.ticks.maxTicksLimit = lim;
+          },
+          interaction: { mode: 'index', intersect: false },
+          plugins: {
+            legend: { position: 'top', align: 'end', labels: { boxWidth: 12, boxHeight: 2 } },
+            tooltip: {
+              callbacks: {
+                label: function (ctx) {
+                  var y = ctx.parsed ? ctx.parsed.y : null;
+                  return ' ' + ctx.dataset.label + ': ' + (isNum(y) ? y.toFixed(2) + ' kW' : DASH);
+                }
+              }
+            }
+          },
+          scales: {
+            x: {
+              type: 'category',
+              ticks: { autoSkip: true, maxTicksLimit: (canvas.parentNode && canvas.parentNode.clientWidth < 520) ? 4 : 8, maxRotation: 0 },
+              grid: { display: false }
+            },
+            y: {
+              type: 'linear',
+              title: { display: true, text: 'kW' },
+              grid: {
+                color: function (ctx) {
+                  return ctx.tick && ctx.tick.value === 0 ? 'rgba(0,0,0,0.35)' : 'rgba(0,0,0,0.07)';
+                }
+              }
+            }
+          }
+        }
+      });
+    } catch (e) {
+      chart = null;
+      if (window.console) console.warn('power chart unavailable:', e);
+    }
+  }
+
+  /** Point from an /api/state-shaped object; stale or missing values become gaps. */
+  function pointFromState(st) {
+    var ts = get(st, 'ts');
+    if (!isNum(ts)) return null;
+    function kw(path) {
+      var m = meas(get.apply(null, [st, 'plant'].concat(path)));
+      return (m.stale || !isNum(m.value)) ? null : toKw(m.value);
+    }
+    return {
+      ts: ts,
+      pv: kw(['pv', 'power_w']),
+      load: kw(['load', 'power_w']),
+      grid: kw(['grid', 'power_w']),
+      bess: kw(['bess', 'power_w'])
+    };
+  }
+
+  function pointFromRow(r) {
+    if (!r || !isNum(r.ts)) return null;
+    return {
+      ts: r.ts,
+      pv: toKw(r.pv_power_w),
+      load: toKw(r.load_power_w),
+      grid: toKw(r.grid_power_w),
+      bess: toKw(r.bess_power_w)
+    };
+  }
+
+  /** Append points (must be oldest first), trim the window, redraw once. */
+  function addPoints(points) {
+    if (!chart || !points.length) return;
+    var data = chart.data;
+    var added = 0;
+    for (var i = 0; i < points.length; i++) {
+      var pt = points[i];
+      if (!pt) continue;
+      if (tsList.length && pt.ts <= tsList[tsList.length - 1]) continue; // duplicate / out of order
+      tsList.push(pt.ts);
+      data.labels.push(hms(pt.ts));
+      data.datasets[0].data.push(pt.pv);
+      data.datasets[1].data.push(pt.load);
+      data.datasets[2].data.push(pt.grid);
+      data.datasets[3].data.push(pt.bess);
+      added++;
+    }
+    if (!added) return;
+    var newest = tsList[tsList.length - 1];
+    var drop = 0;
+    while (drop < tsList.length - 1 && (tsList[drop] < newest - WINDOW_S || tsList.length - drop > MAX_POINTS)) drop++;
+    if (drop > 0) {
+      tsList.splice(0, drop);
+      data.labels.splice(0, drop);
+      for (var d = 0; d < data.datasets.length; d++) data.datasets[d].data.splice(0, drop);
+    }
+    chart.update('none');
+  }
+
+  function pushLive(st) {
+    var pt = pointFromState(st);
+    if (!pt) return;
+    if (seeded) addPoints([pt]); else pending.push(pt);
+  }
+
+  function seedChart() {
+    fetchJson('/api/monitoring/telemetry?minutes=15&limit=900')
+      .then(function (body) {
+        var rows = Array.isArray(get(body, 'rows')) ? body.rows : [];
+        var pts = [];
+        for (var i = 0; i < rows.length; i++) {
+          var pt = pointFromRow(rows[i]);
+          if (pt) pts.push(pt);
+        }
+        pts.sort(function (a, b) { return a.ts - b.ts; });
+        return pts;
+      })
+      .catch(function () { return []; })
+      .then(function (pts) {
+        seeded = true;
+        addPoints(pts.concat(pending));
+        pending = [];
+      });
+  }
+
+  // ---------------------------------------------------------------- data
+
+  function fetchJson(url) {
+    return fetch(url, { cache: 'no-store', headers: { 'Accept': 'application/json' } })
+      .then(function (r) {
+        if (!r.ok) throw new Error(url + ': HTTP ' + r.status);
+        return r.json();
+      });
+  }
+
+  var connEl = $('conn-status');
+  var lastEventAt = 0;
+
+  function setConn(state) {
+    if (!connEl) return;
+    var text = state === 'live' ? 'live' : 'reconnecting\u2026';
+    setText(connEl, text);
+    connEl.setAttribute('data-state', state);
+    if (document.body) document.body.setAttribute('data-conn', state === 'live' ? 'up' : 'down');
+  }
+
+  var es = null;
+  var retryTimer = null;
+
+  function onStateEvent(ev) {
+    var st;
+    try {
+      st = JSON.parse(ev.data);
+    } catch (e) {
+      return; // ignore malformed frames
+    }
+    lastEventAt = Date.now();
+    setConn('live');
+    try {
+      renderState(st);
+      pushLive(st);
+    } catch (e) {
+      if (window.console) console.warn('dashboard update failed:', e);
+    }
+  }
+
+  function connect() {
+    if (typeof window.EventSource !== 'function') return;
+    retryTimer = null;
+    try {
+      es = new EventSource('/api/events');
+    } catch (e) {
+      setConn('reconnecting');
+      retryTimer = setTimeout(connect, 5000);
+      return;
+    }
+    es.addEventListener('state', onStateEvent);
+    es.onmessage = onStateEvent; // tolerate un-named events carrying the same payload
+    es.onerror = function () {
+      setConn('reconnecting');
+      // The browser retries by itself unless the stream was closed for good
+      // (e.g. an HTTP error status); then retry manually.
+      if (es && es.readyState === 2 /* CLOSED */ && !retryTimer) {
+        es.close();
+        retryTimer = setTimeout(connect, 5000);
+      }
+    };
+  }
+
+  function watchdog() {
+    if (lastEventAt && Date.now() - lastEventAt > WATCHDOG_S * 1000) setConn('reconnecting');
+  }
+
+  // ---------------------------------------------------------------- start
+
+  function start() {
+    initChart();
+    fetchJson('/api/state')
+      .then(function (st) {
+        // do not overwrite fresher data from an SSE event that won the race
+        if (!lastEventAt) renderState(st);
+      })
+      .catch(function (e) {
+        if (window.console) console.warn('initial state unavailable:', e && e.message);
+      });
+    seedChart();
+    connect();
+    setInterval(watchdog, 2000);
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();

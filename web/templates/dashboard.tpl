@@ -1,0 +1,47 @@
+% rebase('base.tpl', title=title, active=active, nav=nav, version=version)
+<h1 class="visually-hidden">Dashboard</h1>
+
+<section class="kpis" aria-label="Key figures">
+  <article class="card kpi" id="kpi-soc" data-testid="kpi-soc">
+    <h2 class="kpi-label">State of charge <span class="stale-badge" hidden>stale</span></h2>
+    <p class="kpi-value" id="kpi-soc-value" data-testid="kpi-soc-value">—</p>
+    <p class="kpi-sub" id="kpi-soc-sub" data-testid="kpi-soc-sub">&nbsp;</p>
+  </article>
+
+  <article class="card kpi kpi-bess" id="kpi-bess-power" data-testid="kpi-bess-power">
+    <h2 class="kpi-label">Battery power <span class="stale-badge" hidden>stale</span></h2>
+    <p class="kpi-value" id="kpi-bess-power-value" data-testid="kpi-bess-power-value">—</p>
+    <p class="kpi-sub" id="kpi-bess-power-sub" data-testid="kpi-bess-power-sub">&nbsp;</p>
+  </article>
+
+  <article class="card kpi" id="kpi-strategy" data-testid="kpi-strategy">
+    <h2 class="kpi-label">Strategy</h2>
+    <p class="kpi-value" id="kpi-strategy-value" data-testid="kpi-strategy-value">—</p>
+    <p class="kpi-sub" id="kpi-strategy-sub" data-testid="kpi-strategy-mode">&nbsp;</p>
+  </article>
+
+  <article class="card kpi" id="kpi-profit" data-testid="kpi-profit">
+    <h2 class="kpi-label">Expected profit (24 h)</h2>
+    <p class="kpi-value" id="kpi-profit-value" data-testid="kpi-profit-value">—</p>
+    <p class="kpi-sub" id="kpi-profit-sub" data-testid="kpi-profit-sub">forecast, next 24 h</p>
+  </article>
+</section>
+
+<section class="card chart-card" aria-labelledby="chart-title">
+  <div class="card-head">
+    <h2 id="chart-title">Power flow</h2>
+    <span class="muted">last 15 min · kW</span>
+  </div>
+  <div class="chart-wrap">
+    <canvas id="power-chart" data-testid="power-chart" role="img"
+            aria-label="Line chart of PV, load, grid and battery power in kW over the last 15 minutes"></canvas>
+  </div>
+  <p class="status-line">
+    <span>DSO: <span id="dso-state" data-testid="dso-state" class="dso-state">—</span></span>
+    <span class="sep" aria-hidden="true">·</span>
+    <span>Event-loop lag p99: <span id="loop-lag" data-testid="loop-lag">—</span></span>
+  </p>
+</section>
+
+<script src="/static/vendor/chartjs/chart.umd.min.js" defer></script>
+<script src="/static/js/dashboard.js" defer></script>
