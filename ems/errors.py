@@ -26,6 +26,26 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+@dataclass(frozen=True)
+class ProfileProblem:
+    """One thing wrong in a device profile: which file, where in it (`registers.soc_pct.type`) and what."""
+
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.path}: {self.message}"
+
+
+class ProfileError(Exception):
+    """A device profile that must not be used; lists every problem in the file, not just the first."""
+
+    def __init__(self, problems: list[ProfileProblem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
 class ApiError(Exception):
     """A bad request: HTTP status, the offending field and a message for the user."""
 
