@@ -20,7 +20,7 @@ from .api.app import create_app
 from .api.server import WebServer
 from .bus import TelemetryBus
 from .clock import ScaledClock
-from .config import ConfigStore
+from .config import SECTIONS, ConfigStore
 from .dispatch import self_consumption_request_w
 from .history import HistoryRecorder, HistoryStore
 from .notifications import Notifications
@@ -105,6 +105,10 @@ class Runtime:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         self.config.set_dispatch(loop.call_soon_threadsafe)
+        # Subsystems read the live config every cycle; subscribing here makes each change visible to users.
+        for section in SECTIONS:
+            self.config.subscribe(section, lambda cfg, section=section: self.notifications.add(
+                "info", "config", f"settings '{section}' changed and applied"))
 
         if self.plant is not None:
             self.supervisor.add("plant_simulator", self.plant.run)

@@ -123,6 +123,9 @@ def test_config_section_change_over_http_is_validated_saved_and_applied(ems_fact
     assert yaml.safe_load(ems.config_path.read_text())["grid_connection"]["max_power_kw"] == 12.5
     assert Path(str(ems.config_path) + ".bak").exists()
     assert ems.get("/api/config/grid_connection")[1]["grid_connection"]["max_power_kw"] == 12.5
+    notes = wait_until(lambda: [n for n in ems.get("/api/notifications")[1]["notifications"]
+                                if n["category"] == "config"], 5)
+    assert notes[0]["message"] == "settings 'grid_connection' changed and applied"
 
 
 def test_sigterm_stops_within_5s_flushes_history_and_leaves_plant_safe(ems_factory):
@@ -184,3 +187,21 @@ def test_systemd_gets_ready_and_watchdog_notifications(ems_factory, tmp_path):
     assert any("WATCHDOG=1" in m for m in messages), messages
     ems.stop()
     sock.close()
+
+
+def test_changed_battery_limits_apply_without_restart(ems_factory):
+    ems = ems_factory(FAST)
+    bess = ems.get("/api/config/bess")[1]["bess"]
+    status, _ = ems.post("/api/config/bess", json.dumps({**bess, "max_charge_power_kw": 0.3,
+                                                         "max_discharge_power_kw": 0.3}).encode())
+    assert status == 200
+
+    def clamped():
+        plant = ems.get("/api/state")[1]["plant"]
+        return abs(plant["bess"]["power_w"]["value"]) <= 300.0 + 1e-6
+
+    # Several consecutive states within the new limit: the running safety loop uses the new section.
+    for _ in range(3):
+        wait_until(clamped, 5)
+        time.sleep(0.3)
+    assert ems.proc.poll() is None
