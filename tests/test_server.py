@@ -190,7 +190,9 @@ def test_systemd_gets_ready_and_watchdog_notifications(ems_factory, tmp_path):
 
 
 def test_changed_battery_limits_apply_without_restart(ems_factory):
-    ems = ems_factory(FAST)
+    noon = demo_config(simulator={"speed": 1.0, "step_s": 0.2, "start": "2024-06-15T12:00:00+02:00"})
+    ems = ems_factory(noon)
+    wait_until(lambda: abs(ems.get("/api/state")[1]["plant"]["bess"]["power_w"]["value"]) > 1000, 5)
     bess = ems.get("/api/config/bess")[1]["bess"]
     status, _ = ems.post("/api/config/bess", json.dumps({**bess, "max_charge_power_kw": 0.3,
                                                          "max_discharge_power_kw": 0.3}).encode())
