@@ -32,6 +32,7 @@ class TaskInfo:
     state: str = "pending"  # pending | running | backoff | stopped | finished
     restarts: int = 0
     last_error: str | None = None
+    next_restart_s: float | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -96,7 +97,12 @@ class Supervisor:
                                        f"subsystem {info.name} crashed ({info.last_error}); "
                                        f"restart {info.restarts} in {backoff_s:.0f} s")
                 info.state = "backoff"
-                await asyncio.sleep(backoff_s)
+                info.next_restart_s = backoff_s
+                try:
+                    await asyncio.sleep(backoff_s)
+                except asyncio.CancelledError:
+                    info.state = "stopped"
+                    raise
                 backoff_s = min(BACKOFF_MAX_S, backoff_s * 2)
             else:
                 info.state = "finished"
@@ -113,5 +119,6 @@ class Supervisor:
                 log.error("subsystem %s did not stop within %.1f s", task.get_name(), timeout_s)
 
     def status(self) -> dict[str, Any]:
-        return {name: {"state": i.state, "restarts": i.restarts, "last_error": i.last_error}
+        return {name: {"state": i.state, "restarts": i.restarts, "last_error": i.last_error,
+                       "next_restart_s": i.next_restart_s if i.state == "backoff" else None}
                 for name, i in self.tasks.items()}

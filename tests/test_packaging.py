@@ -28,8 +28,11 @@ def test_wheel_carries_web_profiles_data_and_the_console_script(tmp_path: Path):
                      "ems/profiles/README.md", "ems/data/ems.demo.yaml", "ems/data/SOURCES.md",
                      "ems/data/household_H25_2024_4000kWh_15min.csv", "ems/data/pv_per_kwp_2023_2024_hourly.csv"):
         assert required in names, f"{required} is not in the wheel"
-    for profile in (ROOT / "profiles").glob("*.yaml"):
-        assert f"ems/profiles/{profile.name}" in names
+    shipped = [p for p in (ROOT / "profiles").rglob("*") if p.is_file()]
+    assert len(shipped) > 10
+    for profile in shipped:
+        assert f"ems/profiles/{profile.relative_to(ROOT / 'profiles')}" in names, profile
+    assert "ems/devices/codec.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "ems = ems.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

@@ -136,7 +136,17 @@ def _scaled(reg: RegisterDef, raw: int | float, sf: int | None) -> int | float:
     if (isinstance(raw, int) and float(reg.scale).is_integer() and float(reg.offset).is_integer()
             and exponent >= 0):
         return raw * int(reg.scale) * 10 ** exponent + int(reg.offset)
-    return raw * reg.scale * 10.0 ** exponent + reg.offset
+    value: float = raw
+    factor = reg.scale * 10.0 ** exponent
+    if factor != 1:
+        value = value * factor
+    if reg.offset:
+        value = value + reg.offset  # skipped at 0 so a float -0.0 keeps its sign
+    return float(value)
+
+
+def _finite_or_none(value: int | float) -> int | float | None:
+    return value if isinstance(value, int) or math.isfinite(value) else None
 
 
 def decode(reg: RegisterDef, words: Sequence[int], sf: int | None = None) -> Any:
@@ -173,7 +183,7 @@ def decode(reg: RegisterDef, words: Sequence[int], sf: int | None = None) -> Any
         raw = int.from_bytes(data, "big", signed=INT_TYPES[reg.type][1])
     if reg.scale_register is not None and sf is None:
         return None
-    return _scaled(reg, raw, sf)
+    return _finite_or_none(_scaled(reg, raw, sf))  # never NaN/inf: consumers compare values
 
 
 # --- encode ----------------------------------------------------------------------------------------
@@ -231,17 +241,17 @@ def encode(reg: RegisterDef, value: Any, sf: int | None = None) -> list[int]:
             raise CodecError(reg.name, f"{value} is below the minimum {reg.min:g} {reg.unit or ''}".rstrip())
         if reg.max is not None and number > Fraction(reg.max):
             raise CodecError(reg.name, f"{value} is above the maximum {reg.max:g} {reg.unit or ''}".rstrip())
-        raw_q = (number - Fraction(reg.offset)) / (Fraction(reg.scale) * Fraction(10) ** (sf or 0))
         if reg.type in FLOAT_TYPES:
+            raw_f = (float(value) - reg.offset) / (reg.scale * 10.0 ** (sf or 0))  # float maths keeps -0.0
             try:
-                data = struct.pack(FLOAT_TYPES[reg.type][1], float(raw_q))
+                data = struct.pack(FLOAT_TYPES[reg.type][1], raw_f)
             except (OverflowError, struct.error):
                 raise CodecError(reg.name, f"{value} is out of range for {reg.type}") from None
             if not math.isfinite(struct.unpack(FLOAT_TYPES[reg.type][1], data)[0]):
                 raise CodecError(reg.name, f"{value} is out of range for {reg.type}")
         else:
             words, signed = INT_TYPES[reg.type]
-            raw = _round_half_away(raw_q)
+            raw = _round_half_away((number - Fraction(reg.offset)) / (Fraction(reg.scale) * Fraction(10) ** (sf or 0)))
             bits = 16 * words
             lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
             if not lo <= raw <= hi:
@@ -272,13 +282,8 @@ def decode_values(registers: Mapping[str, RegisterDef], words_by_name: Mapping[s
         else:
             pending.append((reg, words))
     for reg, words in pending:
-        if reg.scale_register in values:
-            sf = values[reg.scale_register]
-        elif reg.scale_register in words_by_name:
-            sf = decode(registers[reg.scale_register], words_by_name[reg.scale_register])
-        else:
-            sf = None
-        values[reg.name] = decode(reg, words, sf=int(sf) if sf is not None else None) if sf is not None else None
+        sf = values.get(reg.scale_register)  # None: not read, or "not implemented"
+        values[reg.name] = None if sf is None else decode(reg, words, sf=int(sf))
     return values
 
 

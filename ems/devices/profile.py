@@ -21,7 +21,9 @@ Format (top-level keys; see the shipped profiles for complete examples):
                  opposite of ours), description, vendor_name, values ({raw: label} for enums),
                  na_values (raw bit patterns meaning "not available", or `sunspec`),
                  scale_register (SunSpec: a register holding the power-of-ten scale factor)}
-    alarms:      [{register (bool or bitfield), bit, name, severity (info|warning|critical|shutdown), text}]
+    alarms:      [{register (bool or bitfield), bit, name, severity, text}]; severity: info (shown),
+                 warning (notified), critical (notified; the device needs attention), shutdown (the
+                 device cannot run safely: the safety loop is expected to go to 0 W)
     status_codes: {register, codes: {raw: text}}
     controls:    remote_enable {register, on_value, off_value}; active_power_set_w, grid_power_set_w,
                  active_power_limit_pct {register, and for devices that take a direction and an
@@ -62,6 +64,7 @@ SEVERITIES = ("info", "warning", "critical", "shutdown")
 PARITIES = ("N", "E", "O")
 BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 HEARTBEAT_MODES = ("counter", "toggle")
+NUMERIC_TYPES = (*INT_TYPES, *FLOAT_TYPES)
 KEY_PATTERN = re.compile(r"[a-z0-9_]{1,64}")
 NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}")
 _EMPTY: Mapping[Any, Any] = types.MappingProxyType({})
@@ -321,6 +324,7 @@ class _Checker:
         if not isinstance(value, dict):
             self.fail(path, f"must be a mapping of keys (got {type(value).__name__})")
             return None
+        value = {k: v for k, v in value.items() if v is not None}  # null = not set (JSON from the UI)
         allowed = list(allowed)
         for key in value:
             if key not in allowed:
@@ -379,7 +383,10 @@ class _Checker:
             self.fail(_join(path, key), "must not be 0 (allowed: any finite number except 0)")
             return default
         if (lo is not None and v < lo) or (hi is not None and v > hi):
-            allowed = f"{lo:g}..{hi:g}" if lo is not None and hi is not None else (f">= {lo:g}" if lo is not None else f"<= {hi:g}")
+            if lo is not None and hi is not None:
+                allowed = f"{lo:g}..{hi:g}"
+            else:
+                allowed = f">= {lo:g}" if lo is not None else f"<= {hi:g}"
             self.fail(_join(path, key), f"{v:g} is out of range (allowed: {allowed})")
             return default
         return float(v)
@@ -435,10 +442,10 @@ _REGISTER_KEYS = ("address", "function", "type", "count", "word_order", "byte_or
 
 
 def _parse_register(ck: _Checker, name: str, raw: Any, path: str, points: tuple[str, ...]) -> RegisterDef | None:
+    before = len(ck.problems)
     d = ck.mapping(raw, path, _REGISTER_KEYS, required=("address", "function", "type"))
     if d is None:
         return None
-    before = len(ck.problems)
     address = ck.integer(d, "address", path, lo=0, hi=65535)
     function = ck.choice(d, "function", path, FUNCTIONS)
     type_ = ck.choice(d, "type", path, REGISTER_TYPES)
@@ -446,8 +453,8 @@ def _parse_register(ck: _Checker, name: str, raw: Any, path: str, points: tuple[
     if function is not None and type_ is not None:
         bits = function in BIT_FUNCTIONS
         if bits and type_ not in ("bool", "bitfield"):
-            ck.fail(_join(path, "type"), f"{type_} cannot be read from {'coils' if function == 1 else 'discrete inputs'} "
-                                         "(allowed: bool, bitfield)")
+            source = "coils" if function == 1 else "discrete inputs"
+            ck.fail(_join(path, "type"), f"{type_} cannot be read from {source} (allowed: bool, bitfield)")
         elif "count" in d and type_ not in ("string", "bitfield"):
             ck.fail(_join(path, "count"), f"only for string and bitfield; {type_} always spans "
                                           f"{words_per_type(type_, None, function)}")
@@ -475,7 +482,8 @@ def _parse_register(ck: _Checker, name: str, raw: Any, path: str, points: tuple[
     category = ck.choice(d, "category", path, CATEGORIES, "telemetry")
     access = ck.choice(d, "access", path, ACCESS, "r")
     if function in (2, 4) and access not in (None, "r"):
-        ck.fail(_join(path, "access"), f"{access!r} is not allowed for function {function}, which is read-only (allowed: r)")
+        ck.fail(_join(path, "access"),
+                f"{access!r} is not allowed for function {function}, which is read-only (allowed: r)")
     writable = access is not None and "w" in access
     write_function = None
     if "write_function" in d and not writable:
@@ -493,11 +501,11 @@ def _parse_register(ck: _Checker, name: str, raw: Any, path: str, points: tuple[
         ck.fail(_join(path, "min"), f"{lo:g} is above max {hi:g}")
     point = ck.choice(d, "point", path, points) if "point" in d else None
     sign = ck.choice(d, "sign", path, (1, -1), 1)
-    if "sign" in d and "point" not in d:
+    if sign == -1 and "point" not in d:
         ck.fail(_join(path, "sign"), "only together with point (it converts to our sign convention)")
     description = ck.string(d, "description", path, "")
     vendor_name = ck.string(d, "vendor_name", path)
-    values: Mapping[int, str] = field(default_factory=lambda: _EMPTY)
+    values: Mapping[int, str] = _EMPTY
     if "values" in d:
         values = types.MappingProxyType(ck.int_keyed(d["values"], _join(path, "values")))
     na_values: tuple[int, ...] = ()
@@ -555,7 +563,7 @@ def _ref(ck: _Checker, registers: Mapping[str, RegisterDef], name: Any, path: st
     if reg is None and name in ck.declared:
         return None  # the register itself is broken and already reported
     if reg is None:
-        close = difflib.get_close_matches(name, list(registers), n=1)
+        close = difflib.get_close_matches(name, sorted(ck.declared | set(registers)), n=1)
         hint = f", did you mean '{close[0]}'?" if close else ""
         ck.fail(path, f"unknown register '{name}'{hint}")
         return None
@@ -618,11 +626,12 @@ def _parse_setpoint(ck: _Checker, raw: Any, path: str, registers: Mapping[str, R
     if d is None or "register" not in d:
         return None
     before = len(ck.problems)
-    register = _ref(ck, registers, d["register"], _join(path, "register"), writable=True)
+    register = _ref(ck, registers, d["register"], _join(path, "register"), writable=True, types_=NUMERIC_TYPES)
     direction = None
     values = {}
     if "direction_register" in d:
-        direction = _ref(ck, registers, d["direction_register"], _join(path, "direction_register"), writable=True)
+        direction = _ref(ck, registers, d["direction_register"], _join(path, "direction_register"), writable=True,
+                         types_=tuple(INT_TYPES))
         for key in ("charge_value", "discharge_value", "idle_value"):
             if key not in d:
                 ck.fail(_join(path, key), "is required with direction_register")
@@ -649,7 +658,8 @@ def _parse_controls(ck: _Checker, raw: Any, registers: Mapping[str, RegisterDef]
         r = {"register": r} if isinstance(r, str) else r
         rd = ck.mapping(r, "controls.remote_enable", ("register", "on_value", "off_value"), required=("register",))
         if rd is not None and "register" in rd:
-            reg = _ref(ck, registers, rd["register"], "controls.remote_enable.register", writable=True)
+            reg = _ref(ck, registers, rd["register"], "controls.remote_enable.register", writable=True,
+                       types_=("bool", *INT_TYPES))
             on = ck.integer(rd, "on_value", "controls.remote_enable", 1, lo=0, hi=65535)
             off = ck.integer(rd, "off_value", "controls.remote_enable", 0, lo=0, hi=65535)
             remote = SwitchControl(reg, on, off) if reg else None
@@ -661,7 +671,8 @@ def _parse_controls(ck: _Checker, raw: Any, registers: Mapping[str, RegisterDef]
         h = {"register": h} if isinstance(h, str) else h
         hd = ck.mapping(h, "controls.heartbeat", ("register", "period_s", "mode"), required=("register",))
         if hd is not None and "register" in hd:
-            reg = _ref(ck, registers, hd["register"], "controls.heartbeat.register", writable=True)
+            reg = _ref(ck, registers, hd["register"], "controls.heartbeat.register", writable=True,
+                       types_=("bool", *INT_TYPES))
             period = ck.number(hd, "period_s", "controls.heartbeat", 1.0, lo=0.1, hi=600)
             mode = ck.choice(hd, "mode", "controls.heartbeat", HEARTBEAT_MODES, "counter")
             heartbeat = HeartbeatControl(reg, period, mode) if reg else None
@@ -703,7 +714,7 @@ def _parse_dso(ck: _Checker, raw: Any, registers: Mapping[str, RegisterDef]) -> 
             if reg and pct is not None:
                 steps.append(DsoStep(reg, pct, invert))
     default = ck.number(d, "default_limit_pct", "dso", 100.0, lo=0, hi=100)
-    if not trip and not steps:
+    if not d.get("trip") and not d.get("steps"):
         ck.fail("dso", "maps no input (allowed: trip and/or steps)")
     return DsoMapping(tuple(trip), tuple(steps), default)
 
@@ -713,7 +724,7 @@ def _parse_rtc(ck: _Checker, raw: Any, registers: Mapping[str, RegisterDef]) -> 
     d = ck.mapping(raw, "rtc", names, required=names)
     if d is None or any(n not in d for n in names):
         return None
-    refs = [_ref(ck, registers, d[n], f"rtc.{n}", writable=True) for n in names]
+    refs = [_ref(ck, registers, d[n], f"rtc.{n}", writable=True, types_=tuple(INT_TYPES)) for n in names]
     return None if None in refs else RtcRegisters(*refs)
 
 
@@ -763,7 +774,8 @@ def parse_profile(data: Any, key: str, file: str = "<memory>") -> Profile:
         meta = ProfileMeta(vendor=ck.string(md, "vendor", "meta"), model=ck.string(md, "model", "meta"),
                            kind=ck.choice(md, "kind", "meta", KINDS), source=ck.string(md, "source", "meta"),
                            verified=ck.boolean(md, "verified", "meta"),
-                           description=ck.string(md, "description", "meta", ""), notes=ck.string(md, "notes", "meta", ""))
+                           description=ck.string(md, "description", "meta", ""),
+                           notes=ck.string(md, "notes", "meta", ""))
 
     connection = ConnectionDefaults()
     cd = ck.mapping(top.get("connection"), "connection", [f.name for f in dataclasses.fields(ConnectionDefaults)])
@@ -879,7 +891,7 @@ def _register_to_json(reg: RegisterDef) -> dict[str, Any]:
         v = getattr(reg, f.name)
         if f.name == "count" and reg.type not in ("string", "bitfield"):
             continue  # derived from the type
-        if f.name == "write_function" and v is None:
+        if v is None or (f.name in ("values", "na_values") and not v):
             continue
         if f.name == "values":
             v = {str(k): t for k, t in v.items()}

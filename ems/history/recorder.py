@@ -7,6 +7,7 @@ On shutdown the pending batch is flushed.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 from typing import Any, Callable
@@ -51,6 +52,9 @@ class HistoryRecorder:
         self.pending: list[dict[str, Any]] = []
         self.rows_written = 0
         self.batches_written = 0
+        # One writer thread of our own: batches are written in order and never queue behind other work.
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="history")
+        self._in_flight: tuple[list[dict[str, Any]], concurrent.futures.Future[bool]] | None = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -66,18 +70,32 @@ class HistoryRecorder:
                     await self.flush()
                 if time.monotonic() - last_prune >= PRUNE_INTERVAL_S:
                     last_prune = time.monotonic()
-                    await loop.run_in_executor(None, self.store.prune, now, cfg.retention_days)
+                    await loop.run_in_executor(self._executor, self.store.prune, now, cfg.retention_days)
         finally:
-            # Shutdown: write what is pending, synchronously, so it is on disk before the process exits.
-            if self.pending:
-                batch, self.pending = self.pending, []
-                self._write(batch)
+            self._finish_on_stop()
+
+    def _finish_on_stop(self) -> None:
+        """Shutdown: settle the batch in flight, then write what is pending, before the store closes."""
+        if self._in_flight is not None:
+            batch, future = self._in_flight
+            self._in_flight = None
+            if future.cancel() or not future.result(timeout=30):
+                self.pending = batch + self.pending
+        if self.pending:
+            batch, self.pending = self.pending, []
+            if not self._write(batch):
+                log.error("%d history rows could not be written at shutdown", len(batch))
+        self._executor.shutdown(wait=True)
 
     async def flush(self) -> None:
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        if not await asyncio.get_running_loop().run_in_executor(None, self._write, batch):
+        future = self._executor.submit(self._write, batch)
+        self._in_flight = (batch, future)
+        ok = await asyncio.wrap_future(future)
+        self._in_flight = None
+        if not ok:
             # Keep the rows for the next attempt (a full disk may clear), but bounded: memory is small too.
             self.pending = (batch + self.pending)[-MAX_PENDING_ROWS:]
 

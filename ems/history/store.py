@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import threading
 from pathlib import Path
@@ -52,8 +53,8 @@ CREATE INDEX IF NOT EXISTS optimization_runs_ts ON optimization_runs(ts);
 
 _BUCKET_UPSERT = f"""
 INSERT INTO telemetry_15min (bucket_ts, n, {", ".join(f"{c}_sum, {c}_n" for c in TELEMETRY_COLUMNS)})
-VALUES (?, 1, {", ".join("?, ?" for _ in TELEMETRY_COLUMNS)})
-ON CONFLICT(bucket_ts) DO UPDATE SET n = n + 1,
+VALUES (?, ?, {", ".join("?, ?" for _ in TELEMETRY_COLUMNS)})
+ON CONFLICT(bucket_ts) DO UPDATE SET n = n + excluded.n,
 {", ".join(f"{c}_sum = coalesce({c}_sum, 0) + coalesce(excluded.{c}_sum, 0), {c}_n = {c}_n + excluded.{c}_n"
            for c in TELEMETRY_COLUMNS)}
 """
@@ -81,7 +82,8 @@ class HistoryStore:
     def _reader(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10.0, check_same_thread=False)
+            conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True, timeout=10.0,
+                                   check_same_thread=False)
             conn.execute("PRAGMA busy_timeout=10000")
             self._local.conn = conn
             with self._readers_lock:
@@ -90,23 +92,32 @@ class HistoryStore:
 
     # -- writes -------------------------------------------------------------------------------
     def write_telemetry(self, rows: Sequence[dict[str, Any]]) -> int:
-        """Insert rows (dicts with `ts` and TELEMETRY_COLUMNS) in one transaction; returns rows written."""
+        """Insert rows (dicts with `ts` and TELEMETRY_COLUMNS) in one transaction; returns rows written.
+
+        A row whose `ts` already exists replaces it, and its old values are taken out of the 15-min
+        aggregate first, so long-range averages always summarise exactly the raw rows.
+        """
         if not rows:
             return 0
-        raw = [(r["ts"], *(r.get(c) for c in TELEMETRY_COLUMNS)) for r in rows]
-        buckets = []
-        for r in rows:
-            values: list[Any] = [int(r["ts"] // BUCKET_S * BUCKET_S)]
-            for c in TELEMETRY_COLUMNS:
-                v = r.get(c)
-                values += [v, 0 if v is None else 1]
-            buckets.append(values)
+        columns = ", ".join(TELEMETRY_COLUMNS)
         placeholders = ", ".join("?" for _ in range(len(TELEMETRY_COLUMNS) + 1))
         with self._write_lock, self._writer:
-            self._writer.executemany(
-                f"INSERT OR REPLACE INTO telemetry (ts, {', '.join(TELEMETRY_COLUMNS)}) VALUES ({placeholders})", raw)
-            self._writer.executemany(_BUCKET_UPSERT, buckets)
+            for r in rows:
+                old = self._writer.execute(f"SELECT ts, {columns} FROM telemetry WHERE ts = ?", (r["ts"],)).fetchone()
+                if old is not None:
+                    self._writer.execute(_BUCKET_UPSERT, self._bucket_values(old[0], old[1:], sign=-1))
+                values = [r.get(c) for c in TELEMETRY_COLUMNS]
+                self._writer.execute(f"INSERT OR REPLACE INTO telemetry (ts, {columns}) VALUES ({placeholders})",
+                                     (r["ts"], *values))
+                self._writer.execute(_BUCKET_UPSERT, self._bucket_values(r["ts"], values, sign=1))
         return len(rows)
+
+    @staticmethod
+    def _bucket_values(ts: float, values: Sequence[Any], sign: int) -> list[Any]:
+        out: list[Any] = [int(ts // BUCKET_S * BUCKET_S), sign]
+        for v in values:
+            out += [None if v is None else sign * v, 0 if v is None else sign]
+        return out
 
     def record_optimization_run(self, ts: float, strategy: str, status: str, solver: str | None = None,
                                 objective_eur: float | None = None, expected_profit_eur: float | None = None,
@@ -136,29 +147,29 @@ class HistoryStore:
         return [self._row(cur.description, r) for r in reversed(cur.fetchall())]
 
     def state_history(self, since_ts: float, until_ts: float, max_points: int) -> list[dict[str, Any]]:
-        """Averages over equal time buckets so that at most `max_points` rows come back, oldest first.
+        """Averages over equal time buckets, at most `max_points` rows, oldest first.
 
-        Spans that raw rows still cover are averaged from them; older spans come from the 15-min table.
+        Spans that raw rows still cover are averaged from them; longer ones (or buckets of 15 min and more)
+        come from the 15-min table, whole 15-min buckets only.
         """
         span_s = max(1.0, until_ts - since_ts)
-        bucket_s = max(1.0, span_s / max_points)
-        raw_from = until_ts - RAW_RETENTION_DAYS * 86400
-        rows: list[dict[str, Any]] = []
+        bucket_s = span_s / max_points
         conn = self._reader()
-        if since_ts < raw_from or bucket_s >= BUCKET_S:
-            b = max(BUCKET_S, bucket_s // BUCKET_S * BUCKET_S)
+        if since_ts < until_ts - RAW_RETENTION_DAYS * 86400 or bucket_s >= BUCKET_S:
+            b = math.ceil(bucket_s / BUCKET_S) * BUCKET_S
+            first = math.ceil(since_ts / BUCKET_S) * BUCKET_S
             avgs = ", ".join(f"sum({c}_sum) / nullif(sum({c}_n), 0) AS {c}" for c in TELEMETRY_COLUMNS)
             cur = conn.execute(
-                f"SELECT (bucket_ts / ?) * ? AS ts, {avgs} FROM telemetry_15min WHERE bucket_ts >= ? AND bucket_ts < ?"
-                " GROUP BY bucket_ts / ? ORDER BY ts", (int(b), int(b), int(since_ts // BUCKET_S * BUCKET_S),
-                                                         until_ts, int(b)))
+                f"SELECT ? + ((bucket_ts - ?) / ?) * ? AS ts, {avgs} FROM telemetry_15min"
+                " WHERE bucket_ts >= ? AND bucket_ts < ? GROUP BY (bucket_ts - ?) / ? ORDER BY ts",
+                (first, first, b, b, first, until_ts, first, b))
             return [self._row(cur.description, r) for r in cur.fetchall()]
         avgs = ", ".join(f"avg({c}) AS {c}" for c in TELEMETRY_COLUMNS)
         cur = conn.execute(
             f"SELECT min(ts) AS ts, {avgs} FROM telemetry WHERE ts >= ? AND ts <= ?"
-            " GROUP BY CAST((ts - ?) / ? AS INTEGER) ORDER BY ts", (since_ts, until_ts, since_ts, bucket_s))
-        rows.extend(self._row(cur.description, r) for r in cur.fetchall())
-        return rows
+            " GROUP BY min(?, CAST((ts - ?) / ? AS INTEGER)) ORDER BY ts",
+            (since_ts, until_ts, max_points - 1, since_ts, bucket_s))
+        return [self._row(cur.description, r) for r in cur.fetchall()]
 
     def optimization_runs(self, since_ts: float, limit: int = 500) -> list[dict[str, Any]]:
         cur = self._reader().execute(

@@ -1,0 +1,276 @@
+"""Who is asking, and may they? Request authentication and the account flows, independent of Bottle.
+
+The web layer turns each request into an `AuthRequest` (method, client address, session cookie,
+Authorization header, CSRF token from the `X-CSRF-Token` header or the `csrf_token` form field) and acts on
+the `AuthResult`: proceed with `result.principal`, or answer `result.status` with `result.message` and
+`result.headers()`, and set or clear the session cookie as the result says.
+
+Rules:
+- `Authorization: Bearer ems_…` (an API token) wins over a cookie and needs no CSRF token: browsers never
+  attach it to a cross-site request on their own.
+- With a session cookie, every method other than GET/HEAD/OPTIONS needs the session's CSRF token (403).
+- The user is read from the store on every request: a deleted, disabled or demoted user loses their access
+  with the next request, and a session from before a password change (`credential_version`) is ended (401).
+- Logins are throttled per address and per username (429 with Retry-After); a throttled attempt does not
+  check the password.
+
+Time is wall-clock time (`time.time`), never the plant's simulated clock, which may run faster.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .passwords import PasswordHasher, ScryptParams
+from .permissions import Principal, Via, actions_for, allowed
+from .sessions import Session, SessionPolicy, SessionStore, check_csrf
+from .store import User, UserError, UserStore
+from .throttle import ADDRESS_POLICY, USER_POLICY, LoginThrottle, ThrottlePolicy
+from .tokens import TokenStore
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "ems_session"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FORM_FIELD = "csrf_token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+USERS_FILE = "users.json"
+SESSIONS_FILE = "sessions.json"
+TOKENS_FILE = "api_tokens.json"
+
+
+@dataclass(frozen=True)
+class AuthRequest:
+    """What authentication needs from an HTTP request; `client_addr` is the socket peer (REMOTE_ADDR)."""
+
+    method: str
+    client_addr: str
+    session_cookie: str | None = None
+    authorization: str | None = None
+    csrf_token: str | None = None
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """The answer: status 200 with a principal, or 400/401/403/429 with a message for the user."""
+
+    status: int
+    message: str = ""
+    principal: Principal | None = None
+    session: Session | None = None
+    field: str | None = None
+    set_session_cookie: str | None = dataclasses.field(default=None, repr=False)  # a new session token to send as the cookie (after login)
+    clear_session_cookie: bool = False  # the browser's cookie is dead: delete it
+    retry_after_s: int | None = None
+    bearer_challenge: bool = False  # a bad API token: answer with WWW-Authenticate: Bearer
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+    @property
+    def csrf_token(self) -> str | None:
+        """The token pages must embed and scripts must send back in X-CSRF-Token (session logins only)."""
+        return self.session.csrf_token if self.session else None
+
+    def headers(self) -> dict[str, str]:
+        out = {}
+        if self.retry_after_s is not None:
+            out["Retry-After"] = str(self.retry_after_s)
+        if self.bearer_challenge:
+            out["WWW-Authenticate"] = 'Bearer realm="ems", error="invalid_token"'
+        return out
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    session: SessionPolicy = field(default_factory=SessionPolicy)
+    address_throttle: ThrottlePolicy = ADDRESS_POLICY
+    user_throttle: ThrottlePolicy = USER_POLICY
+    token_touch_interval_s: float = 300.0
+    scrypt: ScryptParams = field(default_factory=ScryptParams)
+
+
+def _fail(status: int, message: str, **kw: Any) -> AuthResult:
+    return AuthResult(status=status, message=message, **kw)
+
+
+class Security:
+    """Users, sessions, API tokens and login throttling together, with the flows that must touch several."""
+
+    def __init__(self, users: UserStore, sessions: SessionStore, tokens: TokenStore, throttle: LoginThrottle,
+                 now: Callable[[], float] = time.time):
+        self.users = users
+        self.sessions = sessions
+        self.tokens = tokens
+        self.throttle = throttle
+        self._now = now
+
+    @classmethod
+    def open(cls, data_dir: str | os.PathLike[str], now: Callable[[], float] = time.time,
+             settings: SecuritySettings = SecuritySettings()) -> "Security":
+        """The stores in `data_dir`: users.json, api_tokens.json, sessions.json (each with .bak/.lock)."""
+        base = Path(data_dir)
+        users = UserStore(base / USERS_FILE, now=now, hasher=PasswordHasher(settings.scrypt))
+        sessions = SessionStore(base / SESSIONS_FILE, now=now, policy=settings.session)
+        tokens = TokenStore(base / TOKENS_FILE, now=now, touch_interval_s=settings.token_touch_interval_s)
+        throttle = LoginThrottle(settings.address_throttle, settings.user_throttle)
+        return cls(users, sessions, tokens, throttle, now)
+
+    def close(self) -> None:
+        self.sessions.flush()
+
+    # -- every request -------------------------------------------------------------------------------------
+
+    def authenticate(self, req: AuthRequest) -> AuthResult:
+        """Who sent `req`: 200 with a principal, 401 (nobody, or dead credentials) or 403 (CSRF)."""
+        if req.authorization:
+            return self._authenticate_bearer(req.authorization)
+        if req.session_cookie:
+            return self._authenticate_session(req)
+        return _fail(401, "login required")
+
+    def authorize(self, req: AuthRequest, action: str | None) -> AuthResult:
+        """`authenticate`, then the permission table for `action` (None: a public route — never refused,
+        principal filled in when valid credentials came along)."""
+        result = self.authenticate(req)
+        if action is None:
+            return result if result.ok else AuthResult(200, clear_session_cookie=result.clear_session_cookie)
+        if not result.ok:
+            return result
+        assert result.principal is not None
+        if not allowed(result.principal.role, action):
+            return _fail(403, f"the role {result.principal.role!r} may not {action.replace('_', ' ')}",
+                         principal=result.principal, session=result.session)
+        return result
+
+    def _authenticate_bearer(self, header: str) -> AuthResult:
+        scheme, _, credentials = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            return _fail(401, "the Authorization header must be 'Bearer <API token>'", bearer_challenge=True)
+        token = self.tokens.lookup(credentials.strip())
+        if token is None:
+            return _fail(401, "unknown or revoked API token", bearer_challenge=True)
+        user = self.users.get(token.user_id)
+        if user is None or user.disabled:
+            return _fail(401, "the API token's user is disabled or deleted", bearer_challenge=True)
+        return AuthResult(200, principal=_principal(user, "token"))
+
+    def _authenticate_session(self, req: AuthRequest) -> AuthResult:
+        session = self.sessions.lookup(req.session_cookie)
+        if session is None:
+            return _fail(401, "your session has expired or ended; log in again", clear_session_cookie=True)
+        user = self.users.get(session.user_id)
+        if user is None or user.disabled or user.credential_version != session.credential_version:
+            self.sessions.end_key(session.key)
+            return _fail(401, "your session has ended (account changed); log in again", clear_session_cookie=True)
+        if req.method.upper() not in SAFE_METHODS and not check_csrf(session, req.csrf_token):
+            return _fail(403, f"missing or wrong CSRF token (send it in the {CSRF_HEADER} header); reload the page",
+                         field=CSRF_FORM_FIELD)
+        return AuthResult(200, principal=_principal(user, "session"), session=session)
+
+    # -- account flows -------------------------------------------------------------------------------------
+
+    def login(self, username: Any, password: Any, client_addr: str,
+              old_session_token: str | None = None) -> AuthResult:
+        """Check a username and password; on success a new session (the old cookie's session is ended)."""
+        for name, value in (("username", username), ("password", password)):
+            if not isinstance(value, str) or not value:
+                return _fail(400, "is required", field=name)
+        now = self._now()
+        decision = self.throttle.check(username, client_addr, now)
+        if not decision.allowed:
+            log.warning("login for %r from %s throttled (%s)", username[:64], client_addr, decision.scope)
+            return _fail(429, decision.message, retry_after_s=decision.retry_after_s)
+        outcome, user = self.users.authenticate(username, password)
+        if outcome == "wrong":
+            self.throttle.record_failure(username, client_addr, self._now())
+            log.warning("failed login for %r from %s", username[:64], client_addr)
+            return _fail(401, "wrong username or password", field="password")
+        assert user is not None
+        if outcome == "disabled":
+            return _fail(403, "this account is disabled; ask an administrator", field="username")
+        self.throttle.record_success(username, client_addr, self._now())
+        token, session = self.sessions.create(user.id, user.credential_version, replace_token=old_session_token)
+        log.info("user %r logged in from %s", user.username, client_addr)
+        return AuthResult(200, principal=_principal(user, "session"), session=session, set_session_cookie=token)
+
+    def logout(self, session_token: str | None) -> AuthResult:
+        """End the session of this cookie (its token answers 401 from now on) and clear the cookie."""
+        if session_token:
+            self.sessions.end(session_token)
+        return AuthResult(200, clear_session_cookie=True)
+
+    def change_own_password(self, principal: Principal, current_password: Any, new_password: Any,
+                            client_addr: str) -> AuthResult:
+        """A user changing their own password: every session of theirs ends; a session caller gets a new one."""
+        decision = self.throttle.check(principal.username, client_addr, self._now())
+        if not decision.allowed:
+            return _fail(429, decision.message, retry_after_s=decision.retry_after_s)
+        try:
+            user = self.users.change_password(principal.user_id, current_password, new_password)
+        except UserError as exc:
+            if exc.status == 403:
+                self.throttle.record_failure(principal.username, client_addr, self._now())
+            return _fail(exc.status, exc.message, field=exc.field)
+        self.sessions.end_all_for_user(user.id)
+        if principal.via != "session":
+            return AuthResult(200, principal=principal)
+        token, session = self.sessions.create(user.id, user.credential_version)
+        return AuthResult(200, principal=principal, session=session, set_session_cookie=token)
+
+    def set_password(self, user_id: int, new_password: Any) -> User:
+        """An admin setting someone's password: that user's sessions end."""
+        user = self.users.set_password(user_id, new_password)
+        self.sessions.end_all_for_user(user_id)
+        return user
+
+    def reset_password(self, username: str) -> str:
+        """A new random password (returned once); that user's sessions end."""
+        password = self.users.reset_password(username)
+        user = self.users.get_by_username(username)
+        if user is not None:
+            self.sessions.end_all_for_user(user.id)
+        return password
+
+    def update_user(self, user_id: int, changes: Any) -> User:
+        """Change name, e-mail, role or disabled flag; disabling ends the user's sessions."""
+        user = self.users.update(user_id, changes)
+        if user.disabled:
+            self.sessions.end_all_for_user(user_id)
+        return user
+
+    def delete_user(self, user_id: int) -> User:
+        """Delete an account (never the last enabled admin), its sessions and its API tokens."""
+        user = self.users.delete(user_id)
+        self.sessions.end_all_for_user(user_id)
+        self.tokens.revoke_all_for_user(user_id)
+        return user
+
+    # -- for the web layer ---------------------------------------------------------------------------------
+
+    def cookie_options(self, secure: bool) -> dict[str, Any]:
+        """Keyword arguments for bottle's `response.set_cookie(SESSION_COOKIE, token, **opts)`;
+        `secure` when the request came over TLS."""
+        return {"httponly": True, "samesite": "lax", "secure": secure, "path": "/",
+                "max_age": int(self.sessions.policy.absolute_timeout_s)}
+
+    def whoami(self, result: AuthResult) -> dict[str, Any]:
+        """The signed-in user as the user menu shows it, with the actions the UI may offer."""
+        principal = result.principal
+        if principal is None:
+            return {"authenticated": False, "actions": []}
+        user = self.users.get(principal.user_id)
+        return {"authenticated": True, "user": user.to_json() if user else None, "via": principal.via,
+                "role": principal.role, "actions": sorted(actions_for(principal.role)),
+                "csrf_token": result.csrf_token}
+
+
+def _principal(user: User, via: Via) -> Principal:
+    return Principal(user_id=user.id, username=user.username, role=user.role, via=via)
