@@ -25,8 +25,8 @@ demo: $(BIN)/python
 	@echo ""
 	@echo "  Phoenyra EMS demo (simulated household: 8 kWp PV, 10 kWh battery)"
 	@echo "  Dashboard: http://127.0.0.1:8080"
-	@echo "  Login:     none needed yet: the dashboard is open on 127.0.0.1 only (user accounts are not built yet)"
-	@echo "  Data:      $(DEMO_DATA)/ (config ems.yaml, history.db)   Stop: Ctrl-C"
+	@$(BIN)/ems --log-level WARNING user reset-password admin --data-dir $(DEMO_DATA)
+	@echo "  Data:      $(DEMO_DATA)/ (config ems.yaml, history.db, users.json)   Stop: Ctrl-C"
 	@echo ""
 	$(BIN)/ems run --data-dir $(DEMO_DATA)
 
@@ -35,7 +35,7 @@ test: deps-system $(BIN)/python
 	$(BIN)/python -m pytest -q
 
 bench: $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/run.py
 
 wheel: $(BIN)/python

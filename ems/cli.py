@@ -60,7 +60,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     web = store.config.web
     listen = Listen(args.host or web.host, args.port if args.port is not None else web.port)
     runtime = Runtime(store, data_dir, listen)
+    password = runtime.security.users.ensure_admin() if runtime.security.users.is_empty() else None
+    if password:
+        print(f"First start: created the administrator account.\n  Login: admin\n  Password: {password}\n"
+              f"(shown once; `ems user reset-password admin --data-dir {data_dir}` sets a new one)", flush=True)
     return asyncio.run(runtime.run())
+
+
+def cmd_user_reset_password(args: argparse.Namespace) -> int:
+    from .errors import ApiError
+    from .users.auth import Security
+
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    security = Security.open(data_dir)
+    try:
+        if args.username == "admin" and security.users.get_by_username("admin") is None:
+            password = security.users.ensure_admin() or security.reset_password("admin")
+        else:
+            password = security.reset_password(args.username)
+    except ApiError as exc:
+        print(f"{args.username}: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        security.close()
+    print(f"  Login: {args.username}\n  Password: {password}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, help="listen port (overrides web.port; 0 = any free port)")
     run.add_argument("--data-dir", help=f"history and state (default: {default_data_dir()})")
     run.set_defaults(func=cmd_run)
+    user = sub.add_parser("user", help="user accounts (for a locked-out installer)")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    reset = user_sub.add_parser("reset-password", help="set a new random password and print it "
+                                                       "(creates 'admin' if there is none); ends the user's sessions")
+    reset.add_argument("username")
+    reset.add_argument("--data-dir", help=f"where users.json lives (default: {default_data_dir()})")
+    reset.set_defaults(func=cmd_user_reset_password)
     check = sub.add_parser("check-config", help="validate a config file: prints ok, or every error and exits 2")
     check.add_argument("path")
     check.set_defaults(func=cmd_check_config)

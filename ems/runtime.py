@@ -30,6 +30,7 @@ from .sim.plant import resolve_start_epoch_s
 from .simulation import SimulatedPlant
 from .state import plant_state_to_json
 from .supervisor import Supervisor
+from .users.auth import Security
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class Runtime:
         self.bus = TelemetryBus()
         self.service = ServiceNotifier()
         self.history = HistoryStore(data_dir / "history.db")
+        # Real time, not plant time: a simulator running 60x must not expire logins 60x faster.
+        self.security = Security.open(data_dir)
         self.plant = SimulatedPlant(cfg.bess, cfg.simulator, self.clock, self.bus) if cfg.simulator.enabled else None
         self.safety = SafetyLoop(self.bus, self.clock, config, self_consumption_request_w,
                                  self.plant or NoSetpointSink(), self.notifications, self.service.watchdog)
@@ -147,4 +150,5 @@ class Runtime:
         if self.web is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.web.stop)
         self.history.close()
+        self.security.close()
         log.info("stopped cleanly")

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from ems.resources import demo_config_text
+from ems.users.auth import Security
 
 SERVING = re.compile(r"serving on http://([\d.]+):(\d+)")
 
@@ -31,27 +32,71 @@ class EmsProcess:
     config_path: Path
     base_url: str = ""
     lines: list[str] = field(default_factory=list)
+    admin_password: str = ""
+    session: "Session | None" = None
+
+    def login(self, username: str = "admin", password: str | None = None) -> "Session":
+        session = Session(self.base_url)
+        status, body = session.request("POST", "/login", {"username": username,
+                                                          "password": password or self.admin_password})
+        assert status == 200, body
+        session.csrf = body["csrf_token"]
+        return session
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, Any]:
-        try:
-            with urllib.request.urlopen(self.base_url + path, timeout=timeout) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read())
+        """GET as the admin (logged in on first use)."""
+        self.session = self.session or self.login()
+        return self.session.request("GET", path, timeout=timeout)
 
     def post(self, path: str, body: bytes, timeout: float = 5.0) -> tuple[int, Any]:
-        req = urllib.request.Request(self.base_url + path, data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read())
+        self.session = self.session or self.login()
+        return self.session.request("POST", path, raw=body, timeout=timeout)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout=timeout)
+
+
+class Session:
+    """A browser-like client: keeps the session cookie and sends the CSRF token on changes."""
+
+    def __init__(self, base_url: str, bearer: str | None = None):
+        self.base_url = base_url
+        self.cookie: str | None = None
+        self.csrf: str | None = None
+        self.bearer = bearer
+
+    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
+                headers: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, Any]:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        all_headers = {"Content-Type": "application/json"}
+        if self.cookie:
+            all_headers["Cookie"] = self.cookie
+        if self.csrf and method != "GET":
+            all_headers["X-CSRF-Token"] = self.csrf
+        if self.bearer:
+            all_headers["Authorization"] = f"Bearer {self.bearer}"
+        all_headers.update(headers or {})
+        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=all_headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                self._keep_cookie(resp.headers)
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as err:
+            self._keep_cookie(err.headers)
+            payload = err.read()
+            try:
+                return err.code, json.loads(payload)
+            except ValueError:
+                return err.code, payload.decode(errors="replace")
+
+    def _keep_cookie(self, headers: Any) -> None:
+        for value in headers.get_all("Set-Cookie") or []:
+            if value.startswith("ems_session="):
+                token = value.split(";", 1)[0]
+                self.cookie = None if token == "ems_session=" or "Max-Age=0" in value or \
+                    "expires=Thu, 01 Jan 1970" in value else token
 
 
 def demo_config(**overrides: dict[str, Any]) -> dict[str, Any]:
@@ -67,11 +112,14 @@ def start_ems(tmp_path: Path, config: dict[str, Any] | None = None, env: dict[st
     data_dir = tmp_path / "data"
     config_path = tmp_path / "ems.yaml"
     config_path.write_text(yaml.safe_dump(config if config is not None else demo_config()))
+    security = Security.open(data_dir)
+    admin_password = security.users.ensure_admin() or security.reset_password("admin")
+    security.close()
     proc = subprocess.Popen(
         [sys.executable, "-m", "ems", "run", "--config", str(config_path), "--data-dir", str(data_dir),
          "--host", "127.0.0.1", "--port", "0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
-    ems = EmsProcess(proc, data_dir, config_path)
+    ems = EmsProcess(proc, data_dir, config_path, admin_password=admin_password)
     found: queue.Queue[str] = queue.Queue()
 
     def pump() -> None:

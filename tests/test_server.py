@@ -28,11 +28,12 @@ def shared_ems(tmp_path_factory):
     ems.stop()
 
 
-def read_events(base_url: str, count: int, timeout_s: float = 10.0) -> list[tuple[float, dict]]:
-    """Read `count` SSE events, returning (arrival time, data) for each."""
-    url = urlparse(base_url)
+def read_events(ems, count: int, timeout_s: float = 10.0) -> list[tuple[float, dict]]:
+    """Read `count` SSE events as the admin, returning (arrival time, data) for each."""
+    url = urlparse(ems.base_url)
+    cookie = ems.login().cookie
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout_s)
-    conn.request("GET", "/api/events")
+    conn.request("GET", "/api/events", headers={"Cookie": cookie})
     resp = conn.getresponse()
     assert resp.status == 200
     assert resp.getheader("Content-Type").startswith("text/event-stream")
@@ -78,8 +79,9 @@ def test_state_has_soc_power_timestamps_and_sources(ems_factory):
 
 def test_events_stream_incrementally(ems_factory):
     ems = ems_factory(FAST)
+    ems.login()
     started = time.monotonic()
-    events = read_events(ems.base_url, 3)
+    events = read_events(ems, 3)
     assert events[0][0] - started < 2.0, "first event must not wait for the stream to fill a buffer"
     gaps = [b[0] - a[0] for a, b in zip(events, events[1:])]
     assert all(0.3 < g < 2.0 for g in gaps), gaps  # one event per sse_interval_s (0.5 s), as they happen

@@ -17,13 +17,16 @@ import bottle
 from .. import __version__
 from ..errors import ApiError, ConfigError
 from ..resources import web_dir
+from .account_routes import install as install_account_routes
+from .auth_plugin import SECURITY_HEADERS, AuthPlugin, check_declared, current_auth
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-NAV = [("/", "Dashboard")]
+# Navigation tabs: (path, label, the action needed to see it).
+NAV = [("/", "Dashboard", "read"), ("/users", "Users", "manage_users")]
 
 # Config sections that can be read and changed over HTTP, with the paths SPEC.md names for some.
 CONFIG_ROUTES = {
@@ -93,60 +96,66 @@ def _error_plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
 def create_app(rt: "Runtime") -> bottle.Bottle:
     app = bottle.Bottle(catchall=True)
     app.install(_error_plugin)
+    app.install(AuthPlugin(rt.security))
     web = web_dir()
     lookup = [str(web / "templates")]
     sse_slots = threading.BoundedSemaphore(max(1, rt.config.config.web.threads - 4))
 
-    def page(name: str, title: str, active: str) -> str:
-        return bottle.template(name, template_lookup=lookup, title=title, active=active, nav=NAV,
-                               version=__version__)
+    def page(name: str, title: str, active: str, **extra: Any) -> str:
+        auth = current_auth()
+        me = rt.security.whoami(auth) if auth.ok else {"authenticated": False, "actions": []}
+        nav = [(path, label) for path, label, action in NAV if action in me["actions"]]
+        return bottle.template(name, template_lookup=lookup, title=title, active=active, nav=nav,
+                               version=__version__, me=me, csrf_token=me.get("csrf_token") or "", **extra)
 
     @app.error(404)
     @app.error(405)
     @app.error(500)
     def error_page(err: bottle.HTTPError) -> str:
+        for header, value in SECURITY_HEADERS.items():
+            bottle.response.set_header(header, value)
         message = {404: "not found", 405: "method not allowed"}.get(err.status_code, "internal error")
         if bottle.request.path.startswith("/api/"):
             bottle.response.content_type = "application/json"
             return json.dumps({"error": f"{message}: {bottle.request.method} {bottle.request.path}"})
         return bottle.template("error.tpl", template_lookup=lookup, code=err.status_code, message=message)
 
-    @app.get("/")
+    @app.get("/", action="read")
     def dashboard() -> str:
         return page("dashboard.tpl", "Dashboard", "/")
 
-    @app.get("/static/<path:path>")
+    @app.get("/static/<path:path>", action=None)
     def static(path: str) -> Any:
         return bottle.static_file(path, root=str(web / "static"))
 
-    @app.get("/api/health")
+    @app.get("/api/health", action=None)
     def health() -> str:
         return _json({"status": "ok", "version": __version__})
 
-    @app.get("/api/state")
+    @app.get("/api/state", action="read")
     def state() -> str:
         return _json(rt.state_json())
 
-    @app.get("/api/notifications")
+    @app.get("/api/notifications", action="read")
     def notifications() -> str:
         limit = int(number_query("limit", 50, 1, 500, integer=True))
         return _json({"notifications": [n.to_json() for n in rt.notifications.recent(limit)]})
 
-    @app.get("/api/monitoring/telemetry")
+    @app.get("/api/monitoring/telemetry", action="read")
     def telemetry() -> str:
         minutes = number_query("minutes", 60, 1, 24 * 60)
         limit = int(number_query("limit", 1000, 1, 20_000, integer=True))
         now = rt.clock.now()
         return _json({"minutes": minutes, "rows": rt.history.telemetry_since(now - minutes * 60, limit)})
 
-    @app.get("/api/history/state")
+    @app.get("/api/history/state", action="read")
     def history_state() -> str:
         hours = number_query("hours", 24, 0.01, 24 * 400)
         points = int(number_query("points", 500, 10, 5000, integer=True))
         now = rt.clock.now()
         return _json({"hours": hours, "rows": rt.history.state_history(now - hours * 3600, now, points)})
 
-    @app.get("/api/history/optimization")
+    @app.get("/api/history/optimization", action="read")
     def history_optimization() -> str:
         days = number_query("days", 7, 0.01, 400)
         return _json({"days": days, "runs": rt.history.optimization_runs(rt.clock.now() - days * 86400)})
@@ -160,10 +169,10 @@ def create_app(rt: "Runtime") -> bottle.Bottle:
             return _json({section: rt.config.section_plain(section), "saved": True})
 
         for path in paths:
-            app.route(path, "GET", get_section)
-            app.route(path, "POST", set_section)
+            app.route(path, "GET", get_section, action="read")
+            app.route(path, "POST", set_section, action="configure")
 
-    @app.get("/api/events")
+    @app.get("/api/events", action="read")
     def events() -> Iterator[str]:
         if not sse_slots.acquire(blocking=False):
             raise ApiError(503, "too many live-event clients; close another tab", "events")
@@ -182,4 +191,6 @@ def create_app(rt: "Runtime") -> bottle.Bottle:
                 sse_slots.release()
         return stream()
 
+    install_account_routes(app, rt, page)
+    check_declared(app)
     return app

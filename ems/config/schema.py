@@ -51,7 +51,25 @@ class StrategyConfig:
 @dataclass(frozen=True)
 class ForecastConfig:
     price_source: Literal["awattar_at", "awattar_de", "entsoe", "bundled"] = "awattar_at"
+    price_country: Literal["AT", "DE"] = c("AT", doc="bidding zone for entsoe and bundled prices "
+                                                     "(the aWATTar sources imply theirs); DE = DE-LU")
+    awattar_base_url: Optional[str] = c(None, pattern=r"https?://\S+",
+                                        doc="an http(s) URL; null = api.awattar.at or .de by price_source")
+    entsoe_base_url: str = c("https://web-api.tp.entsoe.eu/api", pattern=r"https?://\S+", doc="an http(s) URL")
+    publication_time: str = c("13:00", pattern=HHMM, doc="local (CET/CEST) time after which next-day prices "
+                                                         "are expected; " + HHMM_DOC)
+    http_timeout_s: float = c(10.0, min=0.5, max=120, doc="per request, connect and read together")
     price_surcharge_eur_per_kwh: float = c(0.0, min=-1, max=10)
+    price_surcharge_pct: float = c(0.0, min=0, max=100, doc="supplier margin on |market price|, e.g. 3")
+    grid_fee_eur_per_kwh: float = c(0.0, min=0, max=10, doc="flat grid energy fee in the consumer price; "
+                                                            "leave 0 when grid_tariffs prices the grid")
+    vat_pct: float = c(20.0, min=0, max=100, doc="VAT on the consumer price (AT 20, DE 19)")
+    horizon_h: int = c(48, min=1, max=168, doc="forecasts cover at least this and strategy.horizon_h")
+    refit_interval_h: float = c(6.0, min=0.25, max=168, doc="how often load and PV models are refitted")
+    fit_timeout_s: float = c(120.0, min=5, max=3600, doc="a model fit taking longer is abandoned (fallback used)")
+    load_profile: Literal["household", "commercial"] = c("household", doc="standard profile used until a day "
+                                                                          "of own load history exists")
+    annual_load_kwh: float = c(4000.0, min=0, max=10_000_000, doc="scales that standard profile")
     latitude_deg: float = c(48.2, min=-90, max=90)
     longitude_deg: float = c(16.37, min=-180, max=180)
     pv_peak_kwp: float = c(0.0, min=0, max=100_000)
@@ -59,6 +77,8 @@ class ForecastConfig:
     pv_azimuth_deg: float = c(180.0, min=0, max=360, doc="180 = south")
     use_weather: bool = False
     openweathermap_api_key: Optional[str] = None
+    openweathermap_base_url: str = c("https://api.openweathermap.org/data/2.5", pattern=r"https?://\S+",
+                                     doc="an http(s) URL")
     entsoe_token: Optional[str] = None
 
 
@@ -167,6 +187,7 @@ class WebConfig:
     port: int = c(8080, min=1, max=65535)
     threads: int = c(12, min=4, max=64, doc="HTTP worker threads; live-event clients hold one each")
     sse_interval_s: float = c(2.0, min=0.5, max=60)
+    allow_registration: bool = c(True, doc="self-registration creates viewer accounts")
 
 
 @dataclass(frozen=True)

@@ -216,7 +216,7 @@ class Security:
         try:
             user = self.users.change_password(principal.user_id, current_password, new_password)
         except UserError as exc:
-            if exc.status == 403:
+            if exc.field == "current_password":
                 self.throttle.record_failure(principal.username, client_addr, self._now())
             return _fail(exc.status, exc.message, field=exc.field)
         self.sessions.end_all_for_user(user.id)

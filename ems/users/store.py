@@ -40,7 +40,7 @@ UPDATABLE_FIELDS = ("name", "email", "role", "disabled")
 
 
 class UserError(ApiError):
-    """A user request that cannot be done: 400 bad field, 403 wrong current password, 404 unknown user,
+    """A user request that cannot be done: 400 bad field (also a wrong current password), 404 unknown user,
     409 conflict (username taken, last admin). An ApiError, so the web layer answers it as JSON as it is."""
 
 
@@ -262,12 +262,12 @@ class UserStore:
         return _user(user_id, after)
 
     def change_password(self, user_id: int, current_password: Any, new_password: Any) -> User:
-        """A user changing their own password must prove they know the current one (403 if not)."""
+        """A user changing their own password must prove they know the current one (400 naming current_password if not)."""
         doc = self._records().get(user_id)
         if doc is None:
             raise UserError(404, f"no user with id {user_id}", "id")
         if not isinstance(current_password, str) or not self.hasher.verify(current_password, doc["password_hash"]):
-            raise UserError(403, "is not the current password", "current_password")
+            raise UserError(400, "is not the current password", "current_password")
         return self.set_password(user_id, new_password, field="new_password")
 
     def reset_password(self, username: str) -> str:

@@ -1,0 +1,144 @@
+"""Every route × every kind of caller, generated from the app's own route table and the permission table.
+
+A new route without a permission decision cannot even be created (the app refuses to build); a route
+with one is checked here against ROLE_ACTIONS for: nobody, a bad token, a viewer, an operator and an
+admin (by session with CSRF, and by API token).
+"""
+from __future__ import annotations
+
+import re
+from urllib.parse import urlparse
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import bottle
+import pytest
+
+from ems.api.app import create_app
+from ems.api.auth_plugin import UNDECLARED, check_declared, route_action
+from ems.api.server import WebServer
+from ems.config import ConfigStore
+from ems.resources import demo_config_text
+from ems.runtime import Listen, Runtime
+from ems.users.permissions import ROLE_ACTIONS
+
+PASSWORD = "correct-horse-battery-9"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("routes")
+    (tmp / "ems.yaml").write_text(demo_config_text())
+    rt = Runtime(ConfigStore.open(tmp / "ems.yaml"), tmp, Listen("127.0.0.1", 0))
+    rt.stopping.set()  # live-event streams answer and end at once
+    app = create_app(rt)
+    server = WebServer(app, "127.0.0.1", 0, threads=8)
+    host, port = server.start()
+    callers = {"nobody": {}, "bad token": {"Authorization": "Bearer ems_not-a-real-token"}}
+    for role in ("viewer", "operator", "admin"):
+        user = rt.security.users.create(f"{role}1", PASSWORD, role=role)
+        token, session = rt.security.sessions.create(user.id, user.credential_version)
+        callers[role] = {"Cookie": f"ems_session={token}", "X-CSRF-Token": session.csrf_token}
+        plaintext, _ = rt.security.tokens.create(user.id, "test")
+        callers[f"{role} token"] = {"Authorization": f"Bearer {plaintext}"}
+    yield app, f"http://{host}:{port}", callers, rt
+    server.stop()
+    rt.history.close()
+
+
+def concrete(rule: str) -> str:
+    """A request path for a rule: ids that do not exist, so allowed changes are harmless (404)."""
+    path = re.sub(r"<[^>]*:int>", "999999", rule)
+    path = re.sub(r"<path:[^>]*>", "css/app.css", path)
+    return re.sub(r"<[^>]*>", "no-such-id", path)
+
+
+def call(base: str, method: str, path: str, headers: dict[str, str]) -> int:
+    """The status; a page's redirect to the login form counts as 401 (that is how pages say it)."""
+    data = b"{}" if method in ("POST", "PUT", "PATCH", "DELETE") else None
+    req = urllib.request.Request(base + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **headers})
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(req, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as err:
+        if err.code == 303 and urlparse(err.headers["Location"]).path == "/login" and path != "/logout":
+            return 401  # a protected page sends the caller to the login form
+        return err.code
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # a redirect to /login is an answer, not something to follow
+        return None
+
+
+# Routes whose allowed call would end the caller's own credentials are checked last, per caller.
+LAST = {("GET", "/logout"), ("POST", "/logout")}
+
+
+def test_every_route_declares_a_permission_decision(served):
+    app, *_ = served
+    assert app.routes
+    for route in app.routes:
+        assert route_action(route) is not UNDECLARED, f"{route.method} {route.rule}"
+
+
+def test_an_app_with_an_undeclared_route_refuses_to_build():
+    app = bottle.Bottle()
+    app.route("/api/new-thing", "GET", lambda: "x")
+    with pytest.raises(RuntimeError, match="without a permission decision"):
+        check_declared(app)
+    app2 = bottle.Bottle()
+    app2.route("/api/x", "GET", lambda: "x", action="do_anything")
+    with pytest.raises(RuntimeError, match="unknown actions"):
+        check_declared(app2)
+
+
+@pytest.mark.parametrize("caller", ["nobody", "bad token", "viewer", "operator", "admin",
+                                    "viewer token", "operator token", "admin token"])
+def test_every_route_answers_each_caller_as_the_permission_table_says(served, caller):
+    app, base, callers, _ = served
+    role = caller.split()[0] if caller.split()[0] in ROLE_ACTIONS else None
+    routes = sorted(app.routes, key=lambda r: (r.method, r.rule) in LAST)
+    checked = 0
+    for route in routes:
+        action = route_action(route)
+        status = call(base, route.method, concrete(route.rule), callers[caller])
+        where = f"{caller}: {route.method} {route.rule} -> {status}"
+        if action is None:
+            assert status not in (401, 403), where
+        elif role is None:
+            assert status == 401, where
+        elif action in ROLE_ACTIONS[role]:
+            assert status not in (401, 403) and status < 500, where
+        else:
+            assert status == 403, where
+        checked += 1
+    assert checked == len(app.routes)
+
+
+def test_session_changes_without_the_csrf_token_are_refused(served):
+    app, base, callers, _ = served
+    admin_cookie_only = {"Cookie": callers["admin"]["Cookie"]}
+    wrong = {**admin_cookie_only, "X-CSRF-Token": "not-the-token"}
+    changing = [r for r in app.routes if r.method in ("POST", "PUT", "DELETE") and route_action(r) is not None]
+    assert changing
+    for route in changing:
+        assert call(base, route.method, concrete(route.rule), admin_cookie_only) == 403, route.rule
+        assert call(base, route.method, concrete(route.rule), wrong) == 403, route.rule
+
+
+def test_every_response_carries_the_security_headers(served):
+    _, base, callers, _ = served
+    for path, headers in (("/api/state", callers["viewer"]), ("/login", {}), ("/api/nothing", {})):
+        req = urllib.request.Request(base + path, headers=headers)
+        try:
+            resp = urllib.request.urlopen(req, timeout=5)
+        except urllib.error.HTTPError as err:
+            resp = err
+        csp = resp.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp, path
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.headers["Referrer-Policy"] == "same-origin"

@@ -1,0 +1,146 @@
+"""Each strategy's defining behaviour against arbitrage on the same inputs, and auto mode's choices."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ems.config.schema import BessConfig, GridConnectionConfig
+from ems.optimizer import STRATEGIES, PlanInputs, choose_strategy, get_strategy, optimize
+from ems.optimizer.auto import AutoThresholds
+
+START = 1717192800.0  # 2024-06-01 00:00 Europe/Vienna
+TOL = 1e-6
+BATTERY = BessConfig(capacity_kwh=20.0, max_charge_power_kw=8.0, max_discharge_power_kw=8.0,
+                     min_soc_pct=10.0, max_soc_pct=90.0, degradation_cost_eur_per_kwh=0.01)
+
+
+def day(price, load, pv=0.0, export=None, soc0=50.0, grid_kw=40.0, bess=BATTERY, **kw) -> PlanInputs:
+    n = 24
+
+    def per_step(v):
+        return [float(x) for x in v] if np.ndim(v) else [float(v)] * n
+    prices = per_step(price)
+    return PlanInputs(start_ts=START, step_s=3600, import_price_eur_per_kwh=prices,
+                      export_price_eur_per_kwh=per_step(export) if export is not None else [p - 0.1 for p in prices],
+                      load_kw=per_step(load), pv_kw=per_step(pv), soc0_pct=soc0, bess=bess,
+                      grid=GridConnectionConfig(max_power_kw=grid_kw), **kw)
+
+
+def grid_kw(plan) -> np.ndarray:
+    return np.array([s.grid_power_w for s in plan.steps]) / 1000.0
+
+
+def solved(inp: PlanInputs, strategy: str):
+    plan = optimize(inp, strategy)
+    assert plan.status == "optimal", plan.message
+    return plan
+
+
+HOURS = np.arange(24)
+# Cheap at midday, dear at night: the price-optimal plan charges exactly when the load peaks.
+MIDDAY_CHEAP = np.where((HOURS >= 10) & (HOURS < 15), 0.12, 0.30)
+PEAKY_LOAD = np.where((HOURS >= 11) & (HOURS < 13), 20.0, 4.0)
+SOLAR = np.clip(9.0 * np.sin(np.pi * (HOURS - 6) / 14), 0.0, None)
+EVENING_DEAR = np.where((HOURS >= 17) & (HOURS < 21), 0.40, np.where(HOURS < 6, 0.12, 0.22))
+
+
+def test_peak_shaving_lowers_the_maximum_import_that_arbitrage_would_cause():
+    inp = day(MIDDAY_CHEAP, PEAKY_LOAD)
+    arbitrage, shaving = solved(inp, "arbitrage"), solved(inp, "peak_shaving")
+    assert grid_kw(shaving).max() < grid_kw(arbitrage).max() - 1.0
+    assert grid_kw(shaving).max() < PEAKY_LOAD.max() - 1.0, "below the peak with no battery too"
+    # Peak shaving still cares about money once the peak is down: it is not free to waste.
+    assert shaving.expected_profit_eur > -5.0
+
+
+def test_peak_shaving_uses_the_demand_charge_and_ignores_peaks_below_the_months_peak_so_far():
+    inp = day(0.2, PEAKY_LOAD, soc0=10.0, peak_so_far_kw=25.0, demand_charge_eur_per_kw=10.0,
+              terminal_soc_value_eur_per_kwh=0.0)
+    plan = solved(inp, "arbitrage")
+    # The month already peaked at 25 kW: shaving today's 20 kW earns nothing, so nothing is bought for it.
+    assert all(s.charge_w <= TOL for s in plan.steps)
+    inp_low_floor = day(0.2, PEAKY_LOAD, soc0=10.0, peak_so_far_kw=0.0, demand_charge_eur_per_kw=10.0,
+                        terminal_soc_value_eur_per_kwh=0.0)
+    assert grid_kw(solved(inp_low_floor, "arbitrage")).max() < PEAKY_LOAD.max() - 1.0
+
+
+def test_self_consumption_trades_less_with_the_grid_and_never_uses_it_for_the_battery():
+    inp = day(EVENING_DEAR, 1.5, pv=SOLAR, soc0=10.0)
+    arbitrage, own = solved(inp, "arbitrage"), solved(inp, "self_consumption")
+    traded = lambda p: float(np.abs(grid_kw(p)).sum())  # noqa: E731 - kWh with 1-h steps
+    assert traded(own) < traded(arbitrage) - 1.0
+    net = np.array(inp.load_kw) - np.array(inp.pv_kw)
+    charge = np.array([s.charge_w for s in own.steps]) / 1000
+    discharge = np.array([s.discharge_w for s in own.steps]) / 1000
+    assert np.all(charge <= np.maximum(-net, 0) + TOL), "self-consumption charged from the grid"
+    assert np.all(discharge <= np.maximum(net, 0) + TOL), "self-consumption discharged into the grid"
+    assert charge.sum() > 5.0, "PV surplus is stored"
+
+
+def test_self_consumption_curtails_rather_than_exports_at_negative_prices():
+    prices = np.where((HOURS >= 11) & (HOURS < 15), -0.05, 0.2)
+    inp = day(prices + 0.1, 0.5, pv=SOLAR, export=prices, soc0=90.0)
+    plan = solved(inp, "self_consumption")
+    negative = prices < 0
+    assert np.all(grid_kw(plan)[negative] >= -TOL)
+
+
+def test_load_balancing_flattens_the_grid_profile_more_than_arbitrage():
+    inp = day(EVENING_DEAR, PEAKY_LOAD)
+    arbitrage, balanced = solved(inp, "arbitrage"), solved(inp, "load_balancing")
+    spread = lambda p: float(np.ptp(grid_kw(p)))  # noqa: E731
+    assert spread(balanced) < spread(arbitrage) - 1.0
+    assert spread(balanced) < float(np.ptp(PEAKY_LOAD)) - 1.0
+    assert np.std(grid_kw(balanced)) < np.std(grid_kw(arbitrage))
+
+
+# --- auto mode ----------------------------------------------------------------------------------
+
+def test_auto_picks_peak_shaving_when_the_forecast_peak_nears_the_grid_limit():
+    load = np.where(HOURS == 18, 28.0, 3.0)
+    choice = choose_strategy(day(EVENING_DEAR, load, grid_kw=30.0))
+    assert choice.strategy == "peak_shaving"
+    assert "28.0 kW" in choice.reason and "93 %" in choice.reason and "30 kW" in choice.reason
+    assert choice.figures["peak_utilisation_pct"] == pytest.approx(100 * 28 / 30)
+
+
+def test_auto_picks_arbitrage_when_the_spread_pays_for_a_round_trip():
+    choice = choose_strategy(day(EVENING_DEAR, 2.0))
+    assert choice.strategy == "arbitrage"
+    assert choice.figures["round_trip_gain_eur_per_kwh"] >= AutoThresholds().min_round_trip_gain_eur_per_kwh
+    assert "28.0 ct/kWh" in choice.reason  # spread of the 10 %/90 % prices: 40 − 12
+
+
+def test_auto_ignores_a_spread_that_losses_and_degradation_eat():
+    small_spread = np.where(HOURS >= 18, 0.21, 0.20)
+    choice = choose_strategy(day(small_spread, 2.0, pv=SOLAR))
+    assert choice.strategy == "self_consumption"
+    assert "PV surplus" in choice.reason
+    assert choice.figures["pv_surplus_kwh"] == pytest.approx(float(np.maximum(SOLAR - 2.0, 0).sum()))
+
+
+def test_auto_picks_load_balancing_for_a_peaky_load_with_nothing_else_to_use():
+    choice = choose_strategy(day(0.2, PEAKY_LOAD))
+    assert choice.strategy == "load_balancing"
+    assert "peaky" in choice.reason
+
+
+def test_auto_falls_back_to_self_consumption_when_nothing_stands_out():
+    choice = choose_strategy(day(0.2, 2.0))
+    assert choice.strategy == "self_consumption" and "default" in choice.reason
+
+
+def test_auto_choice_is_recorded_on_the_plan():
+    inp = day(EVENING_DEAR, 2.0)
+    choice = choose_strategy(inp)
+    plan = optimize(inp, choice.strategy, reason=choice.reason, figures=choice.figures)
+    doc = plan.to_json()
+    assert doc["strategy"] == "arbitrage" and doc["reason"] == choice.reason
+    assert doc["figures"]["price_spread_eur_per_kwh"] == pytest.approx(0.28)
+
+
+def test_registry_lists_the_four_strategies_and_rejects_unknown_names():
+    assert set(STRATEGIES) == {"arbitrage", "peak_shaving", "self_consumption", "load_balancing"}
+    assert all(s.describe()["title"] and s.describe()["description"] for s in STRATEGIES.values())
+    with pytest.raises(ValueError, match="allowed: arbitrage, peak_shaving"):
+        get_strategy("moon_phase")
