@@ -21,7 +21,7 @@ from .api.server import WebServer
 from .bus import TelemetryBus
 from .clock import ScaledClock
 from .config import SECTIONS, ConfigStore
-from .dispatch import self_consumption_request_w
+from .dispatch import Intent, realtime_request
 from .history import HistoryRecorder, HistoryStore
 from .notifications import Notifications
 from .safety.loop import SafetyLoop
@@ -70,11 +70,18 @@ class Runtime:
         # Real time, not plant time: a simulator running 60x must not expire logins 60x faster.
         self.security = Security.open(data_dir)
         self.plant = SimulatedPlant(cfg.bess, cfg.simulator, self.clock, self.bus) if cfg.simulator.enabled else None
-        self.safety = SafetyLoop(self.bus, self.clock, config, self_consumption_request_w,
+        self.safety = SafetyLoop(self.bus, self.clock, config, self._request_w,
                                  self.plant or NoSetpointSink(), self.notifications, self.service.watchdog)
         self.recorder = HistoryRecorder(self.history, self.bus, self.clock, config, self._setpoint_w)
         self.web: WebServer | None = None
         self.bound: tuple[str, int] | None = None
+
+    def intent(self) -> Intent:
+        """What the current plan wants right now (no plan yet: self-consumption)."""
+        return Intent(strategy=None, step=None)
+
+    def _request_w(self, state: Any, now: float) -> float:
+        return realtime_request(state, now, self.intent()).power_w
 
     def _setpoint_w(self) -> float | None:
         d = self.safety.last_decision
