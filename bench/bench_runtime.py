@@ -17,6 +17,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from ems.users.auth import Security
+
 SECONDS = float(os.environ.get("BENCH_SECONDS", "130"))
 SERVING = re.compile(r"serving on http://([\d.]+):(\d+)")
 
@@ -61,6 +63,9 @@ def bare_interpreter() -> tuple[float, float]:
 def main() -> None:
     base_start_s, base_rss_mb = bare_interpreter()
     tmp = Path(tempfile.mkdtemp(prefix="ems-bench-"))
+    security = Security.open(tmp)
+    password = security.users.ensure_admin()
+    security.close()
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "ems", "run", "--data-dir", str(tmp), "--port", "0"],
                             stderr=subprocess.PIPE, text=True)
@@ -80,11 +85,20 @@ def main() -> None:
             time.sleep(0.01)
     start_to_serving_s = time.perf_counter() - t0
     threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+    login = urllib.request.Request(url + "/login", method="POST", headers={"Content-Type": "application/json"},
+                                   data=json.dumps({"username": "admin", "password": password}).encode())
+    with urllib.request.urlopen(login, timeout=10) as resp:
+        cookie = resp.headers["Set-Cookie"].split(";", 1)[0]
+
+    def get(path: str, timeout: float = 5) -> bytes:
+        return urllib.request.urlopen(urllib.request.Request(url + path, headers={"Cookie": cookie}),
+                                      timeout=timeout).read()
 
     stop = threading.Event()
 
     def sse_client() -> None:
-        with urllib.request.urlopen(url + "/api/events", timeout=10) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url + "/api/events", headers={"Cookie": cookie}),
+                                    timeout=10) as resp:
             while not stop.is_set() and resp.readline():
                 pass
 
@@ -95,11 +109,11 @@ def main() -> None:
     rss_samples = []
     end = time.monotonic() + SECONDS
     while time.monotonic() < end:
-        urllib.request.urlopen(url + "/api/state", timeout=5).read()
+        get("/api/state")
         rss_samples.append(rss_mb(proc.pid))
         time.sleep(1.0)
     writes_mb_per_h = (write_bytes(proc.pid) - writes0) / 1e6 * 3600 / (time.monotonic() - t_writes0)
-    state = json.loads(urllib.request.urlopen(url + "/api/state", timeout=5).read())
+    state = json.loads(get("/api/state"))
     lag = state["runtime"]["loop_lag_ms"]
     stop.set()
     proc.terminate()

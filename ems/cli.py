@@ -11,6 +11,8 @@ from pathlib import Path
 from . import __version__
 from .config import ConfigStore, load_config
 from .errors import ConfigError
+from .backtest.cli import add_parser as add_backtest_parser
+from .devices.simcli import add_parser as add_sim_device_parser
 from .resources import demo_config_text
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("username")
     reset.add_argument("--data-dir", help=f"where users.json lives (default: {default_data_dir()})")
     reset.set_defaults(func=cmd_user_reset_password)
+    add_backtest_parser(sub)
+    add_sim_device_parser(sub)
     check = sub.add_parser("check-config", help="validate a config file: prints ok, or every error and exits 2")
     check.add_argument("path")
     check.set_defaults(func=cmd_check_config)
@@ -116,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # pymodbus logs every failed frame at ERROR; our pollers report the same per device, once, with context.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     return int(args.func(args))
 
 

@@ -54,3 +54,18 @@ class ApiError(Exception):
         self.field = field
         self.message = message
         super().__init__(message)
+
+
+class DeviceError(Exception):
+    """A field device that cannot be used right now: which device, what failed (`register` or request) and why.
+
+    The transport (`ems.devices.client`) raises subclasses for the cases a user tells apart: cannot connect,
+    no answer, a garbled answer, a Modbus exception response, a write that did not read back.
+    """
+
+    def __init__(self, device: str, message: str, register: str | None = None):
+        self.device = device
+        self.register = register
+        self.message = message
+        where = f"{device}: {register}: " if register else f"{device}: "
+        super().__init__(where + message)

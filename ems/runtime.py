@@ -21,10 +21,14 @@ from .api.server import WebServer
 from .bus import TelemetryBus
 from .clock import ScaledClock
 from .config import SECTIONS, ConfigStore
-from .dispatch import Intent, realtime_request
+from .dispatch import realtime_request
+from .forecast.service import ForecastService
+from .planner import Planner
 from .history import HistoryRecorder, HistoryStore
 from .notifications import Notifications
 from .safety.loop import SafetyLoop
+from .safety.rules import PowerControlDecision
+from .safety.watchdog import HardwareWatchdog
 from .service import ServiceNotifier
 from .sim.plant import resolve_start_epoch_s
 from .simulation import SimulatedPlant
@@ -42,8 +46,11 @@ class NoSetpointSink:
 
     last_w: float | None = None
 
-    async def write_setpoint(self, power_w: float) -> None:
-        self.last_w = power_w
+    async def apply(self, decision: PowerControlDecision) -> None:
+        self.last_w = decision.setpoint_w
+
+    async def safe_state(self) -> None:
+        self.last_w = 0.0
 
 
 @dataclass(frozen=True)
@@ -70,18 +77,23 @@ class Runtime:
         # Real time, not plant time: a simulator running 60x must not expire logins 60x faster.
         self.security = Security.open(data_dir)
         self.plant = SimulatedPlant(cfg.bess, cfg.simulator, self.clock, self.bus) if cfg.simulator.enabled else None
+        self.hardware_watchdog = HardwareWatchdog(cfg.power_control.hardware_watchdog_path) \
+            if cfg.power_control.hardware_watchdog_path else None
         self.safety = SafetyLoop(self.bus, self.clock, config, self._request_w,
-                                 self.plant or NoSetpointSink(), self.notifications, self.service.watchdog)
+                                 self.plant or NoSetpointSink(), self.notifications, self._pet_watchdogs)
+        self.forecast = ForecastService(config, self.history, self.clock, data_dir)
+        self.planner = Planner(config, self.clock, self.bus, self.forecast, self.history, self.notifications)
         self.recorder = HistoryRecorder(self.history, self.bus, self.clock, config, self._setpoint_w)
         self.web: WebServer | None = None
         self.bound: tuple[str, int] | None = None
 
-    def intent(self) -> Intent:
-        """What the current plan wants right now (no plan yet: self-consumption)."""
-        return Intent(strategy=None, step=None)
+    def _pet_watchdogs(self) -> None:
+        self.service.watchdog()
+        if self.hardware_watchdog is not None:
+            self.hardware_watchdog.pet()
 
     def _request_w(self, state: Any, now: float) -> float:
-        return realtime_request(state, now, self.intent()).power_w
+        return realtime_request(state, now, self.planner.intent()).power_w
 
     def _setpoint_w(self) -> float | None:
         d = self.safety.last_decision
@@ -95,9 +107,9 @@ class Runtime:
             "ts": round(now, 3),
             "plant": plant_state_to_json(self.bus.snapshot(), now),
             "power_control": {"enabled": cfg.power_control.enabled, **self.safety.to_json()},
-            "strategy": {"mode": cfg.strategy.mode, "active": "self_consumption",
-                         "reason": "no optimizer plan yet: covering the net load from the battery"},
-            "expected_profit_24h_eur": None,
+            "grid_connection": self._grid_json(),
+            "strategy": self._strategy_json(),
+            "expected_profit_24h_eur": self._expected_profit_eur(),
             "runtime": {
                 "version": __version__,
                 "uptime_s": round(time.monotonic() - self.started_mono, 1),
@@ -108,6 +120,28 @@ class Runtime:
                 "history_rows_written": self.recorder.rows_written,
             },
         }
+
+    def _grid_json(self) -> dict[str, Any]:
+        cfg = self.config.config.grid_connection
+        grid_w = self.bus.snapshot().value("grid.power_w", self.clock.now())
+        utilisation = None if grid_w is None else round(abs(grid_w) / (cfg.max_power_kw * 10.0), 1)
+        return {"max_power_kw": cfg.max_power_kw, "utilisation_pct": utilisation,
+                "monitoring_enabled": cfg.monitoring_enabled}
+
+    def _strategy_json(self) -> dict[str, Any]:
+        cfg = self.config.config
+        plan = self.planner.plan
+        if plan is None:
+            return {"mode": cfg.strategy.mode, "active": "self_consumption",
+                    "reason": self.planner.last_error or "no plan yet: covering the net load from the battery"}
+        return {"mode": cfg.strategy.mode, "active": plan.strategy, "reason": plan.reason,
+                "status": plan.status, "fallback": plan.fallback}
+
+    def _expected_profit_eur(self) -> float | None:
+        plan = self.planner.plan
+        if plan is None or plan.expected_profit_eur is None:
+            return None
+        return round(plan.expected_profit_eur, 2)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -120,10 +154,14 @@ class Runtime:
             self.config.subscribe(section, lambda cfg, section=section: self.notifications.add(
                 "info", "config", f"settings '{section}' changed and applied"))
 
+        if self.hardware_watchdog is not None:
+            self.hardware_watchdog.open()
         if self.plant is not None:
             self.supervisor.add("plant_simulator", self.plant.run)
         self.supervisor.add("safety", self.safety.run)
         self.supervisor.add("history", self.recorder.run)
+        self.supervisor.add("forecast", self.forecast.run)
+        self.supervisor.add("planner", self.planner.run)
         self.supervisor.start()
 
         self.web = WebServer(create_app(self), self.listen.host, self.listen.port, self.config.config.web.threads)
@@ -154,6 +192,8 @@ class Runtime:
         self.service.stopping()
         self.stopping.set()
         await self.supervisor.stop(timeout_s=SHUTDOWN_BUDGET_S)
+        if self.hardware_watchdog is not None:
+            self.hardware_watchdog.close()
         if self.web is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.web.stop)
         self.history.close()

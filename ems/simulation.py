@@ -1,7 +1,7 @@
 """Runs the plant simulator as a subsystem: steps it on the clock and publishes its readings.
 
 It is also the setpoint sink while no real PCS is configured; only the safety loop calls
-`write_setpoint`. Readings carry source "sim" and go stale after three missed steps.
+`apply` / `safe_state`. Readings carry source "sim" and go stale after three missed steps.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from .bus import TelemetryBus
 from .clock import Clock
 from .config.schema import BessConfig, SimulatorConfig
 from .sim.plant import PlantSample, PlantSimulator
+from .safety.rules import PowerControlDecision
 from .state import Measurement
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,12 @@ class SimulatedPlant:
         self._last_now = clock.now()
         self._publish(self.simulator.sample())
 
-    async def write_setpoint(self, power_w: float) -> None:
-        self.setpoint_w = float(power_w)
+    async def apply(self, decision: PowerControlDecision) -> None:
+        """The simulated PCS: disabled on a shutdown order, otherwise it follows the setpoint."""
+        self.setpoint_w = 0.0 if decision.remote_shutdown_requested else float(decision.setpoint_w)
+
+    async def safe_state(self) -> None:
+        self.setpoint_w = 0.0
 
     async def run(self) -> None:
         while True:

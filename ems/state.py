@@ -42,6 +42,8 @@ class BatteryState:
     temperature_c: M = None
     max_charge_power_w: M = None
     max_discharge_power_w: M = None
+    max_charge_current_a: M = None
+    max_discharge_current_a: M = None
     insulation_resistance_kohm: M = None
     status_code: M = None
     status_text: M = None
@@ -60,6 +62,16 @@ class DsoState:
 
 
 @dataclass(frozen=True)
+class ControlState:
+    """What the safety loop ordered (source "ems"): the plant-state view of its last decision."""
+
+    remote_shutdown_requested: M = None
+    active_power_limit_w: M = None
+    power_limit_reason: M = None
+    setpoint_w: M = None
+
+
+@dataclass(frozen=True)
 class PlantState:
     battery: BatteryState = field(default_factory=BatteryState)
     bess: PowerPoint = field(default_factory=PowerPoint)  # > 0 = discharging
@@ -67,6 +79,7 @@ class PlantState:
     load: PowerPoint = field(default_factory=PowerPoint)
     grid: PowerPoint = field(default_factory=PowerPoint)  # > 0 = import
     dso: DsoState = field(default_factory=DsoState)
+    control: ControlState = field(default_factory=ControlState)
 
     def with_updates(self, updates: dict[str, Measurement]) -> "PlantState":
         """A new state with the dotted paths (`battery.soc_pct`) replaced."""
@@ -91,8 +104,9 @@ class PlantState:
 
 
 UNITS = {"soc_pct": "%", "soh_pct": "%", "voltage_v": "V", "current_a": "A", "temperature_c": "°C",
-         "max_charge_power_w": "W", "max_discharge_power_w": "W", "insulation_resistance_kohm": "kΩ",
-         "power_w": "W", "limit_pct": "%"}
+         "max_charge_power_w": "W", "max_discharge_power_w": "W", "max_charge_current_a": "A",
+         "max_discharge_current_a": "A", "insulation_resistance_kohm": "kΩ", "power_w": "W", "limit_pct": "%",
+         "active_power_limit_w": "W", "setpoint_w": "W"}
 
 
 def plant_state_to_json(state: PlantState, now: float) -> dict[str, Any]:

@@ -23,7 +23,13 @@ def test_dashboard_shows_live_soc_and_power_that_change(ems_factory, tmp_path):
                 if urlparse(req.url).hostname not in ("127.0.0.1", None) and not req.url.startswith("data:")
                 else None)
         page.goto(ems.base_url + "/", wait_until="load")
-        page.wait_for_function("document.getElementById('conn-status').textContent.trim() === 'live'",
+        assert urlparse(page.url).path == "/login", "the dashboard needs a login"
+        page.fill("[data-testid=login-username]", "admin")
+        page.fill("[data-testid=login-password]", ems.admin_password)
+        with page.expect_navigation(url=ems.base_url + "/"):
+            page.click("[data-testid=login-submit]")
+        # A function, not an expression string: evaluating a string would need 'unsafe-eval', which the CSP forbids.
+        page.wait_for_function("() => document.getElementById('conn-status').textContent.trim() === 'live'",
                                timeout=15000)
 
         def read() -> tuple[str, str]:
@@ -41,8 +47,15 @@ def test_dashboard_shows_live_soc_and_power_that_change(ems_factory, tmp_path):
         assert len({s for s, _ in seen}) > 1, f"SoC never changed: {seen}"
         assert len({p for _, p in seen}) > 1, f"BESS power never changed: {seen}"
 
-        assert page.inner_text("[data-testid=kpi-strategy-value]") == "Self-consumption"
-        assert page.inner_text("[data-testid=kpi-profit-value]") == "—"
+        # The planner has made a plan by now: a real strategy and an expected profit in euros.
+        page.wait_for_function("() => document.querySelector('[data-testid=kpi-profit-value]')"
+                               ".textContent.includes('€')", timeout=15000)
+        api_state = ems.get("/api/state")[1]
+        names = {"arbitrage": "Arbitrage", "peak_shaving": "Peak shaving",
+                 "self_consumption": "Self-consumption", "load_balancing": "Load balancing"}
+        assert page.inner_text("[data-testid=kpi-strategy-value]") == names[api_state["strategy"]["active"]]
+        assert page.inner_text("[data-testid=kpi-profit-value]").startswith(
+            f"{api_state['expected_profit_24h_eur']:.2f}")
         assert page.locator("nav a[aria-current=page]").inner_text() == "Dashboard"
         points = page.evaluate("Chart.getChart('power-chart').data.datasets[0].data.length")
         assert points >= 2

@@ -61,8 +61,8 @@ def test_installed_wheel_runs_from_any_directory(tmp_path: Path):
                 break
         assert url, "did not start serving"
         import urllib.request
-        page = urllib.request.urlopen(url + "/", timeout=5).read().decode()
-        assert "Phoenyra EMS" in page and "/static/vendor/chartjs/chart.umd.min.js" in page
+        page = urllib.request.urlopen(url + "/", timeout=5).read().decode()  # -> the login form
+        assert "Phoenyra EMS" in page and 'name="password"' in page and "/static/css/app.css" in page
         chart = urllib.request.urlopen(url + "/static/vendor/chartjs/chart.umd.min.js", timeout=5).read()
         assert len(chart) > 100_000
         assert (tmp_path / "data" / "ems.yaml").exists(), "the demo config is created in the data dir"

@@ -70,7 +70,7 @@ def install(app: bottle.Bottle, rt: "Runtime", page: Page) -> None:
 
     @app.get("/login", action=None)
     def login_page() -> str:
-        if current_auth().ok:
+        if current_auth().principal is not None:
             return bottle.redirect(_safe_next(bottle.request.query.get("next")), 303)
         return page("login.tpl", "Log in", "/login", next=_safe_next(bottle.request.query.get("next")), error=None,
                     allow_registration=rt.config.config.web.allow_registration)
@@ -90,7 +90,8 @@ def install(app: bottle.Bottle, rt: "Runtime", page: Page) -> None:
                 return bottle.redirect(_safe_next(body.get("next")), 303)
             bottle.response.status = result.status
             return page("login.tpl", "Log in", "/login", next=_safe_next(body.get("next")), error=result.message,
-                        allow_registration=rt.config.config.web.allow_registration)
+                        allow_registration=rt.config.config.web.allow_registration,
+                        username=str(body.get("username") or "")[:64])
         if not result.ok:
             return _json({"error": result.message, "field": result.field}, result.status)
         return _json(security.whoami(result))
@@ -98,7 +99,7 @@ def install(app: bottle.Bottle, rt: "Runtime", page: Page) -> None:
     @app.route("/logout", ["GET", "POST"], action=None)
     def logout() -> Any:
         _apply_cookie(rt, security.logout(bottle.request.get_cookie(SESSION_COOKIE)))
-        if bottle.request.method == "GET":
+        if bottle.request.method == "GET" or wants_html():
             return bottle.redirect("/login", 303)
         return _json({"logged_out": True})
 
@@ -122,7 +123,8 @@ def install(app: bottle.Bottle, rt: "Runtime", page: Page) -> None:
         except ApiError as exc:
             if wants_html():
                 bottle.response.status = exc.status
-                return page("register.tpl", "Register", "/register", error=f"{exc.field}: {exc.message}")
+                return page("register.tpl", "Register", "/register", error=f"{exc.field}: {exc.message}",
+                            form={k: str(body.get(k) or "")[:100] for k in ("username", "name", "email")})
             raise
         rt.notifications.add("info", "users", f"new account '{user.username}' registered (viewer)")
         if wants_html():

@@ -16,6 +16,7 @@ import bottle
 
 from .. import __version__
 from ..errors import ApiError, ConfigError
+from ..optimizer import STRATEGIES, STRATEGY_NAMES
 from ..resources import web_dir
 from .account_routes import install as install_account_routes
 from .auth_plugin import SECURITY_HEADERS, AuthPlugin, check_declared, current_auth
@@ -171,6 +172,35 @@ def create_app(rt: "Runtime") -> bottle.Bottle:
         for path in paths:
             app.route(path, "GET", get_section, action="read")
             app.route(path, "POST", set_section, action="configure")
+
+    @app.get("/api/forecast", action="read")
+    def forecast() -> str:
+        return _json(rt.forecast.to_json())
+
+    @app.get("/api/plan", action="read")
+    def plan() -> str:
+        return _json(rt.planner.to_json())
+
+    @app.get("/api/strategies", action="read")
+    def strategies() -> str:
+        cfg = rt.config.config.strategy
+        return _json({"strategies": [s.describe() for s in STRATEGIES.values()], "mode": cfg.mode,
+                      "current": cfg.current, "active": rt.planner.plan.strategy if rt.planner.plan else None})
+
+    @app.post("/api/strategy", action="operate")
+    def set_strategy() -> str:
+        body = json_body()
+        name = body.get("strategy") if isinstance(body, dict) else None
+        if name not in STRATEGY_NAMES:
+            raise ApiError(400, f"must be one of {', '.join(STRATEGY_NAMES)} (got {str(name)[:40]!r})", "strategy")
+        section = {**rt.config.section_plain("strategy"), "mode": "manual", "current": name}
+        rt.config.update_section("strategy", section)
+        return _json({"strategy": rt.config.section_plain("strategy")})
+
+    @app.post("/api/strategy/auto", action="operate")
+    def set_auto() -> str:
+        rt.config.update_section("strategy", {**rt.config.section_plain("strategy"), "mode": "auto"})
+        return _json({"strategy": rt.config.section_plain("strategy")})
 
     @app.get("/api/events", action="read")
     def events() -> Iterator[str]:

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import bottle
 
+from ..resources import web_dir
 from ..users import permissions
 from ..users.auth import CSRF_FORM_FIELD, CSRF_HEADER, SESSION_COOKIE, AuthRequest, AuthResult, Security
 
@@ -94,10 +95,14 @@ class AuthPlugin:
     @staticmethod
     def _refuse(result: AuthResult) -> Any:
         path = bottle.request.path
-        if not path.startswith("/api/") and result.status == 401 and bottle.request.method == "GET":
+        page = not path.startswith("/api/") and bottle.request.method == "GET"
+        if page and result.status == 401:
             target = path + (f"?{bottle.request.query_string}" if bottle.request.query_string else "")
             return bottle.redirect(f"/login?next={quote(target, safe='/')}", 303)
         bottle.response.status = result.status
+        if page:
+            return bottle.template("error.tpl", template_lookup=[str(web_dir() / "templates")],
+                                   code=result.status, message=result.message)
         bottle.response.content_type = "application/json"
         for header, value in result.headers().items():
             bottle.response.set_header(header, value)

@@ -138,6 +138,12 @@ class PowerControlConfig:
     safety_period_s: float = c(0.5, min=0.05, max=10, doc="safety loop period")
     dso_comm_loss_limit_pct: float = c(0.0, min=0, max=100, doc="limit applied when the DSO box is unreachable")
     min_grid_charge_kw_under_dso_limit: float = c(4.2, min=0, max=1000, doc="§14a EnWG: at least this stays available")
+    min_insulation_resistance_kohm: float = c(100.0, min=0, max=100_000, doc="a lower reading forces the safe state "
+                                                                             "(0 = not checked)")
+    max_battery_temperature_c: float = c(55.0, min=0, max=120, doc="a higher battery temperature forces the safe state")
+    safety_alarm_severity: Literal["critical", "shutdown"] = c("critical", doc="BMS alarms of this severity or "
+                                                                              "higher force the safe state")
+    hardware_watchdog_path: Optional[str] = c(None, pattern=r"/\S+", doc="e.g. /dev/watchdog; null = not used")
 
 
 @dataclass(frozen=True)

@@ -1,103 +1,233 @@
-"""The safety loop: the only code that writes a setpoint to the plant.
+"""The safety loop: the only code that writes to the PCS, and the only one that pets the watchdogs.
 
-Every period it takes the latest plant state and the dispatcher's request, lets `rules.decide` make it
-safe, writes the result (on change, and at least every `setpoint_resend_s` because inverters fall back
-on comm loss), and pets the watchdogs only while that all worked. Any exception in a cycle resolves to
-0 W; cancelling the loop (shutdown) leaves the plant at 0 W.
+Each cycle (fixed rate, `power_control.safety_period_s`, or at once when `wake()` is called — the DSO
+box's poller does that on every change) it freezes the plant state, asks the real-time layer for a
+request, lets `rules.decide` make it safe, publishes the decision into the plant state and, with
+`auto_write` on, hands it to the sink (on change, and at least every `setpoint_resend_s`, because
+inverters fall back on comm loss). A write that fails or hangs is retried, then raises an alarm and
+the safe state. The watchdogs are petted only while healthy: inputs fresh, the last write
+acknowledged, the cycle within its period. A real-time layer that raises costs its request, never
+the cycle; cancelling the loop (shutdown) leaves the plant in the safe state.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable, Protocol
+import time
+from collections import deque
+from dataclasses import replace
+from datetime import datetime
+from typing import Callable, Protocol, Sequence
+from zoneinfo import ZoneInfo
 
 from ..bus import TelemetryBus
 from ..clock import Clock
 from ..config import ConfigStore
 from ..notifications import Notifications
-from ..state import PlantState
-from .rules import SafetyDecision, decide
+from ..state import Measurement, PlantState
+from .rules import DecisionInputs, PowerControlDecision, decide
 
 log = logging.getLogger(__name__)
 
-SAFE_SETPOINT_W = 0.0
+LOCAL_TZ = ZoneInfo("Europe/Vienna")
+WRITE_ATTEMPTS = 3
+WRITE_TIMEOUT_S = 2.0
+UTILISATION_HYSTERESIS_PCT = 5.0
 
 
 class SetpointSink(Protocol):
-    """Where setpoints go: the simulator now, the PCS over Modbus later."""
+    """Where decisions go: the simulated plant, or the PCS over Modbus."""
 
-    async def write_setpoint(self, power_w: float) -> None: ...
+    async def apply(self, decision: PowerControlDecision) -> None:
+        """Write enable/disable, setpoint and limit; raise on failure (the loop retries, then alarms)."""
+
+    async def safe_state(self) -> None:
+        """0 W (and whatever else the device needs to be safe)."""
 
 
 Dispatcher = Callable[[PlantState, float], float]
 
 
+def _percentiles(samples: Sequence[float]) -> dict[str, float | None]:
+    data = sorted(samples)
+    if not data:
+        return {"p50": None, "p99": None, "max": None}
+    pick = lambda p: round(data[min(len(data) - 1, int(p * len(data)))], 3)  # noqa: E731
+    return {"p50": pick(0.5), "p99": pick(0.99), "max": round(data[-1], 3)}
+
+
 class SafetyLoop:
     def __init__(self, bus: TelemetryBus, clock: Clock, config: ConfigStore, dispatcher: Dispatcher,
-                 sink: SetpointSink, notifications: Notifications, pet_watchdog: Callable[[], None]):
+                 sink: SetpointSink, notifications: Notifications, pet_watchdogs: Callable[[], None],
+                 offline_devices: Callable[[], tuple[str, ...]] = lambda: (),
+                 pv_peak_kw: Callable[[], float] | None = None):
         self.bus = bus
         self.clock = clock
         self.config = config
         self.dispatcher = dispatcher
         self.sink = sink
         self.notifications = notifications
-        self.pet_watchdog = pet_watchdog
-        self.last_decision: SafetyDecision | None = None
-        self._last_written_w: float | None = None
+        self.pet_watchdogs = pet_watchdogs
+        self.offline_devices = offline_devices
+        self.pv_peak_kw = pv_peak_kw or (lambda: config.config.forecast.pv_peak_kwp)
+        self.last_decision: PowerControlDecision | None = None
+        self.healthy = False
+        self.cycles = 0
+        self.write_failures = 0
+        self.cycle_ms: deque[float] = deque(maxlen=2000)
+        self.period_jitter_ms: deque[float] = deque(maxlen=2000)
+        self._last_written: tuple[float, bool, float] | None = None
         self._last_write_mono = 0.0
+        self._write_failed = False
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._high_utilisation = False
+
+    # -- running ------------------------------------------------------------------------------------
+    def wake(self) -> None:
+        """Run a cycle now (thread-safe): called on DSO-box changes so a trip is not left to the period."""
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        last_start: float | None = None
         try:
             while True:
                 period_s = self.config.config.power_control.safety_period_s
+                start = time.monotonic()
+                if last_start is not None and not self._wake.is_set():
+                    self.period_jitter_ms.append(abs(start - last_start - period_s) * 1000.0)
+                self._wake.clear()
+                last_start = start
                 await self.cycle()
-                await asyncio.sleep(period_s)
+                self.cycle_ms.append((time.monotonic() - start) * 1000.0)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, start + period_s - time.monotonic()))
+                    last_start = None  # an early cycle: its period is not a jitter sample
+                except asyncio.TimeoutError:
+                    pass
         finally:
-            await self._write_safe("safety loop stopped")
+            await self._enter_safe_state("safety loop stopped")
 
-    async def cycle(self) -> SafetyDecision | None:
+    async def cycle(self) -> PowerControlDecision:
         cfg = self.config.config
+        pc = cfg.power_control
+        started = time.monotonic()
         now = self.clock.now()
+        state = self.bus.snapshot()
         try:
-            state = self.bus.snapshot()
-            requested_w = self.dispatcher(state, now)
-            decision = decide(state, requested_w, now, cfg.bess, cfg.power_control, cfg.grid_connection)
-            self._record(decision)
-            await self._write(decision.setpoint_w, cfg.power_control.setpoint_resend_s)
+            requested_w = float(self.dispatcher(state, now))
+            planner_note = None
         except Exception:
-            log.exception("safety cycle failed; writing the safe setpoint")
-            self.last_decision = SafetyDecision(SAFE_SETPOINT_W, 0.0, "safety", ("internal error",), 0.0)
-            await self._write_safe("safety cycle failed")
-            return None
-        self.pet_watchdog()
+            log.exception("the real-time layer failed; the safety loop goes on with a 0 W request")
+            requested_w, planner_note = 0.0, "real-time layer failed: 0 W requested"
+        try:
+            local = datetime.fromtimestamp(now, LOCAL_TZ)
+            decision = decide(DecisionInputs(
+                state=state, requested_w=requested_w, now=now, local_time=local.hour * 60 + local.minute,
+                bess=cfg.bess, power_control=pc, grid=cfg.grid_connection, feedin=cfg.feedin_limitation,
+                pv_peak_kw=self.pv_peak_kw(), offline_devices=tuple(self.offline_devices())))
+        except Exception:
+            log.exception("safety decision failed; entering the safe state")
+            decision = PowerControlDecision(0.0, requested_w, "safety", ("internal error in the decision",), 0.0)
+        if planner_note:
+            decision = _with_reason(decision, planner_note)
+
+        write_ok = True
+        if pc.auto_write:
+            write_ok = await self._write(decision, pc.setpoint_resend_s)
+            if not write_ok:
+                decision = _with_reason(PowerControlDecision(0.0, requested_w, "safety", (), 0.0),
+                                        f"PCS write failed {WRITE_ATTEMPTS} times")
+        self._publish(decision, now)
+        self._notify_changes(decision, state, now)
+        self.last_decision = decision
+        self.cycles += 1
+
+        inputs_fresh = not any(r.startswith(("no fresh value", "device offline", "internal error"))
+                               for r in decision.reasons)
+        in_budget = time.monotonic() - started < pc.safety_period_s
+        self.healthy = write_ok and inputs_fresh and in_budget and planner_note is None
+        if self.healthy:
+            self.pet_watchdogs()
         return decision
 
-    def _record(self, decision: SafetyDecision) -> None:
-        previous = self.last_decision
-        self.last_decision = decision
-        if previous is None or previous.mode != decision.mode:
-            level = "info" if decision.mode == "normal" else "warning"
-            detail = ", ".join(decision.reasons) or "all inputs fresh"
-            self.notifications.add(level, "safety", f"power control {decision.mode}: {detail}")
-
-    async def _write(self, power_w: float, resend_s: float) -> None:
+    # -- writing ------------------------------------------------------------------------------------
+    async def _write(self, decision: PowerControlDecision, resend_s: float) -> bool:
+        key = (round(decision.setpoint_w, 1), decision.remote_shutdown_requested, decision.limit_pct)
         mono = self.clock.monotonic()
-        if power_w != self._last_written_w or mono - self._last_write_mono >= resend_s:
-            await self.sink.write_setpoint(power_w)
-            self._last_written_w = power_w
-            self._last_write_mono = mono
+        if key == self._last_written and mono - self._last_write_mono < resend_s and not self._write_failed:
+            return True
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                await asyncio.wait_for(self.sink.apply(decision), WRITE_TIMEOUT_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("PCS write attempt %d/%d failed: %s", attempt, WRITE_ATTEMPTS, exc or type(exc).__name__)
+                continue
+            self._write_failed = False
+            self._last_written, self._last_write_mono = key, mono
+            return True
+        self.write_failures += 1
+        self._write_failed = True
+        self._last_written = None
+        await self._enter_safe_state("PCS write failed")
+        return False
 
-    async def _write_safe(self, why: str) -> None:
+    async def _enter_safe_state(self, why: str) -> None:
         try:
-            await asyncio.shield(self.sink.write_setpoint(SAFE_SETPOINT_W))
-            self._last_written_w = SAFE_SETPOINT_W
+            await asyncio.wait_for(asyncio.shield(self.sink.safe_state()), WRITE_TIMEOUT_S)
             log.info("safe setpoint written (%s)", why)
         except Exception:
             log.exception("could not write the safe setpoint (%s)", why)
 
+    # -- telling others -----------------------------------------------------------------------------
+    def _publish(self, d: PowerControlDecision, now: float) -> None:
+        max_age_s = 3 * self.config.config.power_control.safety_period_s * self.clock.speed
+        reason = "; ".join(d.reasons) if d.reasons else None
+        self.bus.publish({
+            "control.remote_shutdown_requested": Measurement(d.remote_shutdown_requested, now, "ems", max_age_s),
+            "control.active_power_limit_w": Measurement(d.limit_w, now, "ems", max_age_s),
+            "control.power_limit_reason": Measurement(reason, now, "ems", max_age_s),
+            "control.setpoint_w": Measurement(d.setpoint_w, now, "ems", max_age_s),
+        })
+
+    def _notify_changes(self, d: PowerControlDecision, state: PlantState, now: float) -> None:
+        previous = self.last_decision
+        if previous is None or previous.state != d.state or previous.reasons[:1] != d.reasons[:1]:
+            detail = ", ".join(d.reasons) or "all inputs fresh, no limit active"
+            if d.state == "shutdown":
+                self.notifications.add("error", "dso", f"DSO shutdown order: battery stopped, PCS disabled ({detail})")
+            elif d.state == "safety":
+                self.notifications.add("error", "safety", f"safe state: {detail}")
+            elif d.state == "limited":
+                category = "dso" if any(r.startswith("DSO limit") for r in d.reasons) else \
+                    "feedin" if any(r.startswith("feed-in") for r in d.reasons) else "safety"
+                self.notifications.add("warning", category, f"power limited: {detail}")
+            elif previous is not None:
+                self.notifications.add("info", "safety", "power control back to normal")
+        grid_w = state.value("grid.power_w", now)
+        max_kw = self.config.config.grid_connection.max_power_kw
+        warn_pct = self.config.config.grid_connection.warn_utilisation_pct
+        if isinstance(grid_w, (int, float)) and self.config.config.grid_connection.monitoring_enabled:
+            utilisation = abs(grid_w) / (max_kw * 1000.0) * 100.0
+            if not self._high_utilisation and utilisation > warn_pct:
+                self._high_utilisation = True
+                self.notifications.add("warning", "grid", f"grid connection at {utilisation:.0f} % of {max_kw:g} kW")
+            elif self._high_utilisation and utilisation < warn_pct - UTILISATION_HYSTERESIS_PCT:
+                self._high_utilisation = False
+
     def to_json(self) -> dict[str, object]:
         d = self.last_decision
-        if d is None:
-            return {"mode": None, "requested_w": None, "setpoint_w": None, "reasons": [], "limit_pct": None}
-        return {"mode": d.mode, "requested_w": round(d.requested_w, 1), "setpoint_w": round(d.setpoint_w, 1),
-                "reasons": list(d.reasons), "limit_pct": d.limit_pct}
+        body: dict[str, object] = d.to_json() if d is not None else {"state": None, "mode": None, "reasons": []}
+        body.update({"healthy": self.healthy, "cycles": self.cycles, "write_failures": self.write_failures,
+                     "auto_write": self.config.config.power_control.auto_write,
+                     "cycle_ms": _percentiles(self.cycle_ms), "period_jitter_ms": _percentiles(self.period_jitter_ms)})
+        return body
+
+
+def _with_reason(d: PowerControlDecision, reason: str) -> PowerControlDecision:
+    return replace(d, reasons=(*d.reasons, reason))

@@ -1,46 +1,112 @@
 """Which battery setpoint is safe right now: a pure function of the plant state, the request and config.
 
 Rules, in priority order (the first ones win):
-1. Missing, stale (by the reading's own max age or `stale_timeout_s`) or non-finite inputs the decision
-   needs (SoC, BMS limits, grid and BESS power) → 0 W, mode "safety". Unknown never means "not
-   restricted". A lost or garbled DSO state (power control on) applies `dso_comm_loss_limit_pct`.
-2. DSO trip → 0 W, mode "shutdown".
-3. DSO limit → |discharge| ≤ limit % of rated power; charging keeps at least the §14a minimum.
-4. BMS charge/discharge limits and the configured inverter ratings.
-5. SoC window: no discharge at or below min SoC, no charge at or above max SoC.
-6. Grid connection: import ≤ max_power_kw, export ≤ max_feedin_kw after the new setpoint.
-Sign convention: setpoint > 0 = discharge, grid > 0 = import.
+1. Power control off: the DSO box is ignored (and said so); every other rule still applies.
+2. A configured device offline, or a missing, stale (by the reading's own max age or
+   `stale_timeout_s`) or non-finite input the decision needs (SoC, BMS limits, grid and BESS power;
+   BMS current limits and pack voltage when the BMS reports them), or a non-finite request → 0 W,
+   "safety". Unknown never means "not restricted". A lost or garbled DSO state (power control on)
+   applies `dso_comm_loss_limit_pct` (0 % by default) and is "safety" too.
+3. DSO trip (power control on) → 0 W, "shutdown", the PCS must be disabled. It outranks rule 2:
+   whatever else is unknown, a shutdown order still disables the PCS.
+4. Safety alarms: BMS alarms at or above `safety_alarm_severity`, insulation resistance below
+   `min_insulation_resistance_kohm`, battery temperature above `max_battery_temperature_c` → 0 W,
+   "safety". These readings are optional; once reported they must be fresh.
+5. DSO limit → |discharge| ≤ limit % of the rated power; charging keeps at least the §14a minimum.
+6. BMS charge/discharge power (and current × pack voltage) limits and the configured ratings.
+7. SoC window: no discharge at or below min SoC, no charge at or above max SoC.
+8. Feed-in limitation (`ems.safety.feedin`): the export after the new setpoint stays within the limit;
+   discharging is reduced first, then the battery charges (within rules 5-7) to absorb the excess.
+   What it cannot absorb is `pv_curtailment_w`, for the PV inverter to shed.
+9. Grid connection: import ≤ max_power_kw, export ≤ max_feedin_kw after the new setpoint, from the
+   measured site power (grid + battery), so the battery may have to act against the request.
+The state is "limited" whenever a limit changed the request or binds at the grid point, or a DSO
+limit is in force; "normal" otherwise. Sign convention: setpoint > 0 = discharge, grid > 0 = import.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import time
 from typing import Any, Literal
 
-from ..config.schema import BessConfig, GridConnectionConfig, PowerControlConfig
+from ..config.schema import BessConfig, FeedinLimitationConfig, GridConnectionConfig, PowerControlConfig
 from ..state import PlantState
+from .alarms import safety_alarms
+from .feedin import export_limit_w as feedin_export_limit_w
+from .feedin import feedin_limit_pct, to_minutes_of_day
 
-Mode = Literal["normal", "safety", "shutdown"]
+State = Literal["normal", "limited", "safety", "shutdown"]
+Mode = State  # the earlier name
 
 REQUIRED_POINTS = ("battery.soc_pct", "battery.max_charge_power_w", "battery.max_discharge_power_w",
                    "grid.power_w", "bess.power_w")
+# BMS current limits count only when the BMS reports them (a point the plant state may carry).
+CURRENT_LIMIT_POINTS = ("battery.max_charge_current_a", "battery.max_discharge_current_a")
+DSO_MODES = ("normal", "limit", "trip")
+LEGACY_LOCAL_MINUTE = 12 * 60
+CURTAILMENT_RESOLUTION_W = 1e-6
 
 
 @dataclass(frozen=True)
-class SafetyDecision:
-    setpoint_w: float
+class DecisionInputs:
+    """Everything one decision depends on; `local_time` (Europe/Vienna wall clock) drives feed-in rules."""
+
+    state: PlantState
     requested_w: float
-    mode: Mode
-    reasons: tuple[str, ...]
-    limit_pct: float  # the effective DSO limit in force (100 = unrestricted)
+    now: float
+    local_time: time | float  # a time of day, or minutes since local midnight
+    bess: BessConfig
+    power_control: PowerControlConfig
+    grid: GridConnectionConfig
+    feedin: FeedinLimitationConfig
+    pv_peak_kw: float
+    offline_devices: tuple[str, ...] = ()
 
 
-DSO_MODES = ("normal", "limit", "trip")
+@dataclass(frozen=True)
+class PowerControlDecision:
+    """What the PCS gets this cycle and why. The limit fields default to "nothing allowed"."""
+
+    setpoint_w: float  # effective battery setpoint, > 0 = discharge
+    requested_w: float  # what the real-time layer asked for (0.0 if it was not finite)
+    state: State
+    reasons: tuple[str, ...]  # every active reason, in priority order
+    limit_pct: float  # DSO limit in force (100 = unrestricted; 0 in shutdown and safety)
+    limit_w: float = 0.0  # discharge-side limit after every rule (>= 0)
+    charge_limit_w: float = 0.0  # charge-side limit after every rule (>= 0)
+    export_limit_w: float | None = None  # export limit at the grid point (feed-in or connection)
+    remote_shutdown_requested: bool = False  # DSO trip: the PCS must be disabled
+    pv_curtailment_w: float = 0.0  # export above the limit the battery cannot absorb
+
+    @property
+    def mode(self) -> State:
+        """The state, under its earlier name."""
+        return self.state
+
+    def to_json(self) -> dict[str, Any]:
+        """For `/api/state` under "power_control"."""
+        def w(value: float | None) -> float | None:
+            return None if value is None else round(value, 1)
+        return {"state": self.state, "mode": self.state, "requested_w": w(self.requested_w),
+                "effective_setpoint_w": w(self.setpoint_w), "setpoint_w": w(self.setpoint_w),
+                "limit_pct": round(self.limit_pct, 2), "limit_w": w(self.limit_w),
+                "charge_limit_w": w(self.charge_limit_w), "export_limit_w": w(self.export_limit_w),
+                "pv_curtailment_w": w(self.pv_curtailment_w),
+                "remote_shutdown_requested": self.remote_shutdown_requested, "reasons": list(self.reasons)}
+
+
+SafetyDecision = PowerControlDecision
+
+
+def _measurement(state: PlantState, path: str) -> Any:
+    group, _, name = path.partition(".")
+    return getattr(getattr(state, group, None), name, None)
 
 
 def _fresh(state: PlantState, path: str, now: float, max_age_s: float) -> Any:
     """The value at `path` if it is fresh by its own max age and by the configured stale timeout."""
-    m = getattr(getattr(state, path.partition(".")[0]), path.partition(".")[2])
+    m = _measurement(state, path)
     if m is None or m.is_stale(now) or now - m.ts > max_age_s:
         return None
     return m.value
@@ -53,69 +119,186 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def decide(state: PlantState, requested_w: float, now: float, bess: BessConfig,
-           power_control: PowerControlConfig, grid: GridConnectionConfig) -> SafetyDecision:
-    stale_s = power_control.stale_timeout_s
-    values = {p: _number(_fresh(state, p, now, stale_s)) for p in REQUIRED_POINTS}
-    missing = [p for p, v in values.items() if v is None]
-    dso_mode = _fresh(state, "dso.mode", now, stale_s)
-    dso_limit_pct = _number(_fresh(state, "dso.limit_pct", now, stale_s))
-    dso_lost = power_control.enabled and dso_mode not in DSO_MODES
-    if missing:
-        if dso_lost:
-            missing.append("dso.mode")
-        return SafetyDecision(0.0, _number(requested_w) or 0.0, "safety",
-                              tuple(f"no fresh value: {p}" for p in missing), 0.0)
-    request = _number(requested_w)
-    if request is None:
-        return SafetyDecision(0.0, 0.0, "safety", ("request is not a finite number",), 0.0)
-    requested_w = request
-    if power_control.enabled and dso_mode == "trip":
-        return SafetyDecision(0.0, requested_w, "shutdown", ("DSO trip",), 0.0)
+def _clamp(value: float, lo: float, hi: float) -> float:
+    return min(max(value, lo), hi)
 
-    mode: Mode = "normal"
-    reasons: list[str] = []
-    lo_w = -min(max(0.0, values["battery.max_charge_power_w"]), bess.max_charge_power_kw * 1000.0)
-    hi_w = min(max(0.0, values["battery.max_discharge_power_w"]), bess.max_discharge_power_kw * 1000.0)
+
+def _bound(power_w: float, label: str) -> tuple[float, str]:
+    """A power limit (>= 0) and the reason shown when it binds."""
+    power_w = max(0.0, power_w)
+    return power_w, f"{label}: {power_w:.0f} W"
+
+
+def _add(reasons: list[str], text: str) -> None:
+    if text not in reasons:
+        reasons.append(text)
+
+
+def _grid_feedin_rating_kw(grid: GridConnectionConfig) -> float:
+    return grid.max_feedin_kw if grid.max_feedin_kw is not None else grid.max_power_kw
+
+
+def _export_limits(inputs: DecisionInputs) -> tuple[float, float | None, float | None]:
+    """(export limit at the grid point, feed-in share of it or None, feed-in % or None), from config and time."""
+    minute = to_minutes_of_day(inputs.local_time)
+    rating_kw = _grid_feedin_rating_kw(inputs.grid)
+    feedin_w = feedin_export_limit_w(inputs.feedin, minute, inputs.pv_peak_kw, rating_kw)
+    grid_w = rating_kw * 1000.0
+    return (grid_w if feedin_w is None else min(grid_w, feedin_w)), feedin_w, feedin_limit_pct(inputs.feedin, minute)
+
+
+def _equipment_faults(inputs: DecisionInputs) -> list[str]:
+    """Rule 4 and the optional inputs of rule 2: alarms, insulation, temperature, current limits."""
+    state, now, pc = inputs.state, inputs.now, inputs.power_control
+    stale_s = pc.stale_timeout_s
+    faults = []
+    for path in CURRENT_LIMIT_POINTS:
+        if _measurement(state, path) is not None:
+            if _number(_fresh(state, path, now, stale_s)) is None:
+                faults.append(f"no fresh value: {path}")
+            elif _number(_fresh(state, "battery.voltage_v", now, stale_s)) is None:
+                _add(faults, "no fresh value: battery.voltage_v")
+    if _measurement(state, "battery.alarms") is not None:
+        alarms = _fresh(state, "battery.alarms", now, stale_s)
+        found = None if alarms is None else safety_alarms(alarms, pc.safety_alarm_severity)
+        if found is None:
+            faults.append("no fresh value: battery.alarms")
+        else:
+            faults.extend(f"safety alarm: {text}" for text in found)
+    if _measurement(state, "battery.insulation_resistance_kohm") is not None:
+        kohm = _number(_fresh(state, "battery.insulation_resistance_kohm", now, stale_s))
+        if kohm is None:
+            faults.append("no fresh value: battery.insulation_resistance_kohm")
+        elif kohm < pc.min_insulation_resistance_kohm:
+            faults.append(f"insulation resistance {kohm:g} kΩ below {pc.min_insulation_resistance_kohm:g} kΩ")
+    if _measurement(state, "battery.temperature_c") is not None:
+        temp_c = _number(_fresh(state, "battery.temperature_c", now, stale_s))
+        if temp_c is None:
+            faults.append("no fresh value: battery.temperature_c")
+        elif temp_c > pc.max_battery_temperature_c:
+            faults.append(f"battery temperature {temp_c:g} °C above {pc.max_battery_temperature_c:g} °C")
+    return faults
+
+
+def _curtailment_w(site_w: float | None, setpoint_w: float, export_limit_w: float) -> float:
+    """Export above the limit after `setpoint_w`; 0 when the site power is unknown."""
+    if site_w is None:
+        return 0.0
+    excess_w = (setpoint_w - site_w) - export_limit_w
+    return excess_w if excess_w > CURTAILMENT_RESOLUTION_W else 0.0  # float residue is not an order
+
+
+def decide(inputs: DecisionInputs) -> PowerControlDecision:
+    """The rules of the module docstring; any reading or request, however garbled, fails safe, never raises."""
+    pc, bess, grid, state, now = inputs.power_control, inputs.bess, inputs.grid, inputs.state, inputs.now
+    stale_s = pc.stale_timeout_s
+    reasons = [] if pc.enabled else ["power control disabled"]
+    request = _number(inputs.requested_w)
+    requested_w = 0.0 if request is None else request
+    export_limit_w, feedin_w, feedin_pct = _export_limits(inputs)
+
+    values = {p: _number(_fresh(state, p, now, stale_s)) for p in REQUIRED_POINTS}
+    site_w = None
+    if values["grid.power_w"] is not None and values["bess.power_w"] is not None:
+        site_w = values["grid.power_w"] + values["bess.power_w"]  # the site without the battery, > 0 = import
+    dso_mode = _fresh(state, "dso.mode", now, stale_s) if pc.enabled else None
+    dso_lost = pc.enabled and (not isinstance(dso_mode, str) or dso_mode not in DSO_MODES)
+    dso_lost_reason = "no fresh value: dso.mode" if dso_mode is None else f"unknown DSO mode {dso_mode!r}"
+
+    faults = [f"device offline: {name}" for name in inputs.offline_devices]
+    faults += [f"no fresh value: {p}" for p, v in values.items() if v is None]
+    if site_w is not None and not math.isfinite(site_w):
+        faults.append("site power out of range: grid.power_w + bess.power_w")
+        site_w = None
+    if request is None:
+        faults.append("request is not a finite number")
+    faults += _equipment_faults(inputs)
+
+    def halt(halt_state: State, why: list[str], shutdown: bool) -> PowerControlDecision:
+        return PowerControlDecision(0.0, requested_w, halt_state, tuple(reasons + why), 0.0, 0.0, 0.0,
+                                    export_limit_w, shutdown, _curtailment_w(site_w, 0.0, export_limit_w))
+
+    if pc.enabled and dso_mode == "trip":
+        return halt("shutdown", ["DSO trip"] + faults, True)
+    if faults or request is None or site_w is None:  # (no faults implies both are known)
+        return halt("safety", faults + ([dso_lost_reason] if dso_lost else []), False)
+
+    decision_state: State = "normal"
+    # Upper bounds on discharge and on charge (both >= 0), each with the reason shown when it binds.
+    discharge = [_bound(values["battery.max_discharge_power_w"], "BMS discharge limit"),
+                 _bound(bess.max_discharge_power_kw * 1000.0, "inverter discharge rating")]
+    charge = [_bound(values["battery.max_charge_power_w"], "BMS charge limit"),
+              _bound(bess.max_charge_power_kw * 1000.0, "inverter charge rating")]
+    voltage_v = _number(_fresh(state, "battery.voltage_v", now, stale_s))
+    for path, side, label in ((CURRENT_LIMIT_POINTS[0], charge, "BMS charge current limit"),
+                              (CURRENT_LIMIT_POINTS[1], discharge, "BMS discharge current limit")):
+        amps = _number(_fresh(state, path, now, stale_s))
+        if amps is not None and voltage_v is not None:
+            side.append(_bound(amps * abs(voltage_v), f"{label} {amps:g} A"))
 
     limit_pct = 100.0
     rated_w = max(bess.max_charge_power_kw, bess.max_discharge_power_kw) * 1000.0
     if dso_lost:
         # Lost or garbled control box: the comm-loss limit applies both ways (0 % unless configured).
-        limit_pct = power_control.dso_comm_loss_limit_pct
-        hi_w = min(hi_w, rated_w * limit_pct / 100.0)
-        lo_w = max(lo_w, -rated_w * limit_pct / 100.0)
-        mode = "safety"
-        reasons.append("no fresh value: dso.mode" if dso_mode is None else f"unknown DSO mode {dso_mode!r}")
-    elif power_control.enabled and dso_mode == "limit":
-        limit_pct = 0.0 if dso_limit_pct is None else min(100.0, max(0.0, dso_limit_pct))
-        hi_w = min(hi_w, rated_w * limit_pct / 100.0)
+        limit_pct = pc.dso_comm_loss_limit_pct
+        share_w = rated_w * limit_pct / 100.0
+        discharge.append((share_w, dso_lost_reason))
+        charge.append((share_w, dso_lost_reason))
+        decision_state = "safety"
+        reasons.append(dso_lost_reason)
+    elif pc.enabled and dso_mode == "limit":
+        dso_pct = _number(_fresh(state, "dso.limit_pct", now, stale_s))
+        limit_pct = 0.0 if dso_pct is None else _clamp(dso_pct, 0.0, 100.0)
+        share_w = rated_w * limit_pct / 100.0
+        discharge.append((share_w, f"DSO limit {limit_pct:g} %"))
         # §14a EnWG: a dimming order must leave the minimum charging power available.
-        charge_floor_w = max(rated_w * limit_pct / 100.0, power_control.min_grid_charge_kw_under_dso_limit * 1000.0)
-        lo_w = max(lo_w, -charge_floor_w)
-        mode = "safety"
+        charge.append((max(share_w, pc.min_grid_charge_kw_under_dso_limit * 1000.0), f"DSO limit {limit_pct:g} %"))
+        decision_state = "limited"
         reasons.append(f"DSO limit {limit_pct:g} %")
 
     soc = values["battery.soc_pct"]
     if soc <= bess.min_soc_pct:
-        hi_w = min(hi_w, 0.0)
+        discharge.append((0.0, f"SoC {soc:g} % at or below min {bess.min_soc_pct:g} %"))
     if soc >= bess.max_soc_pct:
-        lo_w = max(lo_w, 0.0)
+        charge.append((0.0, f"SoC {soc:g} % at or above max {bess.max_soc_pct:g} %"))
 
-    # What the grid would see with the new setpoint: the rest of the site stays as measured.
-    site_w = values["grid.power_w"] + values["bess.power_w"]
+    hi_w = min(bound for bound, _ in discharge)
+    lo_w = -min(bound for bound, _ in charge)
+    setpoint_w = _clamp(request, lo_w, hi_w)
+    if request > hi_w or request < lo_w:
+        for bound, why in (discharge if request > hi_w else charge):
+            if bound <= abs(setpoint_w):  # every limit that binds (ties included)
+                _add(reasons, why)
+
+    # The grid point: the rest of the site stays as measured, the battery's new setpoint changes it.
     max_import_w = grid.max_power_kw * 1000.0
-    max_export_w = (grid.max_feedin_kw if grid.max_feedin_kw is not None else grid.max_power_kw) * 1000.0
-    grid_lo_w = site_w - max_import_w  # setpoint below this would import too much
-    grid_hi_w = site_w + max_export_w  # setpoint above this would export too much
+    grid_lo_w = site_w - max_import_w  # a setpoint below this imports too much
+    grid_hi_w = site_w + export_limit_w  # a setpoint above this exports too much
+    if setpoint_w > grid_hi_w:
+        grid_export_w = _grid_feedin_rating_kw(grid) * 1000.0
+        if feedin_w is not None and feedin_w <= grid_export_w:
+            reasons.append(f"feed-in limit {feedin_pct:g} % = {feedin_w:.0f} W")
+        if feedin_w is None or grid_export_w <= feedin_w:
+            reasons.append(f"grid connection limit: export {grid_export_w:.0f} W")
+    elif setpoint_w < grid_lo_w:
+        reasons.append(f"grid connection limit: import {max_import_w:.0f} W")
+    binding_at_grid = not grid_lo_w <= setpoint_w <= grid_hi_w
+    # The grid limits outrank the request, never the battery's own limits (rules 5-7).
+    setpoint_w = _clamp(_clamp(setpoint_w, grid_lo_w, grid_hi_w), lo_w, hi_w)
+    curtailment_w = _curtailment_w(site_w, setpoint_w, export_limit_w)
+    if curtailment_w > 0.0:
+        reasons.append(f"PV curtailment {curtailment_w:.0f} W needed")
 
-    setpoint_w = min(max(requested_w, lo_w), hi_w)
-    if setpoint_w != requested_w:
-        reasons.append("clamped to battery limits")
-    if setpoint_w < grid_lo_w or setpoint_w > grid_hi_w:
-        # The grid connection outranks the battery's wish; it may still be unreachable (0 W is then safest).
-        clamped = min(max(setpoint_w, grid_lo_w), grid_hi_w)
-        setpoint_w = min(max(clamped, min(lo_w, 0.0)), max(hi_w, 0.0))
-        mode = "safety"
-        reasons.append("grid connection limit")
-    return SafetyDecision(setpoint_w, requested_w, mode, tuple(reasons), limit_pct)
+    if decision_state == "normal" and (setpoint_w != request or binding_at_grid):
+        decision_state = "limited"
+    return PowerControlDecision(
+        setpoint_w, request, decision_state, tuple(reasons), limit_pct,
+        limit_w=max(0.0, min(hi_w, grid_hi_w)), charge_limit_w=max(0.0, min(-lo_w, -grid_lo_w)),
+        export_limit_w=export_limit_w, remote_shutdown_requested=False, pv_curtailment_w=curtailment_w)
+
+
+def decide_legacy(state: PlantState, requested_w: float, now: float, bess: BessConfig,
+                  power_control: PowerControlConfig, grid: GridConnectionConfig) -> PowerControlDecision:
+    """The earlier signature, for callers not yet passing `DecisionInputs`: no feed-in limitation."""
+    return decide(DecisionInputs(state, requested_w, now, LEGACY_LOCAL_MINUTE, bess, power_control, grid,
+                                 FeedinLimitationConfig(), 0.0))

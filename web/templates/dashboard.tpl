@@ -1,4 +1,4 @@
-% rebase('base.tpl', title=title, active=active, nav=nav, version=version)
+% rebase('base.tpl', title=title, active=active, nav=nav, version=version, me=me, csrf_token=csrf_token, live=True)
 <h1 class="visually-hidden">Dashboard</h1>
 
 <section class="kpis" aria-label="Key figures">

@@ -1,0 +1,225 @@
+"""`ems backtest`: replay a year of real prices, load and PV with and without the EMS, and report.
+
+With no arguments it runs the bundled Austrian data: 2024 day-ahead prices, a 4,000 kWh household
+(BDEW H25), 8 kWp of PV, a 10 kWh / 5 kW battery. `add_parser` registers the command on the `ems`
+CLI; `main` runs it on its own (`python -m ems.backtest.cli --help`).
+Exit codes: 0 done, 2 bad input (a file, line and column, or the option, is named on stderr).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..resources import data_file
+
+# numpy, highspy and the optimizer are imported by `cmd_backtest` only: registering the command
+# must not slow down `ems run`, `ems --version` or `ems check-config` on a gateway.
+
+log = logging.getLogger(__name__)
+
+EXIT_BAD_INPUT = 2
+DEFAULT_PRICES = "AT_dayahead_2023_2024.csv"
+DEFAULT_LOAD = "household_H25_2024_4000kWh_15min.csv"
+DEFAULT_PV = "pv_per_kwp_2023_2024_hourly.csv"
+DEFAULT_PV_KWP = 8.0
+
+
+def _number(lo: float, hi: float, *, exclusive_lo: bool = False) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+        if not math.isfinite(value) or value < lo or value > hi or (exclusive_lo and value == lo):
+            bound = f"more than {lo:g}" if exclusive_lo else f"at least {lo:g}"
+            raise argparse.ArgumentTypeError(f"{text} must be {bound} and at most {hi:g}")
+        return value
+    return parse
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a date (YYYY-MM-DD)") from None
+
+
+def _fraction_or_pct(text: str) -> float:
+    """0.95 or 95 (%) → 0.95."""
+    value = _number(0.5, 100.0)(text)
+    value = value / 100.0 if value > 1.0 else value
+    if value < 0.5:
+        raise argparse.ArgumentTypeError(f"{text} must be 0.5..1 (or 50..100 %)")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    data = p.add_argument_group("data (CSV: header 'timestamp,<quantity>_<unit>', ISO-8601 times with UTC offset)")
+    data.add_argument("--prices", help=f"day-ahead prices: price_eur_per_mwh | price_eur_per_kwh (default: bundled "
+                                       f"{DEFAULT_PRICES})")
+    data.add_argument("--load", help=f"site load: load_kw | load_w (default: bundled {DEFAULT_LOAD})")
+    data.add_argument("--pv", help=f"PV: pv_kw | pv_w | pv_kw_per_kwp with --pv-kwp (default: bundled {DEFAULT_PV} "
+                                   f"× {DEFAULT_PV_KWP:g} kWp)")
+    data.add_argument("--pv-kwp", type=_number(0, 1e6), help="PV plant size for a pv_kw_per_kwp file")
+    data.add_argument("--from", dest="from_day", type=_day, help="first day (local date, YYYY-MM-DD)")
+    data.add_argument("--to", dest="to_day", type=_day, help="last day, included (local date, YYYY-MM-DD)")
+    data.add_argument("--step-min", type=int, choices=(15, 60), default=15, help="plan step in minutes (default 15)")
+    bat = p.add_argument_group("battery")
+    bat.add_argument("--capacity-kwh", type=_number(0, 1e5, exclusive_lo=True), default=10.0, help="default 10")
+    bat.add_argument("--power-kw", type=_number(0, 1e5, exclusive_lo=True), default=5.0,
+                     help="charge and discharge power limit (default 5)")
+    bat.add_argument("--efficiency", type=_fraction_or_pct, default=0.95,
+                     help="one-way efficiency, applied on charge and on discharge (default 0.95 = 90.25 %% round trip)")
+    bat.add_argument("--min-soc", type=_number(0, 100), default=10.0, help="%% (default 10)")
+    bat.add_argument("--max-soc", type=_number(0, 100), default=95.0, help="%% (default 95)")
+    bat.add_argument("--soc0", type=_number(0, 100), help="SoC at the start in %% (default: --min-soc)")
+    bat.add_argument("--degradation-eur-per-kwh", type=_number(0, 10), default=0.02,
+                     help="battery wear per kWh discharged (default 0.02)")
+    site = p.add_argument_group("tariff and grid")
+    site.add_argument("--surcharge-eur-per-kwh", type=_number(-1, 10), default=0.015,
+                      help="supplier surcharge on the market price (default 0.015)")
+    site.add_argument("--surcharge-pct", type=_number(0, 100), default=0.0,
+                      help="supplier margin in %% of |market price| (default 0)")
+    site.add_argument("--grid-fee-eur-per-kwh", type=_number(0, 10), default=0.0,
+                      help="grid energy fee per kWh imported (default 0; Austrian households pay about 0.11)")
+    site.add_argument("--vat-pct", type=_number(0, 100), default=20.0, help="VAT on the import price (default 20)")
+    site.add_argument("--feed-in-eur-per-kwh", type=_number(-10, 10),
+                      help="fixed feed-in tariff (default: export earns the market price)")
+    site.add_argument("--grid-limit-kw", type=_number(0, 1e5, exclusive_lo=True), default=30.0,
+                      help="grid connection import limit (default 30)")
+    site.add_argument("--feedin-limit-kw", type=_number(0, 1e5), help="export limit (default: the grid limit)")
+    ems = p.add_argument_group("EMS")
+    ems.add_argument("--strategy", default="arbitrage",
+                     help="auto | arbitrage | peak_shaving | self_consumption | load_balancing: the strategy of "
+                          "every plan (default arbitrage, the cost-minimising one; auto = as the runtime's auto "
+                          "mode chooses per plan)")
+    ems.add_argument("--replan-every-h", type=_number(0, 744), default=4.0,
+                     help="intraday replans between price publications, in hours (0 = only on new prices; default 4)")
+    ems.add_argument("--publication-time", default="13:00", help="local time next-day prices appear (default 13:00)")
+    ems.add_argument("--day-at-a-time", action="store_true",
+                     help="also run a planner that plans each calendar day on its own (the naive reference)")
+    ems.add_argument("--no-optimum", action="store_true", help="skip the perfect-foresight optimum")
+    ems.add_argument("--exact-optimum", action="store_true",
+                     help="solve the optimum as one LP over the whole period (exact, but a 15-min year needs "
+                          "~230–570 MB: not on a gateway running the EMS; default: week windows with 3 days "
+                          "lookahead, within cents)")
+    out = p.add_argument_group("output")
+    out.add_argument("--out", help="directory for report.html (created if needed)")
+    out.add_argument("--week", type=_day, help="first day of the sample week in the report (default: the week the "
+                                               "EMS saved most)")
+
+
+def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
+    """Register `backtest` on the `ems` command's subparsers."""
+    p = subparsers.add_parser("backtest", help="replay a year of prices, load and PV: savings with and without the EMS",
+                              description=__doc__.split("\n")[0])
+    add_arguments(p)
+    p.set_defaults(func=cmd_backtest)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ems backtest", description=__doc__.split("\n")[0])
+    add_arguments(p)
+    return p
+
+
+def _progress_printer(stream) -> Callable[[str, float], None]:
+    """Percentages on one line on a terminal; one line per finished controller elsewhere (logs)."""
+    tty = hasattr(stream, "isatty") and stream.isatty()
+    last: dict[str, int] = {}
+
+    def show(name: str, fraction: float) -> None:
+        tenth = int(fraction * 10)
+        if last.get(name) == tenth:
+            return
+        last[name] = tenth
+        if tty:
+            print(f"\r  {name}: {100 * fraction:3.0f} %", end="\n" if fraction >= 1.0 else "", file=stream, flush=True)
+        elif fraction >= 1.0:
+            print(f"  {name}: done", file=stream, flush=True)
+    return show
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """Run the backtest the arguments describe; print the table; write the report if --out is given."""
+    from ..config.schema import BessConfig, GridConnectionConfig
+    from ..optimizer.inputs import PlanInputError
+    from .data import BacktestDataError, load_backtest_data, local_midnight_ts
+    from .replay import RecedingHorizon, Site, Tariff, run_backtest
+    from .report import format_table, write_report
+
+    err = sys.stderr
+    prices = args.prices or str(data_file(DEFAULT_PRICES))
+    load = args.load or str(data_file(DEFAULT_LOAD))
+    pv = args.pv or str(data_file(DEFAULT_PV))
+    pv_kwp = args.pv_kwp if args.pv_kwp is not None or args.pv else DEFAULT_PV_KWP
+    if args.min_soc >= args.max_soc:
+        print(f"error: --min-soc {args.min_soc:g} must be below --max-soc {args.max_soc:g}", file=err)
+        return EXIT_BAD_INPUT
+    if args.from_day and args.to_day and args.to_day < args.from_day:
+        print(f"error: --to {args.to_day} is before --from {args.from_day}", file=err)
+        return EXIT_BAD_INPUT
+    bess = BessConfig(capacity_kwh=args.capacity_kwh, max_charge_power_kw=args.power_kw,
+                      max_discharge_power_kw=args.power_kw, charge_efficiency=args.efficiency,
+                      discharge_efficiency=args.efficiency, min_soc_pct=args.min_soc, max_soc_pct=args.max_soc,
+                      degradation_cost_eur_per_kwh=args.degradation_eur_per_kwh)
+    site = Site(bess=bess, grid=GridConnectionConfig(max_power_kw=args.grid_limit_kw, max_feedin_kw=args.feedin_limit_kw),
+                tariff=Tariff(surcharge_eur_per_kwh=args.surcharge_eur_per_kwh, surcharge_pct=args.surcharge_pct,
+                              grid_fee_eur_per_kwh=args.grid_fee_eur_per_kwh, vat_pct=args.vat_pct,
+                              feed_in_tariff_eur_per_kwh=args.feed_in_eur_per_kwh),
+                soc0_pct=args.soc0)
+    policy = RecedingHorizon(strategy=args.strategy, publication_hhmm=args.publication_time,
+                             replan_every_h=args.replan_every_h or None)
+    problems = site.check() + policy.check()
+    if problems:
+        for key, message in problems:
+            print(f"error: {key}: {message}", file=err)
+        return EXIT_BAD_INPUT
+    t0 = time.perf_counter()
+    try:
+        data = load_backtest_data(prices, load, pv, step_s=60 * args.step_min, pv_kwp=pv_kwp,
+                                  from_day=args.from_day, to_day=args.to_day)
+    except BacktestDataError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_BAD_INPUT
+    print(f"read {data.n} steps in {time.perf_counter() - t0:.1f} s; replaying …", file=err, flush=True)
+    extra = {"day_at_a_time": RecedingHorizon(strategy=args.strategy, horizon="calendar_day", replan_every_h=None)} \
+        if args.day_at_a_time else None
+    try:
+        result = run_backtest(data, site, policy, optimum=not args.no_optimum, exact_optimum=args.exact_optimum,
+                              extra_policies=extra, progress=_progress_printer(err))
+    except PlanInputError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_BAD_INPUT
+    print(format_table(result))
+    if args.out:
+        week_step: Optional[int] = None
+        if args.week:
+            week_step = int((local_midnight_ts(args.week) - data.start_ts) // data.step_s)
+            if not 0 <= week_step < data.n:
+                print(f"warning: --week {args.week} is outside the data; showing the EMS's best week", file=err)
+                week_step = None
+        try:
+            path = write_report(result, args.out, week_step)
+        except OSError as exc:
+            print(f"error: cannot write the report into {args.out}: {exc}", file=err)
+            return EXIT_BAD_INPUT
+        print(f"\nreport: {Path(path).resolve()}")
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return cmd_backtest(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,756 @@
+"""The Modbus device simulator: serves any profile over Modbus TCP or RTU, backed by the plant simulator.
+
+So the EMS is tested, benchmarked and demonstrated through real Modbus frames with no hardware:
+- register values come from the plant's latest `PlantSample` through the profile itself: each register's
+  `point` (split evenly when several registers feed one point, e.g. three phase powers), the status
+  register through its status texts, alarm bits through a small plant-to-profile alarm table, DSO
+  inputs through the profile's `dso` mapping, the RTC from a device clock the EMS can set;
+- writes to a PCS's control registers (remote enable, power setpoint with or without direction
+  register, grid setpoint, limit %) become the `PlantLink`'s command, which the plant is stepped with:
+  the simulated battery really moves;
+- a SunSpec profile is served from `sunspec.build_image` (default models 1, 103, 124, 802);
+- fault injection for tests: go silent, answer exception code N, answer garbage;
+- RTU line time: a pty has no baud rate, so `emulate_line_time` delays each answer by the time its
+  request and response frames would take on the wire (see `rtu_exchange_s`).
+
+Built on pymodbus 3.16's `SimDevice` with an `action` hook, not on the datastore classes that pymodbus
+deprecates for v4 (`ModbusServerContext`, `ModbusSequentialDataBlock`); pin `pymodbus>=3.16,<4`.
+Addresses a profile does not define answer "illegal data address", as most real devices do.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
+
+from pymodbus.constants import ExcCodes
+from pymodbus.pdu import ModbusPDU
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from ..clock import Clock, ScaledClock
+from ..config.schema import BessConfig, ModbusDeviceConfig, SimulatorConfig
+from ..sim import battery as bat
+from ..sim.plant import PlantSample, PlantSimulator
+from . import sunspec
+from .codec import FLOAT_TYPES, INT_TYPES, CodecError, decode, encode, from_point, to_point
+from .profile import DsoMapping, Profile, RegisterDef
+
+log = logging.getLogger(__name__)
+
+# function code -> register table: coils, discrete inputs, holding, input registers
+_TABLE = {1: "c", 5: "c", 15: "c", 2: "d", 3: "h", 6: "h", 16: "h", 4: "i"}
+_READ_FUNCTION = {"c": 1, "d": 2, "h": 3, "i": 4}
+_BIT_TABLES = ("c", "d")
+GARBAGE = bytes.fromhex("dead beef feed face 5a a5")  # no valid MBAP header, no valid RTU CRC
+FAULTS = ("silent", "exception", "garbage")
+
+# Plant alarms -> profile alarm names meaning the same thing (every name the profile defines is set).
+PLANT_ALARMS = {
+    bat.ALARM_OVER_TEMPERATURE: ("cell_temperature_high_medium", "over_temperature"),
+    bat.ALARM_UNDER_TEMPERATURE: ("cell_temperature_low_medium", "under_temperature"),
+    bat.ALARM_SOC_LOW: ("soc_low_medium", "soc_low"),
+    bat.ALARM_SOC_HIGH: ("soc_high_medium", "soc_high"),
+    bat.ALARM_INSULATION_LOW: ("insulation_low_serious", "insulation_low"),
+    bat.ALARM_OVER_TEMPERATURE_TRIP: ("cell_temperature_high_serious", "bms_fault", "over_temperature_trip"),
+}
+# What an unmapped grid-side measurement of a meter or inverter shows (instead of 0 V / 0 Hz).
+NOMINAL_BY_UNIT = {"V": 230.0, "Hz": 50.0}
+# Plant status text -> words a profile's status texts use for the same state.
+STATUS_SYNONYMS = {"standby": ("standby", "ready", "idle"), "charging": ("charging",),
+                   "discharging": ("discharging",), "fault": ("fault",)}
+
+
+# --- RTU wire time ---------------------------------------------------------------------------------------
+
+def char_bits(parity: str = "N", stopbits: int = 1) -> int:
+    """Bits per character on the line: start + 8 data + parity + stop (8N1 = 10, 8E1/8O1/8N2 = 11)."""
+    return 1 + 8 + (0 if parity == "N" else 1) + stopbits
+
+
+def rtu_silence_s(baudrate: int, bits: int) -> float:
+    """The inter-frame silence: 3.5 character times, fixed 1.75 ms above 19200 baud."""
+    return 0.00175 if baudrate > 19200 else 3.5 * bits / baudrate
+
+
+def rtu_adu_bytes(function: int, count: int) -> tuple[int, int]:
+    """(request, response) RTU frame sizes in bytes for a read of `count` or a write of `count` values."""
+    if function in (1, 2):
+        return 8, 5 + (count + 7) // 8
+    if function in (3, 4):
+        return 8, 5 + 2 * count
+    if function in (5, 6):
+        return 8, 8
+    if function == 15:
+        return 9 + (count + 7) // 8, 8
+    if function == 16:
+        return 9 + 2 * count, 8
+    raise ValueError(f"function {function} has no RTU frame size here (allowed: 1-6, 15, 16)")
+
+
+def rtu_exchange_s(function: int, count: int, baudrate: int, bits: int = 10, response_bytes: int | None = None) -> float:
+    """Wire time of one request/response: both frames plus the silence after each (no device turnaround)."""
+    request, response = rtu_adu_bytes(function, count)
+    if response_bytes is not None:
+        response = response_bytes
+    return (request + response) * bits / baudrate + 2 * rtu_silence_s(baudrate, bits)
+
+
+# --- the plant as the devices see it ---------------------------------------------------------------------
+
+def _sample_value(sample: PlantSample, point: str) -> Any:
+    """`battery.soc_pct` -> sample.soc_pct, `grid.power_w` -> sample.grid_power_w, `dso.mode` -> dso_mode."""
+    group, _, name = point.partition(".")
+    return getattr(sample, name if group == "battery" else f"{group}_{name}", None)
+
+
+class PlantLink:
+    """The simulated plant between the simulated devices: samples out, the PCS's command in.
+
+    The PCS registers set `remote_enabled`, `setpoint_w` (> 0 discharge), `grid_setpoint_w` (> 0 import;
+    when set, the battery covers load - PV - grid setpoint as a Victron ESS does) and `limit_pct` of the
+    rated power. Without remote control the battery is asked for 0 W. Whoever owns the link steps it:
+    `step()` in tests, `run()` in a process.
+    """
+
+    def __init__(self, plant: PlantSimulator):
+        self.plant = plant
+        bess = plant.bess_config
+        self.rated_power_w = 1000.0 * max(bess.max_charge_power_kw, bess.max_discharge_power_kw)
+        self.remote_enabled = False
+        self.setpoint_w = 0.0
+        self.grid_setpoint_w: float | None = None
+        self.limit_pct = 100.0
+
+    @classmethod
+    def from_config(cls, bess: BessConfig | None = None, sim: SimulatorConfig | None = None,
+                    start_epoch_s: float = 0.0) -> "PlantLink":
+        return cls(PlantSimulator(bess or BessConfig(), sim or SimulatorConfig(), start_epoch_s))
+
+    def sample(self) -> PlantSample:
+        return self.plant.sample()
+
+    def requested_w(self, now_s: float | None = None) -> float:
+        """The battery power the PCS is commanded to at plant time `now_s` (> 0 discharge)."""
+        if not self.remote_enabled:
+            return 0.0
+        if self.grid_setpoint_w is not None:  # the inverter regulates its grid meter to the setpoint
+            t = self.plant.now_s if now_s is None else now_s
+            want = self.plant.load_power_w(t) - self.plant.pv_power_w(t) - self.grid_setpoint_w
+        else:
+            want = self.setpoint_w
+        cap = self.rated_power_w * min(100.0, max(0.0, self.limit_pct)) / 100.0
+        return max(-cap, min(cap, want))
+
+    def step(self, now_s: float) -> PlantSample:
+        """Advance the plant to plant time `now_s` with the current command."""
+        dt_s = max(0.0, now_s - self.plant.now_s)
+        return self.plant.step(now_s, dt_s, self.requested_w(now_s))
+
+    async def run(self, clock: Clock, step_s: float = 1.0,
+                  on_step: Callable[[PlantSample], None] | None = None) -> None:
+        """Step the plant on the clock until cancelled; `on_step` sees each new sample (e.g. to publish the
+        points no simulated device measures, such as PV and load behind a grid meter)."""
+        while True:
+            await asyncio.sleep(step_s)
+            sample = self.step(clock.now())
+            if on_step is not None:
+                on_step(sample)
+
+
+# --- encoding helpers ------------------------------------------------------------------------------------
+
+def _engineering_range(reg: RegisterDef, sf: int | None) -> tuple[float, float] | None:
+    if reg.type in INT_TYPES:
+        words, signed = INT_TYPES[reg.type]
+        bits = 16 * words
+        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    elif reg.type in FLOAT_TYPES:
+        return (reg.min if reg.min is not None else -math.inf, reg.max if reg.max is not None else math.inf)
+    else:
+        return None
+    factor = reg.scale * 10.0 ** (sf or 0)
+    a, b = lo * factor + reg.offset, hi * factor + reg.offset
+    lo_e, hi_e = min(a, b), max(a, b)
+    if reg.min is not None:
+        lo_e = max(lo_e, reg.min)
+    if reg.max is not None:
+        hi_e = min(hi_e, reg.max)
+    return lo_e, hi_e
+
+
+def encode_clamped(reg: RegisterDef, value: Any, sf: int | None = None) -> list[int] | None:
+    """The words for `value`, clamped into what the register can hold; None when it cannot be encoded."""
+    if value is None:
+        return None
+    if reg.type == "bool":
+        return encode(reg, bool(value))
+    if reg.type == "bitfield":
+        return encode(reg, int(value) & ((1 << (reg.count if reg.function in (1, 2) else 16 * reg.count)) - 1))
+    if reg.type == "string":
+        return encode(reg, str(value)[: 2 * reg.count])
+    try:
+        return encode(reg, value, sf=sf)
+    except CodecError:
+        pass
+    bounds = _engineering_range(reg, sf)
+    if bounds is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    lo, hi = bounds
+    for margin in (0.0, abs(reg.scale * 10.0 ** (sf or 0))):  # one raw step inside, should rounding push it out
+        try:
+            return encode(reg, min(hi - margin, max(lo + margin, float(value))), sf=sf)
+        except CodecError:
+            continue
+    return None
+
+
+def status_raw(codes: Mapping[int, str], text: str, fallback: int) -> int:
+    """The profile's status code for the plant's status text (standby/charging/discharging/fault)."""
+    words = STATUS_SYNONYMS.get(text, (text,))
+    for word in words:  # exact text first, then a text starting with the word ("fault (serious ...)")
+        for code, label in codes.items():
+            if label.strip().lower() == word:
+                return code
+    for word in words:
+        for code, label in codes.items():
+            first = label.strip().lower().split(" (")[0]
+            if first == word or (first.split(" ")[0] == word and "prohibited" not in first):
+                return code
+    return fallback
+
+
+def dso_inputs(mapping: DsoMapping, mode: str, limit_pct: float) -> dict[str, bool]:
+    """The input states a control box shows for (mode, limit %): the inverse of `profile.dso_state`.
+
+    A limit between two steps activates the step below it (never report more than the plant allows).
+    """
+    values: dict[str, bool] = {}
+    for trip in mapping.trip:
+        values[trip.register] = (mode == "trip") != trip.invert
+    chosen = None
+    if mode == "limit":
+        below = [s for s in mapping.steps if s.limit_pct <= limit_pct]
+        pool = below or list(mapping.steps)
+        if pool:
+            chosen = max(pool, key=lambda s: s.limit_pct) if below else min(pool, key=lambda s: s.limit_pct)
+    elif mode == "normal" and mapping.default_limit_pct < 100.0:
+        full = [s for s in mapping.steps if s.limit_pct >= 100.0]
+        chosen = full[0] if full else None
+    for step in mapping.steps:
+        if step.register not in values:  # a trip input doubling as a step keeps its trip state
+            values[step.register] = (step is chosen) != step.invert
+    return values
+
+
+def default_sunspec_models() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """A storage inverter with a battery: common (1), three-phase inverter (103), storage (124), battery (802)."""
+    load = sunspec.load_model
+    return [
+        (load(1), {"Mn": "Phoenyra", "Md": "SimStorage", "SN": "SIM-0001", "Vr": "1.0"}),
+        (load(103), {"W": 0, "W_SF": 0, "Hz": 50.0, "Hz_SF": -2, "St": 4}),
+        (load(124), {"WChaMax": 5000, "WChaMax_SF": 0}),
+        (load(802), {"SoC": 50.0, "SoC_SF": -1, "SoH": 98, "SoH_SF": 0, "V": 400.0, "V_SF": -1}),
+    ]
+
+
+@dataclass(frozen=True)
+class SerialLine:
+    """An RTU line: the port and its framing (a pty accepts parity N only)."""
+
+    port: str
+    baudrate: int = 9600
+    parity: str = "N"
+    stopbits: int = 1
+
+
+@dataclass(frozen=True)
+class WriteRecord:
+    """One write the simulated device accepted: what the EMS sent, in order."""
+
+    function: int
+    address: int
+    words: tuple[int, ...]
+    registers: tuple[str, ...]
+    ts: float
+
+
+# --- the device ------------------------------------------------------------------------------------------
+
+class DeviceServer:
+    """One simulated Modbus device: `async with DeviceServer(profile, link, tcp=("127.0.0.1", 0)) as dev:`.
+
+    `dev.port` is the bound TCP port. `stop()` and `start()` kill and restart it (same port). Without a
+    `plant` the registers hold a frozen image of a fresh plant (writes are stored and read back; nothing
+    moves). `set_value(register, value)` pins a register; `force_alarm(name)` sets an alarm bit.
+    """
+
+    def __init__(self, profile: Profile, plant: PlantLink | None = None, *, tcp: tuple[str, int] | None = None,
+                 rtu: SerialLine | None = None, unit_id: int = 1, clock: Clock | None = None,
+                 emulate_line_time: bool = False, turnaround_s: float = 0.0, rtc_offset_s: float = 0.0,
+                 sunspec_models: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]] | None = None,
+                 sunspec_base: int = 40000):
+        if (tcp is None) == (rtu is None):
+            raise ValueError("give exactly one of tcp=(host, port) or rtu=SerialLine(...)")
+        self.tcp = tcp
+        self.rtu = rtu
+        self.unit_id = int(unit_id)
+        self.clock = clock or ScaledClock()
+        self.plant = plant or PlantLink.from_config(start_epoch_s=self.clock.now())
+        self.emulate_line_time = emulate_line_time
+        self.turnaround_s = float(turnaround_s)
+        self.port: int | None = tcp[1] if tcp else None
+        self.requests = 0
+        self.writes: list[WriteRecord] = []
+        self._server: Any = None
+        self._fault: str | None = None
+        self._fault_code = int(ExcCodes.DEVICE_FAILURE)
+        self._pinned: dict[str, Any] = {}
+        self._forced_alarms: set[str] = set()
+        self._last_request: tuple[int, int, int] | None = None
+        self._sample: PlantSample | None = None
+        # image: table -> {address: word (registers) or 0/1 (bits)}; the defined addresses are its keys
+        self._image: dict[str, dict[int, int]] = {t: {} for t in ("c", "d", "h", "i")}
+        if profile.sunspec is not None and not profile.registers:
+            profile = self._load_sunspec(profile, sunspec_models, sunspec_base)
+        self.profile = profile
+        self._by_address: dict[str, dict[int, RegisterDef]] = {t: {} for t in ("c", "d", "h", "i")}
+        for reg in profile.registers.values():
+            table = _TABLE[reg.function]
+            for a in range(reg.address, reg.end):
+                self._by_address[table][a] = reg
+                self._image[table].setdefault(a, 0)
+        self._point_regs = profile.point_registers()
+        self._rtc_names = dataclasses.astuple(profile.rtc) if profile.rtc else ()
+        now = datetime.fromtimestamp(self.clock.now() + rtc_offset_s, tz=timezone.utc)
+        self._rtc_fields = [now.year, now.month, now.day, now.hour, now.minute, now.second]
+        self._rtc_set_at = self.clock.now()
+        if profile.meta.kind in ("meter", "pcs", "inverter"):
+            for reg in profile.registers.values():
+                if reg.point is None and not reg.writable and reg.unit in NOMINAL_BY_UNIT:
+                    self._store(reg, NOMINAL_BY_UNIT[reg.unit])
+        self._init_controls()
+        self._refresh(force=True)
+
+    # --- setup -------------------------------------------------------------------------------------------
+
+    def _load_sunspec(self, marker: Profile, models: Any, base: int) -> Profile:
+        image = sunspec.build_image(list(models) if models is not None else default_sunspec_models(), base=base)
+        self._image["h"].update(image)
+
+        def read(address: int, count: int) -> list[int] | None:
+            if any(a not in image for a in range(address, address + count)):
+                return None
+            return [image[a] for a in range(address, address + count)]
+
+        return sunspec.discovered_profile(marker, sunspec.discover(read, marker.sunspec.base_addresses))
+
+    def _init_controls(self) -> None:
+        """Writable control registers start as a PCS powers up: local control, 0 W, 100 %."""
+        c = self.profile.controls
+        if c is None:
+            return
+        regs = self.profile.registers
+        if c.remote_enable:
+            self._store(regs[c.remote_enable.register], c.remote_enable.off_value)
+        for sp in (c.active_power_set_w, c.grid_power_set_w):
+            if sp is not None:
+                self._store(regs[sp.register], 0)
+                if sp.direction_register and sp.idle_value is not None:
+                    self._store(regs[sp.direction_register], sp.idle_value)
+        if c.active_power_limit_pct:
+            reg = regs[c.active_power_limit_pct.register]
+            self._store(reg, min(100.0, reg.max if reg.max is not None else 100.0))
+        if self.controls_plant:
+            self._apply_controls()
+
+    @property
+    def controls_plant(self) -> bool:
+        """True for a PCS: a device whose registers command the battery."""
+        c = self.profile.controls
+        return c is not None and any((c.remote_enable, c.active_power_set_w, c.grid_power_set_w))
+
+    def _store(self, reg: RegisterDef, value: Any) -> None:
+        sf = self._sf(reg)
+        if reg.scale_register is not None and sf is None:
+            return
+        words = encode_clamped(reg, value, sf)
+        if words is not None:
+            self._put(reg, words)
+
+    def _put(self, reg: RegisterDef, words: Sequence[int]) -> None:
+        image = self._image[_TABLE[reg.function]]
+        for i, w in enumerate(words):
+            image[reg.address + i] = int(w)
+
+    def _words(self, reg: RegisterDef) -> list[int]:
+        image = self._image[_TABLE[reg.function]]
+        return [image.get(a, 0) for a in range(reg.address, reg.end)]
+
+    def _sf(self, reg: RegisterDef) -> int | None:
+        if reg.scale_register is None:
+            return None
+        sf_reg = self.profile.registers.get(reg.scale_register)
+        if sf_reg is None:
+            return None
+        sf = decode(sf_reg, self._words(sf_reg))
+        return None if sf is None else int(sf)
+
+    def value(self, name: str) -> Any:
+        """The decoded value a client would read from register `name` now."""
+        self._refresh()
+        reg = self.profile.registers[name]
+        return decode(reg, self._words(reg), sf=self._sf(reg))
+
+    # --- plant -> registers ------------------------------------------------------------------------------
+
+    def _refresh(self, force: bool = False) -> None:
+        """Re-encode the plant-fed registers when the plant has a new sample; the RTC on every call."""
+        sample = self.plant.sample()
+        if force or sample is not self._sample:
+            self._sample = sample
+            for name, value in self._plant_values(sample).items():
+                self._store(self.profile.registers[name], value)
+        if self._rtc_names:
+            t = self._rtc_now()
+            for name, v in zip(self._rtc_names, (t.year, t.month, t.day, t.hour, t.minute, t.second)):
+                self._store(self.profile.registers[name], v)
+        for name, value in self._pinned.items():
+            self._store(self.profile.registers[name], value)
+
+    def _plant_values(self, sample: PlantSample) -> dict[str, Any]:
+        p = self.profile
+        regs = p.registers
+        values: dict[str, Any] = {}
+        for point, feeding in self._point_regs.items():
+            if p.controls is not None and any(r.writable for r in feeding):
+                continue  # a written register keeps what the EMS wrote
+            v = _sample_value(sample, point)
+            if v is None or isinstance(v, (str, tuple)):
+                continue
+            share = v / len(feeding) if len(feeding) > 1 else v
+            for reg in feeding:
+                values[reg.name] = from_point(reg, share)
+        if p.status_codes is not None and p.meta.kind != "dso":
+            current = regs[p.status_codes.register]
+            values[current.name] = status_raw(p.status_codes.codes, sample.status_text,
+                                              fallback=next(iter(p.status_codes.codes), 0))
+        alarm_bits: dict[str, int] = {}
+        active = set(self._forced_alarms)
+        if p.meta.kind == "bms" or any(pt.startswith("battery.") for pt in self._point_regs):
+            for bit, names in PLANT_ALARMS.items():
+                if sample.alarm_bits & bit:
+                    active.update(names)
+        for alarm in p.alarms:
+            if p.dso is not None and any(alarm.register == i.register for i in p.dso.trip):
+                continue  # the DSO mapping owns those inputs
+            alarm_bits.setdefault(alarm.register, 0)
+            if alarm.name in active:
+                alarm_bits[alarm.register] |= 1 << alarm.bit
+        for name, bits in alarm_bits.items():
+            values[name] = bool(bits) if regs[name].type == "bool" else bits
+        if p.dso is not None:
+            values.update(dso_inputs(p.dso, sample.dso_mode, sample.dso_limit_pct))
+        return values
+
+    def _rtc_now(self) -> datetime:
+        y, mo, d, h, mi, s = self._rtc_fields
+        mo = min(12, max(1, mo))
+        days = (datetime(y + (mo == 12), mo % 12 + 1, 1) - timedelta(days=1)).day
+        base = datetime(y, mo, min(max(1, d), days), min(23, max(0, h)), min(59, max(0, mi)), min(59, max(0, s)),
+                        tzinfo=timezone.utc)
+        return base + timedelta(seconds=self.clock.now() - self._rtc_set_at)
+
+    @property
+    def rtc(self) -> datetime | None:
+        """The simulated device clock (UTC), or None when the profile has no RTC."""
+        return self._rtc_now() if self._rtc_names else None
+
+    # --- registers -> plant ------------------------------------------------------------------------------
+
+    def _apply_controls(self) -> None:
+        c = self.profile.controls
+        regs = self.profile.registers
+        link = self.plant
+        if c.remote_enable:
+            reg = regs[c.remote_enable.register]
+            link.remote_enabled = int(decode(reg, self._words(reg))) == c.remote_enable.on_value
+        else:
+            link.remote_enabled = True
+        if c.active_power_set_w:
+            sp = c.active_power_set_w
+            reg = regs[sp.register]
+            value = to_point(reg, decode(reg, self._words(reg), sf=self._sf(reg))) or 0.0
+            if sp.direction_register:
+                d_reg = regs[sp.direction_register]
+                direction = decode(d_reg, self._words(d_reg))
+                value = abs(value) * (1 if direction == sp.discharge_value else -1 if direction == sp.charge_value else 0)
+            link.setpoint_w = float(value)
+        if c.grid_power_set_w:
+            reg = regs[c.grid_power_set_w.register]
+            link.grid_setpoint_w = float(to_point(reg, decode(reg, self._words(reg), sf=self._sf(reg))) or 0.0)
+        if c.active_power_limit_pct:
+            reg = regs[c.active_power_limit_pct.register]
+            v = decode(reg, self._words(reg), sf=self._sf(reg))
+            link.limit_pct = 100.0 if v is None else float(v)
+
+    def _after_write(self, names: set[str]) -> None:
+        if self._rtc_names and names & set(self._rtc_names):
+            t = self._rtc_now()
+            fields = [t.year, t.month, t.day, t.hour, t.minute, t.second]
+            for i, name in enumerate(self._rtc_names):
+                if name in names:
+                    reg = self.profile.registers[name]
+                    fields[i] = int(decode(reg, self._words(reg)))
+            self._rtc_fields = fields
+            self._rtc_set_at = self.clock.now()
+        if self.controls_plant:
+            self._apply_controls()
+
+    # --- fault injection ---------------------------------------------------------------------------------
+
+    def go_silent(self) -> None:
+        """Receive requests but never answer (a hung device, a wrong unit id on RTU)."""
+        self._fault = "silent"
+
+    def answer_exception(self, code: int = int(ExcCodes.DEVICE_FAILURE)) -> None:
+        """Answer every request with Modbus exception `code` (2 illegal address, 4 device failure, 6 busy...)."""
+        self._fault, self._fault_code = "exception", int(ExcCodes(code))
+
+    def answer_garbage(self) -> None:
+        """Answer every request with bytes that are no Modbus frame (noise on the line, a wrong protocol)."""
+        self._fault = "garbage"
+
+    def heal(self) -> None:
+        self._fault = None
+
+    def set_value(self, name: str, value: Any) -> None:
+        """Pin register `name` to `value` (engineering units), whatever the plant or a write says (as an
+        operator at the device's panel would); None unpins, the register keeps its value."""
+        if name not in self.profile.registers:
+            raise KeyError(f"{self.profile.key} has no register {name!r}")
+        if value is None:
+            self._pinned.pop(name, None)
+        else:
+            self._pinned[name] = value
+        self._refresh(force=True)
+        if self.controls_plant:  # a control changed at the device itself acts on the plant, as a write does
+            self._apply_controls()
+
+    def force_alarm(self, name: str, active: bool = True) -> None:
+        if name not in {a.name for a in self.profile.alarms}:
+            raise KeyError(f"{self.profile.key} has no alarm {name!r}")
+        (self._forced_alarms.add if active else self._forced_alarms.discard)(name)
+        self._refresh(force=True)
+
+    # --- pymodbus hooks ----------------------------------------------------------------------------------
+
+    def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        if not sending:
+            self.requests += 1
+            count = getattr(pdu, "count", 0) or len(getattr(pdu, "bits", None) or getattr(pdu, "registers", None) or [])
+            self._last_request = (pdu.function_code, getattr(pdu, "address", 0), int(count or 1))
+        return pdu
+
+    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        if sending and self._fault == "silent":
+            return b""
+        if sending and self._fault == "garbage":
+            return GARBAGE
+        return data
+
+    async def _line_time(self, function: int, count: int, exception: bool = False) -> None:
+        if not (self.emulate_line_time and self.rtu):
+            return
+        line = self.rtu
+        bits = char_bits(line.parity, line.stopbits)
+        delay = rtu_exchange_s(function, count, line.baudrate, bits, response_bytes=5 if exception else None)
+        await asyncio.sleep(delay + self.turnaround_s)
+
+    async def _action(self, function: int, start: int, address: int, count: int, registers: list[int],
+                      set_values: list[int] | list[bool] | None) -> ExcCodes | None:
+        """pymodbus calls this before every access: validate, refresh from the plant, apply writes."""
+        table = _TABLE.get(function)
+        if table is None:
+            return ExcCodes.ILLEGAL_FUNCTION
+        writing = set_values is not None
+        if not writing and function in (5, 6):
+            return self._fill(table, start, address, 1, registers)  # pymodbus re-reads a single write
+        n = len(set_values) if writing else count
+        if table in _BIT_TABLES and not writing:
+            last = self._last_request
+            n = last[2] if last and last[0] == function and last[1] == address else 16 * count
+        if self._fault is not None:
+            return ExcCodes(self._fault_code) if self._fault == "exception" else ExcCodes.DEVICE_FAILURE
+        defined = self._image[table]
+        if any(a not in defined for a in range(address, address + n)):
+            await self._line_time(function, n, exception=True)
+            return ExcCodes.ILLEGAL_ADDRESS
+        await self._line_time(function, n)
+        if not writing:
+            self._refresh()
+            return self._fill(table, start, address, n, registers)
+        return self._write(function, table, address, [int(v) for v in set_values])
+
+    def _fill(self, table: str, start: int, address: int, n: int, registers: list[int]) -> None:
+        image = self._image[table]
+        if table in _BIT_TABLES:  # pymodbus packs 16 bits per word, bit 0 first
+            for a in range(address, address + n):
+                i, bit = a // 16 - start, a % 16
+                if 0 <= i < len(registers) and a in image:
+                    registers[i] = (registers[i] | (1 << bit)) if image[a] else (registers[i] & ~(1 << bit))
+        else:
+            for a in range(address, address + n):
+                if 0 <= a - start < len(registers):
+                    registers[a - start] = image.get(a, 0)
+        return None
+
+    def _write(self, function: int, table: str, address: int, values: list[int]) -> ExcCodes | None:
+        regs_by_address = self._by_address[table]
+        touched: dict[str, RegisterDef] = {}
+        for a in range(address, address + len(values)):
+            reg = regs_by_address.get(a)
+            if reg is None or not reg.writable:
+                return ExcCodes.ILLEGAL_ADDRESS
+            touched[reg.name] = reg
+        image = self._image[table]
+        staged = dict(image)
+        for i, v in enumerate(values):
+            staged[address + i] = v
+        for reg in touched.values():  # a write must fit the register's declared range, as a device checks
+            words = [staged[a] for a in range(reg.address, reg.end)]
+            try:
+                value = decode(reg, words, sf=self._sf(reg))
+                if value is not None and not isinstance(value, (str, bool)):
+                    if (reg.min is not None and value < reg.min) or (reg.max is not None and value > reg.max):
+                        return ExcCodes.ILLEGAL_VALUE
+            except CodecError:
+                return ExcCodes.ILLEGAL_VALUE
+        image.update(staged)
+        self.writes.append(WriteRecord(function, address, tuple(values), tuple(touched), self.clock.now()))
+        self._after_write(set(touched))
+        return None
+
+    def _sim_device(self) -> SimDevice:
+        blocks = []
+        for table in ("c", "d", "h", "i"):
+            addresses = sorted(self._image[table])
+            runs: list[tuple[int, int]] = []
+            for a in addresses:
+                if runs and a == runs[-1][0] + runs[-1][1]:
+                    runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+                else:
+                    runs.append((a, 1))
+            if table in _BIT_TABLES:
+                data = [SimData(a, values=[False] * n, datatype=DataType.BITS) for a, n in runs]
+                blocks.append(data or [SimData(0, values=[False] * 16, datatype=DataType.BITS)])
+            else:
+                data = [SimData(a, count=n, values=0, datatype=DataType.REGISTERS) for a, n in runs]
+                blocks.append(data or [SimData(0, datatype=DataType.INVALID)])
+        return SimDevice(self.unit_id, simdata=tuple(blocks), action=self._action)
+
+    # --- lifetime ----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen (TCP) or open the serial port (RTU); again after `stop()` on the same port."""
+        if self._server is not None:
+            return
+        hooks = dict(trace_packet=self._trace_packet, trace_pdu=self._trace_pdu)
+        if self.tcp is not None:
+            server = ModbusTcpServer(self._sim_device(), address=(self.tcp[0], self.port or 0), **hooks)
+        else:
+            line = self.rtu
+            server = ModbusSerialServer(self._sim_device(), port=line.port, baudrate=line.baudrate,
+                                        parity=line.parity, stopbits=line.stopbits, **hooks)
+        try:
+            await server.serve_forever(background=True)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await server.shutdown()
+            raise OSError(f"simulated {self.profile.key} cannot listen on {self.where}: {exc}") from None
+        if self.tcp is not None:
+            self.port = server.transport.sockets[0].getsockname()[1]
+        self._server = server
+        log.info("simulated %s (%s) serving on %s, unit %d", self.profile.key, self.profile.meta.kind,
+                 self.where, self.unit_id)
+
+    async def stop(self) -> None:
+        """Close the listener and every open connection, as a device that is switched off."""
+        server, self._server = self._server, None
+        if server is not None:
+            await server.shutdown()
+            await asyncio.sleep(0)  # let the transports close
+
+    @property
+    def where(self) -> str:
+        if self.tcp is not None:
+            return f"tcp {self.tcp[0]}:{self.port}"
+        return f"rtu {self.rtu.port} {self.rtu.baudrate} 8{self.rtu.parity}{self.rtu.stopbits}"
+
+    async def __aenter__(self) -> "DeviceServer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+# --- a whole plant ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SimulatedDevice:
+    """Where one simulated device listens: TCP (host, port; port 0 = any free) or an RTU line."""
+
+    name: str
+    profile: Profile
+    tcp: tuple[str, int] | None = None
+    rtu: SerialLine | None = None
+    unit_id: int = 1
+
+
+def simulated_devices(devices: Iterable[ModbusDeviceConfig], profiles: Mapping[str, Profile]) -> list[SimulatedDevice]:
+    """The configured, enabled devices as simulated devices at the addresses the pollers will use."""
+    out = []
+    for d in devices:
+        if not d.enabled:
+            continue
+        if d.profile not in profiles:
+            raise KeyError(f"modbus device {d.name}: no profile {d.profile!r}")
+        if d.connection_type == "rtu":
+            line = SerialLine(d.serial_port or "", d.baudrate, d.parity, d.stopbits)
+            out.append(SimulatedDevice(d.name, profiles[d.profile], rtu=line, unit_id=d.unit_id))
+        else:
+            out.append(SimulatedDevice(d.name, profiles[d.profile], tcp=(d.host or "127.0.0.1", d.port),
+                                       unit_id=d.unit_id))
+    return out
+
+
+@contextlib.asynccontextmanager
+async def serve_plant(plant: PlantLink, devices: Iterable[SimulatedDevice], clock: Clock | None = None,
+                      **options: Any) -> AsyncIterator[dict[str, DeviceServer]]:
+    """Serve every device of one plant (BMS, PCS, meter, DSO box) for the block's lifetime: name -> server.
+
+    `options` go to every DeviceServer (emulate_line_time, rtc_offset_s, ...). The caller steps the plant.
+    """
+    servers: dict[str, DeviceServer] = {}
+    try:
+        for d in devices:
+            server = DeviceServer(d.profile, plant, tcp=d.tcp, rtu=d.rtu, unit_id=d.unit_id, clock=clock, **options)
+            await server.start()
+            servers[d.name] = server
+        yield servers
+    finally:
+        for server in reversed(list(servers.values())):
+            await server.stop()
+
+
+async def run_plant(plant: PlantLink, devices: Sequence[SimulatedDevice], clock: Clock, step_s: float = 1.0,
+                    on_step: Callable[[PlantSample], None] | None = None, **options: Any) -> None:
+    """Serve the devices and step the plant on the clock until cancelled: one supervised task for the demo."""
+    async with serve_plant(plant, devices, clock, **options):
+        await plant.run(clock, step_s, on_step)

@@ -1,0 +1,52 @@
+"""Which BMS alarms make the battery unsafe to run: severity classification of `battery.alarms`.
+
+Severities are the device profiles' (`ems.devices.profile.SEVERITIES`): info < warning < critical <
+shutdown. An alarm entry is either a text, or something that carries its own severity (a mapping with
+`severity` and `text`, or an object with those attributes, e.g. a profile's `AlarmDef`). Texts are
+looked up in `KNOWN_ALARM_SEVERITY` (the simulated BMS's alarm texts: the faults that open its
+contactors are `shutdown`); an unknown text is a `warning` (notified, not a stop). An entry that
+declares a severity this module does not know is taken as `critical`: a garbled declaration must
+not pass as harmless.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Mapping
+
+from ..sim.battery import ALARM_BITS, FAULT_ALARMS
+
+Severity = Literal["info", "warning", "critical", "shutdown"]
+SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2, "shutdown": 3}
+
+KNOWN_ALARM_SEVERITY: dict[str, Severity] = {
+    text: ("shutdown" if FAULT_ALARMS & (1 << bit) else "warning") for bit, text in ALARM_BITS.items()
+}
+
+
+def alarm_text(alarm: Any) -> str:
+    if isinstance(alarm, Mapping):
+        return str(alarm.get("text") or alarm.get("name") or alarm)
+    text = getattr(alarm, "text", None)
+    return str(text) if text is not None else str(alarm)
+
+
+def alarm_severity(alarm: Any) -> Severity:
+    """The severity of one alarm entry (see the module docstring for the rules)."""
+    if isinstance(alarm, str):
+        return KNOWN_ALARM_SEVERITY.get(alarm, "warning")
+    declared = alarm.get("severity") if isinstance(alarm, Mapping) else getattr(alarm, "severity", None)
+    if declared in SEVERITY_RANK:
+        return declared  # type: ignore[return-value]
+    return "critical"
+
+
+def safety_alarms(alarms: Any, threshold: Severity) -> tuple[str, ...] | None:
+    """`"text (severity)"` for every alarm at or above `threshold`; None when the list is unreadable."""
+    if isinstance(alarms, (str, bytes)) or not isinstance(alarms, (tuple, list, frozenset, set)):
+        return None
+    floor = SEVERITY_RANK.get(threshold, SEVERITY_RANK["critical"])
+    found = []
+    for alarm in alarms:
+        severity = alarm_severity(alarm)
+        if SEVERITY_RANK[severity] >= floor:
+            found.append(f"{alarm_text(alarm)} ({severity})")
+    return tuple(found)

@@ -1,0 +1,100 @@
+% rebase('base.tpl', title=title, active=active, nav=nav, version=version, me=me, csrf_token=csrf_token, live=False)
+% my_id = ((get('me', None) or {}).get('user') or {}).get('id', '')
+<div class="page-head">
+  <h1>Users</h1>
+  <p class="muted">Admins manage everything, operators run and configure the plant, viewers only read.</p>
+</div>
+
+<section class="card page-section users-card" id="users-app" data-me-id="{{my_id}}" aria-labelledby="accounts-title">
+  <div class="card-head">
+    <h2 id="accounts-title">Accounts</h2>
+    <span class="muted" id="users-count" data-testid="users-count"></span>
+  </div>
+  <p class="form-status" id="users-status" data-testid="users-status" role="status"></p>
+  <div class="table-wrap">
+    <table class="data-table users-table" data-testid="users-table">
+      <thead>
+        <tr>
+          <th scope="col">User</th>
+          <th scope="col">E-mail</th>
+          <th scope="col">Role</th>
+          <th scope="col">Status</th>
+          <th scope="col">Last login</th>
+          <th scope="col"><span class="visually-hidden">Actions</span></th>
+        </tr>
+      </thead>
+      <tbody id="users-body">
+        <tr><td colspan="6" class="muted">Loading…</td></tr>
+      </tbody>
+    </table>
+  </div>
+  <noscript><p class="form-alert">This page needs JavaScript.</p></noscript>
+</section>
+
+<section class="card page-section" aria-labelledby="create-title">
+  <h2 id="create-title">Create a user</h2>
+  <form id="create-user-form" class="form-grid create-user" data-requires="manage_users" data-testid="create-user-form" novalidate>
+    <label for="new-username">Username</label>
+    <div class="field">
+      <input id="new-username" name="username" autocomplete="off" autocapitalize="none" spellcheck="false" required
+             maxlength="32" data-testid="new-username">
+      <span class="field-hint">3–32 characters: a–z, 0–9, “.”, “_” or “-”</span>
+      <span class="field-error" data-error-for="username" role="alert"></span>
+    </div>
+    <label for="new-name">Name</label>
+    <div class="field">
+      <input id="new-name" name="name" autocomplete="off" maxlength="100" data-testid="new-name">
+      <span class="field-error" data-error-for="name" role="alert"></span>
+    </div>
+    <label for="new-email">E-mail</label>
+    <div class="field">
+      <input id="new-email" name="email" type="email" autocomplete="off" maxlength="254" data-testid="new-email">
+      <span class="field-error" data-error-for="email" role="alert"></span>
+    </div>
+    <label for="new-role">Role</label>
+    <div class="field">
+      <select id="new-role" name="role" data-testid="new-role">
+        <option value="viewer" selected>viewer — reads only</option>
+        <option value="operator">operator — operates and configures the plant</option>
+        <option value="admin">admin — everything, including users</option>
+      </select>
+      <span class="field-error" data-error-for="role" role="alert"></span>
+    </div>
+    <label for="new-password">Password</label>
+    <div class="field">
+      <input id="new-password" name="password" type="password" autocomplete="new-password" required minlength="10"
+             data-testid="new-password">
+      <span class="field-hint">at least 10 characters, not the username, not a common password</span>
+      <span class="field-error" data-error-for="password" role="alert"></span>
+    </div>
+    <div class="form-actions">
+      <button type="submit" class="btn btn-primary" data-testid="create-user">Create user</button>
+      <span class="form-status" data-error-for="_" role="status"></span>
+    </div>
+  </form>
+</section>
+
+<section class="card page-section" aria-labelledby="tokens-admin-title">
+  <div class="card-head">
+    <h2 id="tokens-admin-title">API tokens</h2>
+    <span class="muted">all users · revoking stops a machine client at once</span>
+  </div>
+  <div class="table-wrap">
+    <table class="data-table" data-testid="tokens-table">
+      <thead>
+        <tr>
+          <th scope="col">Name</th>
+          <th scope="col">User</th>
+          <th scope="col">Created</th>
+          <th scope="col">Last used</th>
+          <th scope="col"><span class="visually-hidden">Actions</span></th>
+        </tr>
+      </thead>
+      <tbody id="tokens-body">
+        <tr><td colspan="5" class="muted">Loading…</td></tr>
+      </tbody>
+    </table>
+  </div>
+</section>
+
+<script src="/static/js/users.js" defer></script>
