@@ -34,7 +34,8 @@ def _print_config_errors(err: ConfigError, path: Path) -> None:
 def cmd_check_config(args: argparse.Namespace) -> int:
     path = Path(args.path)
     try:
-        load_config(path)
+        from .runtime import load_profiles
+        load_profiles(load_config(path))
     except ConfigError as err:
         _print_config_errors(err, path)
         return EXIT_CONFIG_ERROR
@@ -61,7 +62,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG_ERROR
     web = store.config.web
     listen = Listen(args.host or web.host, args.port if args.port is not None else web.port)
-    runtime = Runtime(store, data_dir, listen)
+    try:
+        runtime = Runtime(store, data_dir, listen)
+    except ConfigError as err:
+        _print_config_errors(err, path)
+        return EXIT_CONFIG_ERROR
     password = runtime.security.users.ensure_admin() if runtime.security.users.is_empty() else None
     if password:
         print(f"First start: created the administrator account.\n  Login: admin\n  Password: {password}\n"

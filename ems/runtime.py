@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +27,47 @@ from .forecast.service import ForecastService
 from .planner import Planner
 from .history import HistoryRecorder, HistoryStore
 from .notifications import Notifications
+from .devices.poller import DevicePoller
+from .devices.profile import Profile, load_library
+from .devices.simulator import PlantLink, run_plant, simulated_devices
+from .devices.sink import ModbusSetpointSink, PcsSink
+from .errors import ConfigError, ConfigProblem
+from .resources import profiles_dir
 from .safety.loop import SafetyLoop
 from .safety.rules import PowerControlDecision
 from .safety.watchdog import HardwareWatchdog
 from .service import ServiceNotifier
-from .sim.plant import resolve_start_epoch_s
+from .sim.plant import PlantSimulator, resolve_start_epoch_s
 from .simulation import SimulatedPlant
-from .state import plant_state_to_json
+from .state import Measurement, plant_state_to_json
 from .supervisor import Supervisor
 from .users.auth import Security
 
 log = logging.getLogger(__name__)
+
+
+def load_profiles(cfg: Any) -> dict[str, Profile]:
+    """The profile library, checked against the configured devices: an unknown or broken profile of a
+    configured device is a config error naming the device's key."""
+    profiles, broken = load_library(profiles_dir())
+    for key, error in broken.items():
+        log.error("device profile %s is broken: %s", key, error)
+    problems = []
+    for i, device in enumerate(cfg.modbus):
+        if device.profile in broken:
+            problems.append(ConfigProblem(f"modbus[{i}].profile", f"profile {device.profile!r} is broken: "
+                                                                  f"{broken[device.profile]}"))
+        elif device.profile not in profiles:
+            problems.append(ConfigProblem(f"modbus[{i}].profile", f"{device.profile!r} is not a known profile "
+                                                                  f"(allowed: {', '.join(sorted(profiles))})"))
+    roles = [d.role for d in cfg.modbus if d.enabled]
+    for role in ("pcs", "dso", "bms", "meter"):
+        if roles.count(role) > 1:
+            problems.append(ConfigProblem("modbus", f"{roles.count(role)} enabled devices with role {role} "
+                                                    "(allowed: one per role)"))
+    if problems:
+        raise ConfigError(problems)
+    return profiles
 
 SHUTDOWN_BUDGET_S = 3.0
 
@@ -76,16 +107,39 @@ class Runtime:
         self.history = HistoryStore(data_dir / "history.db")
         # Real time, not plant time: a simulator running 60x must not expire logins 60x faster.
         self.security = Security.open(data_dir)
-        self.plant = SimulatedPlant(cfg.bess, cfg.simulator, self.clock, self.bus) if cfg.simulator.enabled else None
+        self.profiles = load_profiles(cfg)
+        serve_modbus = cfg.simulator.enabled and cfg.simulator.serve_modbus
+        # The plant: simulated and read directly, or simulated behind real Modbus servers, or real hardware.
+        self.plant = SimulatedPlant(cfg.bess, cfg.simulator, self.clock, self.bus) \
+            if cfg.simulator.enabled and not serve_modbus else None
+        self.plant_link = PlantLink(PlantSimulator(cfg.bess, cfg.simulator, self.clock.now())) if serve_modbus else None
         self.hardware_watchdog = HardwareWatchdog(cfg.power_control.hardware_watchdog_path) \
             if cfg.power_control.hardware_watchdog_path else None
-        self.safety = SafetyLoop(self.bus, self.clock, config, self._request_w,
-                                 self.plant or NoSetpointSink(), self.notifications, self._pet_watchdogs)
+        self.safety = SafetyLoop(self.bus, self.clock, config, self._request_w, NoSetpointSink(),
+                                 self.notifications, self._pet_watchdogs, offline_devices=self._offline_devices)
+        self.pollers = {d.name: DevicePoller(d, self.profiles[d.profile], self.bus, self.clock,
+                                             on_change=self.safety.wake if d.role == "dso" else None)
+                        for d in cfg.modbus if d.enabled}
+        pcs = next((p for p in self.pollers.values() if p.config.role == "pcs"), None)
+        if pcs is not None:
+            bms = [p for p in self.pollers.values() if p.config.role == "bms"]
+            self.safety.sink = PcsSink(ModbusSetpointSink(pcs, self.bus.snapshot, self.clock.now, bms))
+        elif self.plant is not None:
+            self.safety.sink = self.plant
         self.forecast = ForecastService(config, self.history, self.clock, data_dir)
         self.planner = Planner(config, self.clock, self.bus, self.forecast, self.history, self.notifications)
         self.recorder = HistoryRecorder(self.history, self.bus, self.clock, config, self._setpoint_w)
         self.web: WebServer | None = None
         self.bound: tuple[str, int] | None = None
+
+    def _offline_devices(self) -> tuple[str, ...]:
+        return tuple(name for name, poller in self.pollers.items() if not poller.online)
+
+    def _publish_unmetered(self, sample: Any) -> None:
+        """PV and load behind the grid meter: no simulated device measures them, so the plant model does."""
+        max_age_s = 3.0 * self.config.config.simulator.step_s * self.clock.speed
+        self.bus.publish({"pv.power_w": Measurement(sample.pv_power_w, sample.ts, "sim", max_age_s),
+                          "load.power_w": Measurement(sample.load_power_w, sample.ts, "sim", max_age_s)})
 
     def _pet_watchdogs(self) -> None:
         self.service.watchdog()
@@ -108,6 +162,7 @@ class Runtime:
             "plant": plant_state_to_json(self.bus.snapshot(), now),
             "power_control": {"enabled": cfg.power_control.enabled, **self.safety.to_json()},
             "grid_connection": self._grid_json(),
+            "devices": {name: poller.status() for name, poller in self.pollers.items()},
             "strategy": self._strategy_json(),
             "expected_profit_24h_eur": self._expected_profit_eur(),
             "runtime": {
@@ -156,8 +211,16 @@ class Runtime:
 
         if self.hardware_watchdog is not None:
             self.hardware_watchdog.open()
+        cfg = self.config.config
         if self.plant is not None:
             self.supervisor.add("plant_simulator", self.plant.run)
+        if self.plant_link is not None:
+            devices = simulated_devices(cfg.modbus, self.profiles)
+            self.supervisor.add("modbus_simulator", partial(run_plant, self.plant_link, devices, self.clock,
+                                                            cfg.simulator.step_s, on_step=self._publish_unmetered))
+        for name, poller in self.pollers.items():
+            self.supervisor.add(f"modbus_{name}", poller.run)
+        # Added after the pollers, so it stops before them and its last 0 W goes out through a live link.
         self.supervisor.add("safety", self.safety.run)
         self.supervisor.add("history", self.recorder.run)
         self.supervisor.add("forecast", self.forecast.run)

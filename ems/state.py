@@ -62,6 +62,16 @@ class DsoState:
 
 
 @dataclass(frozen=True)
+class DeviceCommState:
+    """Whether each device role's Modbus link answers (source "modbus")."""
+
+    bms_online: M = None
+    pcs_online: M = None
+    meter_online: M = None
+    dso_online: M = None
+
+
+@dataclass(frozen=True)
 class ControlState:
     """What the safety loop ordered (source "ems"): the plant-state view of its last decision."""
 
@@ -80,6 +90,7 @@ class PlantState:
     grid: PowerPoint = field(default_factory=PowerPoint)  # > 0 = import
     dso: DsoState = field(default_factory=DsoState)
     control: ControlState = field(default_factory=ControlState)
+    devices: DeviceCommState = field(default_factory=DeviceCommState)
 
     def with_updates(self, updates: dict[str, Measurement]) -> "PlantState":
         """A new state with the dotted paths (`battery.soc_pct`) replaced."""

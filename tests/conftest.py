@@ -6,6 +6,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -99,9 +100,24 @@ class Session:
                     "expires=Thu, 01 Jan 1970" in value else token
 
 
-def demo_config(**overrides: dict[str, Any]) -> dict[str, Any]:
-    """The bundled demo config with sections overridden (merged key by key)."""
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def demo_config(modbus: bool = False, **overrides: dict[str, Any]) -> dict[str, Any]:
+    """The bundled demo config with sections overridden (merged key by key).
+
+    modbus=False: the simulator is read directly (fast, exact energy balance). modbus=True: the demo as
+    shipped, BMS/PCS/meter/DSO served over Modbus TCP — on free ports, so several EMS can run at once.
+    """
     cfg = yaml.safe_load(demo_config_text())
+    if modbus:
+        cfg["modbus"] = [{**d, "port": free_port()} for d in cfg["modbus"]]
+    else:
+        cfg["modbus"] = []
+        cfg["simulator"]["serve_modbus"] = False
     for section, values in overrides.items():
         cfg.setdefault(section, {}).update(values)
     return cfg

@@ -225,6 +225,8 @@ class SimulatorConfig:
     ambient_temperature_c: float = c(25.0, min=-40, max=60)
     pack_nominal_voltage_v: float = c(400.0, min=12, max=1500)
     seed: int = c(1, min=0, max=2**31 - 1)
+    serve_modbus: bool = c(False, doc="serve the configured modbus devices from the simulated plant "
+                                      "(on their configured addresses) and poll them for real")
     dso_script: list[DsoScriptStep] = c(default_factory=tuple)
 
 

@@ -17,11 +17,14 @@ treats that as a failed write. The loop must call at least every `max_resend_s`.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ..errors import DeviceError
 from ..state import PlantState
 from .poller import DevicePoller
+
+if TYPE_CHECKING:
+    from ..safety.rules import PowerControlDecision
 
 log = logging.getLogger(__name__)
 
@@ -125,3 +128,29 @@ class ModbusSetpointSink:
             await self.pcs.write("remote_enable", False)
             self._enabled_on = None
             log.info("%s: remote control released", self.pcs.name)
+
+
+class PcsSink:
+    """The safety loop's view of a Modbus PCS: a decision in, the PCS's registers written.
+
+    A DSO shutdown order writes 0 W and then takes remote enable away (the PCS is disabled, not just idle);
+    the next normal decision enables it again.
+    """
+
+    def __init__(self, modbus: ModbusSetpointSink):
+        self.modbus = modbus
+
+    @property
+    def online(self) -> bool:
+        """False while the PCS link is down: nothing can be written, the PCS's own comm-loss fallback rules."""
+        return self.modbus.pcs.online
+
+    async def apply(self, decision: "PowerControlDecision") -> None:
+        if decision.remote_shutdown_requested:
+            await self.modbus.write_setpoint(0.0)
+            await self.modbus.release()
+            return
+        await self.modbus.write_setpoint(decision.setpoint_w, limit_pct=decision.limit_pct)
+
+    async def safe_state(self) -> None:
+        await self.modbus.write_setpoint(0.0)

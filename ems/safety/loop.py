@@ -125,9 +125,11 @@ class SafetyLoop:
             requested_w, planner_note = 0.0, "real-time layer failed: 0 W requested"
         try:
             local = datetime.fromtimestamp(now, LOCAL_TZ)
+            # Configured timeouts are real seconds; readings age in plant time, which may run faster.
+            pc_plant = replace(pc, stale_timeout_s=pc.stale_timeout_s * self.clock.speed)
             decision = decide(DecisionInputs(
                 state=state, requested_w=requested_w, now=now, local_time=local.hour * 60 + local.minute,
-                bess=cfg.bess, power_control=pc, grid=cfg.grid_connection, feedin=cfg.feedin_limitation,
+                bess=cfg.bess, power_control=pc_plant, grid=cfg.grid_connection, feedin=cfg.feedin_limitation,
                 pv_peak_kw=self.pv_peak_kw(), offline_devices=tuple(self.offline_devices())))
         except Exception:
             log.exception("safety decision failed; entering the safe state")
@@ -136,7 +138,10 @@ class SafetyLoop:
             decision = _with_reason(decision, planner_note)
 
         write_ok = True
-        if pc.auto_write:
+        if pc.auto_write and not getattr(self.sink, "online", True):
+            write_ok = False  # the PCS link is down (the decision already says so); no write to attempt
+            self._last_written = None
+        elif pc.auto_write:
             write_ok = await self._write(decision, pc.setpoint_resend_s)
             if not write_ok:
                 decision = _with_reason(PowerControlDecision(0.0, requested_w, "safety", (), 0.0),
@@ -197,7 +202,7 @@ class SafetyLoop:
 
     def _notify_changes(self, d: PowerControlDecision, state: PlantState, now: float) -> None:
         previous = self.last_decision
-        if previous is None or previous.state != d.state or previous.reasons[:1] != d.reasons[:1]:
+        if previous is None or previous.state != d.state:
             detail = ", ".join(d.reasons) or "all inputs fresh, no limit active"
             if d.state == "shutdown":
                 self.notifications.add("error", "dso", f"DSO shutdown order: battery stopped, PCS disabled ({detail})")
