@@ -31,6 +31,7 @@ class Notifications:
         self._items: deque[Notification] = deque(maxlen=maxlen)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._acked: dict[int, int] = {}
 
     def add(self, level: Level, category: str, message: str) -> Notification:
         with self._lock:
@@ -38,6 +39,15 @@ class Notifications:
             self._items.append(item)
         getattr(log, "error" if level == "error" else level)("[%s] %s", category, message)
         return item
+
+    def acknowledge(self, user_id: int, up_to_id: int) -> None:
+        """A user has seen everything up to `up_to_id` (kept in memory: a restart shows them again)."""
+        with self._lock:
+            self._acked[user_id] = max(self._acked.get(user_id, 0), up_to_id)
+
+    def acknowledged(self, user_id: int) -> int:
+        with self._lock:
+            return self._acked.get(user_id, 0)
 
     def recent(self, limit: int = 50) -> list[Notification]:
         with self._lock:

@@ -12,9 +12,8 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import __version__
 from .api.app import create_app
@@ -29,9 +28,9 @@ from .history import HistoryRecorder, HistoryStore
 from .notifications import Notifications
 from .devices.poller import DevicePoller
 from .devices.profile import Profile, load_library
-from .devices.simulator import PlantLink, run_plant, simulated_devices
+from .devices.simulator import PlantLink, serve_plant, simulated_devices
 from .devices.sink import ModbusSetpointSink, PcsSink
-from .errors import ConfigError, ConfigProblem
+from .errors import ApiError, ConfigError, ConfigProblem
 from .resources import profiles_dir
 from .safety.loop import SafetyLoop
 from .safety.rules import PowerControlDecision
@@ -107,7 +106,6 @@ class Runtime:
         self.history = HistoryStore(data_dir / "history.db")
         # Real time, not plant time: a simulator running 60x must not expire logins 60x faster.
         self.security = Security.open(data_dir)
-        self.profiles = load_profiles(cfg)
         serve_modbus = cfg.simulator.enabled and cfg.simulator.serve_modbus
         # The plant: simulated and read directly, or simulated behind real Modbus servers, or real hardware.
         self.plant = SimulatedPlant(cfg.bess, cfg.simulator, self.clock, self.bus) \
@@ -117,6 +115,21 @@ class Runtime:
             if cfg.power_control.hardware_watchdog_path else None
         self.safety = SafetyLoop(self.bus, self.clock, config, self._request_w, NoSetpointSink(),
                                  self.notifications, self._pet_watchdogs, offline_devices=self._offline_devices)
+        self.pollers: dict[str, DevicePoller] = {}
+        self.sim_servers: dict[str, Any] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._build_pollers(cfg)
+        config.validators.append(load_profiles)
+        config.subscribe("modbus", lambda _cfg: asyncio.ensure_future(self._apply_modbus_change()))
+        self.forecast = ForecastService(config, self.history, self.clock, data_dir)
+        self.planner = Planner(config, self.clock, self.bus, self.forecast, self.history, self.notifications)
+        self.recorder = HistoryRecorder(self.history, self.bus, self.clock, config, self._setpoint_w)
+        self.web: WebServer | None = None
+        self.bound: tuple[str, int] | None = None
+
+    def _build_pollers(self, cfg: Any) -> None:
+        """One poller per enabled device; the PCS's poller becomes the safety loop's sink."""
+        self.profiles = load_profiles(cfg)
         self.pollers = {d.name: DevicePoller(d, self.profiles[d.profile], self.bus, self.clock,
                                              on_change=self.safety.wake if d.role == "dso" else None)
                         for d in cfg.modbus if d.enabled}
@@ -124,13 +137,52 @@ class Runtime:
         if pcs is not None:
             bms = [p for p in self.pollers.values() if p.config.role == "bms"]
             self.safety.sink = PcsSink(ModbusSetpointSink(pcs, self.bus.snapshot, self.clock.now, bms))
-        elif self.plant is not None:
-            self.safety.sink = self.plant
-        self.forecast = ForecastService(config, self.history, self.clock, data_dir)
-        self.planner = Planner(config, self.clock, self.bus, self.forecast, self.history, self.notifications)
-        self.recorder = HistoryRecorder(self.history, self.bus, self.clock, config, self._setpoint_w)
-        self.web: WebServer | None = None
-        self.bound: tuple[str, int] | None = None
+        else:
+            self.safety.sink = self.plant or NoSetpointSink()
+
+    async def _apply_modbus_change(self) -> None:
+        """New device list: stop the old pollers (and simulated devices), start the new ones."""
+        names = [f"modbus_{n}" for n in self.pollers] + (["modbus_simulator"] if self.plant_link else [])
+        for name in names:
+            await self.supervisor.remove(name)
+        self._build_pollers(self.config.config)
+        self._add_device_tasks()
+        self.supervisor.start()
+        self.safety.wake()
+
+    def _add_device_tasks(self) -> None:
+        if self.plant_link is not None:
+            self.supervisor.add("modbus_simulator", self._serve_simulated_devices)
+        for name, poller in self.pollers.items():
+            self.supervisor.add(f"modbus_{name}", poller.run)
+
+    async def _serve_simulated_devices(self) -> None:
+        """The demo's Modbus devices: the simulated plant behind real servers on their configured addresses."""
+        assert self.plant_link is not None
+        cfg = self.config.config
+        async with serve_plant(self.plant_link, simulated_devices(cfg.modbus, self.profiles), self.clock) as servers:
+            self.sim_servers = servers
+            try:
+                await self.plant_link.run(self.clock, cfg.simulator.step_s, on_step=self._publish_unmetered)
+            finally:
+                self.sim_servers = {}
+
+    @property
+    def simulated_plant(self) -> PlantSimulator | None:
+        if self.plant is not None:
+            return self.plant.simulator
+        return self.plant_link.plant if self.plant_link is not None else None
+
+    def call_on_loop(self, fn: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+        """Run `fn` on the event loop from a web thread and return its result (a coroutine is awaited)."""
+        if self.loop is None:
+            raise ApiError(503, "the EMS is still starting", "runtime")
+
+        async def call() -> Any:
+            result = fn()
+            return await result if asyncio.iscoroutine(result) else result
+
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(timeout_s)
 
     def _offline_devices(self) -> tuple[str, ...]:
         return tuple(name for name, poller in self.pollers.items() if not poller.online)
@@ -211,15 +263,10 @@ class Runtime:
 
         if self.hardware_watchdog is not None:
             self.hardware_watchdog.open()
-        cfg = self.config.config
+        self.loop = loop
         if self.plant is not None:
             self.supervisor.add("plant_simulator", self.plant.run)
-        if self.plant_link is not None:
-            devices = simulated_devices(cfg.modbus, self.profiles)
-            self.supervisor.add("modbus_simulator", partial(run_plant, self.plant_link, devices, self.clock,
-                                                            cfg.simulator.step_s, on_step=self._publish_unmetered))
-        for name, poller in self.pollers.items():
-            self.supervisor.add(f"modbus_{name}", poller.run)
+        self._add_device_tasks()
         # Added after the pollers, so it stops before them and its last 0 W goes out through a live link.
         self.supervisor.add("safety", self.safety.run)
         self.supervisor.add("history", self.recorder.run)

@@ -72,6 +72,16 @@ class Supervisor:
             raise ValueError(f"subsystem {name!r} registered twice")
         self.tasks[name] = TaskInfo(name, run)
 
+    async def remove(self, name: str, timeout_s: float = 3.0) -> None:
+        """Stop one subsystem for good (e.g. a device removed from the configuration)."""
+        info = self.tasks.pop(name, None)
+        if info is None or info.task is None or info.task.done():
+            return
+        info.task.cancel()
+        done, _ = await asyncio.wait([info.task], timeout=timeout_s)
+        if not done:
+            log.error("subsystem %s did not stop within %.1f s", name, timeout_s)
+
     def start(self) -> None:
         for info in self.tasks.values():
             if info.task is None:

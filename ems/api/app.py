@@ -13,10 +13,16 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import bottle
+from bottle import request as brequest
 
 from .. import __version__
 from ..errors import ApiError, ConfigError
+from ..config.schema import ModbusDeviceConfig
+from ..config.validate import parse_config
+from ..devices import diagnostics
+from ..devices.profile import profile_to_json
 from ..optimizer import STRATEGIES, STRATEGY_NAMES
+from ..sim_events import apply_event, parse_event
 from ..resources import web_dir
 from .account_routes import install as install_account_routes
 from .auth_plugin import SECURITY_HEADERS, AuthPlugin, check_declared, current_auth
@@ -140,7 +146,11 @@ def create_app(rt: "Runtime") -> bottle.Bottle:
     @app.get("/api/notifications", action="read")
     def notifications() -> str:
         limit = int(number_query("limit", 50, 1, 500, integer=True))
-        return _json({"notifications": [n.to_json() for n in rt.notifications.recent(limit)]})
+        principal = current_auth().principal
+        acked = rt.notifications.acknowledged(principal.user_id) if principal else 0
+        items = rt.notifications.recent(limit)
+        return _json({"notifications": [n.to_json() for n in items], "acknowledged_up_to": acked,
+                      "unacknowledged": sum(1 for n in items if n.id > acked and n.level != "info")})
 
     @app.get("/api/monitoring/telemetry", action="read")
     def telemetry() -> str:
@@ -201,6 +211,53 @@ def create_app(rt: "Runtime") -> bottle.Bottle:
     def set_auto() -> str:
         rt.config.update_section("strategy", {**rt.config.section_plain("strategy"), "mode": "auto"})
         return _json({"strategy": rt.config.section_plain("strategy")})
+
+    @app.post("/api/simulator/events", action="operate")
+    def simulator_event() -> str:
+        plant = rt.simulated_plant
+        if plant is None:
+            raise ApiError(409, "the simulator is off: events only drive the simulated plant", "simulator.enabled")
+        event = parse_event(json_body(), tuple(rt.sim_servers))
+        what = rt.call_on_loop(lambda: apply_event(event, plant, rt.sim_servers))
+        rt.notifications.add("info", "simulator", what)
+        rt.safety.wake()
+        return _json({"applied": what})
+
+    @app.get("/api/modbus/profiles", action="read")
+    def modbus_profiles() -> str:
+        key = brequest.query.get("profile")
+        profiles = rt.profiles if rt.profiles else {}
+        if key:
+            if key not in profiles:
+                raise ApiError(404, f"no profile {key[:64]!r} (allowed: {', '.join(sorted(profiles))})", "profile")
+            return _json({"profile": profile_to_json(profiles[key])})
+        return _json({"profiles": [{"key": k, "vendor": p.meta.vendor, "model": p.meta.model, "kind": p.meta.kind,
+                                    "verified": p.meta.verified} for k, p in sorted(profiles.items())]})
+
+    @app.post("/api/modbus/test", action="configure")
+    def modbus_test() -> str:
+        body = json_body()
+        device = parse_config(ModbusDeviceConfig, body, "device")
+        if device.profile not in rt.profiles:
+            raise ApiError(400, f"{device.profile!r} is not a known profile "
+                                f"(allowed: {', '.join(sorted(rt.profiles))})", "device.profile")
+        running = rt.pollers.get(device.name)
+        same_link = running is not None and running.config == device
+        client = running.client if same_link else None  # a serial line must not be opened twice
+        result = rt.call_on_loop(lambda: diagnostics.test_connection(device, rt.profiles[device.profile],
+                                                                     client=client), timeout_s=60)
+        return _json(result)
+
+    @app.post("/api/notifications/ack", action="own_account")
+    def ack_notifications() -> str:
+        body = json_body()
+        up_to = body.get("up_to_id") if isinstance(body, dict) else None
+        if isinstance(up_to, bool) or not isinstance(up_to, int) or up_to < 0:
+            raise ApiError(400, f"must be a notification id (got {str(up_to)[:40]!r})", "up_to_id")
+        principal = current_auth().principal
+        assert principal is not None
+        rt.notifications.acknowledge(principal.user_id, up_to)
+        return _json({"acknowledged_up_to": rt.notifications.acknowledged(principal.user_id)})
 
     @app.get("/api/events", action="read")
     def events() -> Iterator[str]:

@@ -51,6 +51,8 @@ class ConfigStore:
         self._config = config
         self._lock = threading.Lock()
         self._subscribers: dict[str, list[Subscriber]] = {}
+        # Checks beyond the schema (e.g. that a device's profile exists), run before anything is written.
+        self.validators: list[Callable[[EmsConfig], None]] = []
         # How subscriber calls are delivered; the runtime sets this to the event loop's call_soon_threadsafe.
         self._dispatch = dispatch or (lambda fn: fn())
 
@@ -83,6 +85,8 @@ class ConfigStore:
             plain = to_plain(self._config)
             plain[section] = data
             new_config = parse_config(EmsConfig, plain)
+            for validate in self.validators:
+                validate(new_config)
             text = yaml.safe_dump(to_plain(new_config), sort_keys=False, allow_unicode=True)
             write_atomic(self.path, text.encode("utf-8"), keep_backup=True)
             self._config = new_config

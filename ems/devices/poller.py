@@ -275,7 +275,9 @@ class DevicePoller:
         self.alarms = active_alarms(p.alarms, values)
         if self._publish_alarms and alarm_registers:
             known = all(values.get(r) is not None for r in alarm_registers)
-            out["battery.alarms"] = tuple(a.text for a in self.alarms) if known else None
+            # With their severities: the safety rules stop the battery on the profile's critical alarms.
+            out["battery.alarms"] = tuple({"name": a.name, "severity": a.severity, "text": a.text}
+                                          for a in self.alarms) if known else None
         if p.dso is not None:
             state = dso_state(p.dso, values)
             out["dso.mode"], out["dso.limit_pct"] = state if state is not None else (None, None)
