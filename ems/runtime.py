@@ -1,12 +1,14 @@
 """Assembles the appliance from its configuration and runs it until SIGTERM/SIGINT.
 
-Start-up order: config → clock → bus → history → plant (simulator) → safety loop → recorder →
-web server → READY=1. Shutdown reverses it: live-event streams end, the safety loop leaves the plant
-at 0 W, the recorder flushes, the web server stops, the history closes.
+Start-up order: config → clock → bus → history → plant (simulator) → device pollers → safety loop →
+forecasts, planner, recorder → web server → READY=1. Shutdown: live-event streams end, the safety loop
+stops first and leaves the plant at 0 W while the device links are still up, then every other task
+(the recorder flushes), the web server stops, the history closes.
 """
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import signal
 import threading
@@ -56,6 +58,12 @@ def load_profiles(cfg: Any) -> dict[str, Profile]:
         if device.profile in broken:
             problems.append(ConfigProblem(f"modbus[{i}].profile", f"profile {device.profile!r} is broken: "
                                                                   f"{broken[device.profile]}"))
+        elif device.profile in profiles and device.role == "pcs" and (
+                profiles[device.profile].controls is None or
+                (profiles[device.profile].controls.active_power_set_w is None and
+                 profiles[device.profile].controls.grid_power_set_w is None)):
+            problems.append(ConfigProblem(f"modbus[{i}].profile", f"profile {device.profile!r} has no power setpoint "
+                                                                  "control: it cannot be the PCS"))
         elif device.profile not in profiles:
             problems.append(ConfigProblem(f"modbus[{i}].profile", f"{device.profile!r} is not a known profile "
                                                                   f"(allowed: {', '.join(sorted(profiles))})"))
@@ -118,6 +126,7 @@ class Runtime:
         self.pollers: dict[str, DevicePoller] = {}
         self.sim_servers: dict[str, Any] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._modbus_change_lock = asyncio.Lock()
         self._build_pollers(cfg)
         config.validators.append(load_profiles)
         config.subscribe("modbus", lambda _cfg: asyncio.ensure_future(self._apply_modbus_change()))
@@ -141,14 +150,19 @@ class Runtime:
             self.safety.sink = self.plant or NoSetpointSink()
 
     async def _apply_modbus_change(self) -> None:
-        """New device list: stop the old pollers (and simulated devices), start the new ones."""
-        names = [f"modbus_{n}" for n in self.pollers] + (["modbus_simulator"] if self.plant_link else [])
-        for name in names:
-            await self.supervisor.remove(name)
-        self._build_pollers(self.config.config)
-        self._add_device_tasks()
-        self.supervisor.start()
-        self.safety.wake()
+        """New device list: the old PCS to 0 W, stop the old pollers (and simulated devices), start the new."""
+        async with self._modbus_change_lock:
+            try:
+                await asyncio.wait_for(self.safety.sink.safe_state(), 2.0)
+            except Exception as exc:
+                log.warning("old PCS not set to 0 W before the device change: %s", exc)
+            names = [f"modbus_{n}" for n in self.pollers] + (["modbus_simulator"] if self.plant_link else [])
+            for name in names:
+                await self.supervisor.remove(name)
+            self._build_pollers(self.config.config)
+            self._add_device_tasks()
+            self.supervisor.start()
+            self.safety.wake()
 
     def _add_device_tasks(self) -> None:
         if self.plant_link is not None:
@@ -182,7 +196,15 @@ class Runtime:
             result = fn()
             return await result if asyncio.iscoroutine(result) else result
 
-        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(timeout_s)
+        try:
+            future = asyncio.run_coroutine_threadsafe(call(), self.loop)
+        except RuntimeError:
+            raise ApiError(503, "the EMS is stopping", "runtime") from None
+        try:
+            return future.result(timeout_s)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise ApiError(504, f"no answer within {timeout_s:g} s", "runtime") from None
 
     def _offline_devices(self) -> tuple[str, ...]:
         return tuple(name for name, poller in self.pollers.items() if not poller.online)
@@ -267,7 +289,6 @@ class Runtime:
         if self.plant is not None:
             self.supervisor.add("plant_simulator", self.plant.run)
         self._add_device_tasks()
-        # Added after the pollers, so it stops before them and its last 0 W goes out through a live link.
         self.supervisor.add("safety", self.safety.run)
         self.supervisor.add("history", self.recorder.run)
         self.supervisor.add("forecast", self.forecast.run)
@@ -301,6 +322,8 @@ class Runtime:
     async def _shutdown(self) -> None:
         self.service.stopping()
         self.stopping.set()
+        # The safety loop first, alone: its last 0 W must go out while the device links are still up.
+        await self.supervisor.remove("safety", timeout_s=SHUTDOWN_BUDGET_S)
         await self.supervisor.stop(timeout_s=SHUTDOWN_BUDGET_S)
         if self.hardware_watchdog is not None:
             self.hardware_watchdog.close()

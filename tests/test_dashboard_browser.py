@@ -1,7 +1,9 @@
-"""The dashboard as a user sees it in a real browser: live values that move, nothing loaded from outside."""
+"""The dashboard as a user sees it in a real browser: live values that move, the optimizer's plan,
+nothing loaded from outside."""
 from __future__ import annotations
 
 import time
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -11,26 +13,61 @@ from conftest import demo_config
 
 pytestmark = pytest.mark.browser
 
+# Page functions, not expression strings: evaluating a string would need 'unsafe-eval', which the CSP forbids.
+READ_PLAN_CHARTS = """() => {
+  const plan = Chart.getChart('plan-chart');
+  const price = Chart.getChart('price-soc-chart');
+  const byLabel = (chart, label) => chart.data.datasets.find(d => d.label === label);
+  return {
+    labels: plan.data.labels,
+    lengths: plan.data.datasets.map(d => d.data.length),
+    bess_type: byLabel(plan, 'BESS').type || plan.config.type,
+    bess_kw: byLabel(plan, 'BESS').data,
+    grid_kw: byLabel(plan, 'Grid').data,
+    price_labels: price.data.labels,
+    price_ct: byLabel(price, 'Import price').data,
+    price_stepped: byLabel(price, 'Import price').stepped,
+    soc_pct: byLabel(price, 'SoC').data,
+    reason: document.querySelector('[data-testid=strategy-reason]').textContent,
+    fallback_shown: !document.querySelector('[data-testid=strategy-fallback]').hidden,
+    empty_shown: !document.querySelector('[data-testid=plan-empty]').hidden,
+  };
+}"""
+
+
+class Watch:
+    """Console errors (a CSP violation is one), script errors and requests to any host but the appliance."""
+
+    def __init__(self, page: Any):
+        self.errors: list[str] = []
+        self.foreign: list[str] = []
+        page.on("console", lambda msg: self.errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.on("request", lambda req: self.foreign.append(req.url)
+                if urlparse(req.url).hostname not in ("127.0.0.1", None) and not req.url.startswith("data:")
+                else None)
+
+    def assert_clean(self) -> None:
+        assert self.errors == []
+        assert self.foreign == [], "the appliance must not load anything from outside"
+
+
+def log_in(page: Any, ems: Any) -> None:
+    page.goto(ems.base_url + "/", wait_until="load")
+    assert urlparse(page.url).path == "/login", "the dashboard needs a login"
+    page.fill("[data-testid=login-username]", "admin")
+    page.fill("[data-testid=login-password]", ems.admin_password)
+    with page.expect_navigation(url=ems.base_url + "/"):
+        page.click("[data-testid=login-submit]")
+    page.wait_for_function("() => document.getElementById('conn-status').textContent.trim() === 'live'",
+                           timeout=15000)
+
 
 def test_dashboard_shows_live_soc_and_power_that_change(ems_factory, tmp_path):
     ems = ems_factory(demo_config(simulator={"speed": 60.0, "step_s": 0.5}, web={"sse_interval_s": 1.0}))
     with chromium_page() as page:
-        errors: list[str] = []
-        foreign: list[str] = []
-        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("request", lambda req: foreign.append(req.url)
-                if urlparse(req.url).hostname not in ("127.0.0.1", None) and not req.url.startswith("data:")
-                else None)
-        page.goto(ems.base_url + "/", wait_until="load")
-        assert urlparse(page.url).path == "/login", "the dashboard needs a login"
-        page.fill("[data-testid=login-username]", "admin")
-        page.fill("[data-testid=login-password]", ems.admin_password)
-        with page.expect_navigation(url=ems.base_url + "/"):
-            page.click("[data-testid=login-submit]")
-        # A function, not an expression string: evaluating a string would need 'unsafe-eval', which the CSP forbids.
-        page.wait_for_function("() => document.getElementById('conn-status').textContent.trim() === 'live'",
-                               timeout=15000)
+        watch = Watch(page)
+        log_in(page, ems)
 
         def read() -> tuple[str, str]:
             return (page.inner_text("[data-testid=kpi-soc-value]"),
@@ -57,8 +94,98 @@ def test_dashboard_shows_live_soc_and_power_that_change(ems_factory, tmp_path):
         assert page.inner_text("[data-testid=kpi-profit-value]").startswith(
             f"{api_state['expected_profit_24h_eur']:.2f}")
         assert page.locator("nav a[aria-current=page]").inner_text() == "Dashboard"
-        points = page.evaluate("Chart.getChart('power-chart').data.datasets[0].data.length")
+        points = page.evaluate("() => Chart.getChart('power-chart').data.datasets[0].data.length")
         assert points >= 2
         page.screenshot(path=str(tmp_path / "dashboard.png"))
-        assert errors == []
-        assert foreign == [], "the appliance must not load anything from outside"
+        watch.assert_clean()
+
+
+def _mismatch(shown: dict[str, Any], body: dict[str, Any], state_reason: Any) -> str:
+    """Why the charts do not (yet) show the API's plan; "" when they do."""
+    plan = body.get("plan")
+    if not plan:
+        return "the API has no plan yet"
+    steps = plan["steps"]
+    if len(shown["labels"]) != len(steps) or set(shown["lengths"]) != {len(steps)}:
+        return f"{shown['lengths']} points on the plan chart, {len(steps)} steps in the plan"
+    if shown["soc_pct"] != [s["soc_pct"] for s in steps]:
+        return "the SoC series is not the plan's"
+    if shown["reason"] != plan["reason"] or shown["reason"] != state_reason:
+        return f"reason {shown['reason']!r} vs plan {plan['reason']!r} / state {state_reason!r}"
+    return ""
+
+
+def page_shows_api_plan(page: Any, ems: Any, newer_than: float | None = None,
+                        timeout_s: float = 30.0) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Wait (bounded) until the charts show the plan /api/plan returns (planned after `newer_than`)."""
+    why = "never compared"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        body = ems.get("/api/plan")[1]
+        state_reason = ems.get("/api/state")[1]["strategy"].get("reason")
+        shown = page.evaluate(READ_PLAN_CHARTS)
+        if newer_than is not None and (body.get("planned_at") or 0) <= newer_than:
+            why = "the planner has not re-planned yet"
+        elif body == ems.get("/api/plan")[1]:  # the plan did not change while the page was read
+            why = _mismatch(shown, body, state_reason)
+            if not why:
+                return body, shown
+        page.wait_for_timeout(300)
+    raise AssertionError(why)
+
+
+def test_dashboard_charts_the_current_plan_and_says_why(ems_factory, tmp_path):
+    ems = ems_factory(demo_config(simulator={"speed": 60.0, "step_s": 0.5}, web={"sse_interval_s": 1.0}))
+    with chromium_page() as page:
+        watch = Watch(page)
+        log_in(page, ems)
+        page.wait_for_function("() => { const c = Chart.getChart('plan-chart');"
+                               " return !!c && c.data.labels.length >= 4; }", timeout=30000)
+
+        # The planner re-plans every few real seconds at this speed: compare until the page has caught up.
+        body, shown = page_shows_api_plan(page, ems)
+        # ...and the page follows the next plan by itself (the live state shows a new profit; this comes
+        # well before the 60 s periodic refresh).
+        body, shown = page_shows_api_plan(page, ems, newer_than=body["planned_at"])
+
+        steps = body["plan"]["steps"]
+        assert len(steps) >= 4
+        assert shown["labels"] == [time.strftime("%H:%M", time.localtime(s["ts"])) for s in steps], \
+            "x axis: local time of each plan step"
+        assert shown["price_labels"] == shown["labels"]
+        assert shown["bess_type"] == "bar"
+        assert shown["bess_kw"] == pytest.approx([s["bess_power_w"] / 1000 for s in steps])
+        assert shown["grid_kw"] == pytest.approx([s["grid_power_w"] / 1000 for s in steps])
+        assert shown["price_ct"] == pytest.approx([s["import_price_eur_per_kwh"] * 100 for s in steps])
+        assert shown["price_stepped"], "a price holds for its whole step"
+        assert shown["reason"].strip(), "the strategy card says why"
+        assert shown["fallback_shown"] == body["plan"]["fallback"]
+        assert not shown["empty_shown"]
+        assert page.inner_text("[data-testid=strategy-reason]") == body["plan"]["reason"]
+
+        page.screenshot(path=str(tmp_path / "dashboard-plan.png"), full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.wait_for_timeout(300)
+        boxes = [page.locator(f"[data-testid={t}]").bounding_box() for t in ("plan-chart", "price-soc-chart")]
+        assert boxes[1]["y"] >= boxes[0]["y"] + boxes[0]["height"], "on a phone the charts stack"
+        assert all(b["x"] + b["width"] <= 390 for b in boxes), "the charts fit the phone's width"
+        page.screenshot(path=str(tmp_path / "dashboard-plan-phone.png"), full_page=True)
+        watch.assert_clean()
+
+
+def test_dashboard_says_no_plan_yet_while_the_battery_is_silent(ems_factory):
+    # The Modbus devices are configured but nothing answers on their ports: no SoC, so the planner waits.
+    ems = ems_factory(demo_config(modbus=True, simulator={"enabled": False}))
+    with chromium_page() as page:
+        watch = Watch(page)
+        log_in(page, ems)
+        page.wait_for_function("() => !document.querySelector('[data-testid=plan-empty]').hidden", timeout=15000)
+        assert ems.get("/api/plan")[1]["plan"] is None
+        assert page.inner_text("[data-testid=plan-empty]").startswith("No plan yet")
+        assert page.locator("[data-testid=price-soc-empty]").is_visible()
+        assert page.evaluate("() => Chart.getChart('plan-chart').data.labels.length") == 0
+        page.wait_for_function("() => document.querySelector('[data-testid=strategy-reason]').textContent !== ''",
+                               timeout=15000)
+        assert page.inner_text("[data-testid=strategy-reason]") == ems.get("/api/state")[1]["strategy"]["reason"]
+        assert not page.locator("[data-testid=strategy-fallback]").is_visible()
+        watch.assert_clean()

@@ -40,3 +40,15 @@ def test_demo_runs_through_modbus_and_obeys_a_dso_trip(ems_factory):
     notes = ems.get("/api/notifications")[1]["notifications"]
     assert any(n["category"] == "dso" and "shutdown" in n["message"] for n in notes)
     assert ems.stop() == 0
+
+
+def test_sigterm_with_a_modbus_pcs_leaves_it_at_0_w_over_a_live_link(ems_factory):
+    ems = ems_factory(demo_config(modbus=True, simulator={"speed": 10.0, "step_s": 0.2,
+                                                          "start": "2024-06-15T12:00:00+02:00"},
+                                  strategy={"mode": "manual", "current": "self_consumption"}))
+    wait_until(lambda: (lambda b: b and b["value"] is not None and abs(b["value"]) > 500)(
+        ems.get("/api/state")[1]["plant"]["bess"]["power_w"]), 15)
+    assert ems.stop() == 0
+    log = "".join(ems.lines)
+    assert "safe setpoint written (safety loop stopped)" in log
+    assert "could not write the safe setpoint" not in log

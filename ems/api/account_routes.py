@@ -96,10 +96,13 @@ def install(app: bottle.Bottle, rt: "Runtime", page: Page) -> None:
             return _json({"error": result.message, "field": result.field}, result.status)
         return _json(security.whoami(result))
 
-    @app.route("/logout", ["GET", "POST"], action=None)
+    @app.post("/logout", action=None)
     def logout() -> Any:
+        # POST only: a GET could be triggered by any page (<img src=/logout>).
+        if not _same_origin():
+            raise ApiError(403, "cross-site logout refused", "Origin")
         _apply_cookie(rt, security.logout(bottle.request.get_cookie(SESSION_COOKIE)))
-        if bottle.request.method == "GET" or wants_html():
+        if wants_html():
             return bottle.redirect("/login", 303)
         return _json({"logged_out": True})
 

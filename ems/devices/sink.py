@@ -64,10 +64,11 @@ class ModbusSetpointSink:
             bounds.append(c.comm_loss_timeout_s / 3.0)
         return min(bounds) if bounds else None
 
-    async def write_setpoint(self, power_w: float, limit_pct: float | None = None) -> None:
-        """Write `power_w` (> 0 discharge) and, when given, the active power limit in % of rated power."""
+    async def write_setpoint(self, power_w: float, limit_pct: float | None = None, enable: bool = True) -> None:
+        """Write `power_w` (> 0 discharge) and, when given, the active power limit in % of rated power.
+        `enable=False` leaves remote enable alone (a disabled PCS is not re-enabled just to be told 0 W)."""
         try:
-            await self._write(float(power_w), limit_pct)
+            await self._write(float(power_w), limit_pct, enable)
         except DeviceError as exc:
             self.last_error = str(exc)
             raise
@@ -75,11 +76,11 @@ class ModbusSetpointSink:
         self.last_w = float(power_w)
         self.writes += 1
 
-    async def _write(self, power_w: float, limit_pct: float | None) -> None:
+    async def _write(self, power_w: float, limit_pct: float | None, enable: bool = True) -> None:
         pcs = self.pcs
         c = pcs.profile.controls
         connection = pcs.connection_id
-        if c.remote_enable is not None:
+        if enable and c.remote_enable is not None:
             # a poll counts only if it started after the enable was written (one in flight may predate it)
             polled = pcs.values.get(c.remote_enable.register) if pcs.cycles >= self._enabled_cycle + 2 else None
             if self._enabled_on != connection or (polled is not None and int(polled) != c.remote_enable.on_value):
@@ -122,7 +123,7 @@ class ModbusSetpointSink:
         self._heartbeats[device.name] = value
 
     async def release(self) -> None:
-        """Hand control back to the PCS (remote enable off) - at shutdown, after the safe setpoint."""
+        """Hand control back to the PCS (remote enable off): on a DSO shutdown order."""
         c = self.pcs.profile.controls
         if c.remote_enable is not None:
             await self.pcs.write("remote_enable", False)
@@ -145,12 +146,17 @@ class PcsSink:
         """False while the PCS link is down: nothing can be written, the PCS's own comm-loss fallback rules."""
         return self.modbus.pcs.online
 
+    @property
+    def max_resend_s(self) -> float | None:
+        return self.modbus.max_resend_s
+
     async def apply(self, decision: "PowerControlDecision") -> None:
         if decision.remote_shutdown_requested:
-            await self.modbus.write_setpoint(0.0)
+            await self.modbus.write_setpoint(0.0, enable=False)
             await self.modbus.release()
             return
         await self.modbus.write_setpoint(decision.setpoint_w, limit_pct=decision.limit_pct)
 
     async def safe_state(self) -> None:
-        await self.modbus.write_setpoint(0.0)
+        """0 W without taking remote control: a PCS the EMS does not drive stays as it is."""
+        await self.modbus.write_setpoint(0.0, enable=False)

@@ -109,7 +109,8 @@ class SafetyLoop:
                 except asyncio.TimeoutError:
                     pass
         finally:
-            await self._enter_safe_state("safety loop stopped")
+            if self.config.config.power_control.auto_write:
+                await self._enter_safe_state("safety loop stopped")
 
     async def cycle(self) -> PowerControlDecision:
         cfg = self.config.config
@@ -142,12 +143,17 @@ class SafetyLoop:
             write_ok = False  # the PCS link is down (the decision already says so); no write to attempt
             self._last_written = None
         elif pc.auto_write:
-            write_ok = await self._write(decision, pc.setpoint_resend_s)
+            sink_resend_s = getattr(self.sink, "max_resend_s", None)  # e.g. the PCS's heartbeat period
+            write_ok = await self._write(decision, min(pc.setpoint_resend_s, sink_resend_s or pc.setpoint_resend_s))
             if not write_ok:
-                decision = _with_reason(PowerControlDecision(0.0, requested_w, "safety", (), 0.0),
+                decision = _with_reason(replace(decision, setpoint_w=0.0, limit_w=0.0, charge_limit_w=0.0,
+                                                state="shutdown" if decision.remote_shutdown_requested else "safety"),
                                         f"PCS write failed {WRITE_ATTEMPTS} times")
-        self._publish(decision, now)
-        self._notify_changes(decision, state, now)
+        try:
+            self._publish(decision, now)
+            self._notify_changes(decision, state, now)
+        except Exception:  # telling others must never cost a cycle
+            log.exception("publishing the safety decision failed")
         self.last_decision = decision
         self.cycles += 1
 
