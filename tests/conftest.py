@@ -1,6 +1,7 @@
 """Fixtures that start real things: the `ems run` process on an ephemeral port, with its own data dir."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -171,6 +172,18 @@ def ems_factory(tmp_path: Path) -> Iterator[Any]:
         if ems.proc.poll() is None:
             ems.proc.kill()
             ems.proc.wait(timeout=10)
+
+
+async def until(predicate: Any, timeout_s: float = 5.0, what: str = "condition") -> Any:
+    """Bounded wait on the event loop: poll `predicate` until truthy or fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout_s} s")
+        await asyncio.sleep(0.005)
 
 
 def wait_until(predicate: Any, timeout_s: float, interval_s: float = 0.1) -> Any:

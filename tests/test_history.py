@@ -9,7 +9,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -22,6 +22,7 @@ from ems.history import recorder as recorder_mod
 from ems.history.recorder import HistoryRecorder
 from ems.history.store import BUCKET_S, RAW_RETENTION_DAYS, TELEMETRY_COLUMNS, HistoryStore
 from ems.state import Measurement
+from conftest import until
 
 DAY = 86400
 T0 = 1_700_001_000.0  # a multiple of 900 s: the start of a 15-min bucket
@@ -326,15 +327,6 @@ class Counter:
         return float(self.n)
 
 
-async def until(predicate: Callable[[], Any], timeout_s: float = 5.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout_s} s")
-        await asyncio.sleep(0.01)
 
 
 def history_config(tmp_path: Path, sample_s: float, flush_s: float) -> ConfigStore:

@@ -10,7 +10,6 @@ import re
 from urllib.parse import urlparse
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import bottle
 import pytest

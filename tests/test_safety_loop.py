@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ems.bus import TelemetryBus
 from ems.config import ConfigStore, EmsConfig
@@ -12,6 +11,7 @@ from ems.config.validate import parse_config
 from ems.notifications import Notifications
 from ems.safety.loop import SafetyLoop
 from ems.state import Measurement, PlantState
+from conftest import until
 
 NOW = 1_750_000_000.0
 MAX_AGE_S = 10.0
@@ -114,15 +114,6 @@ class Rig:
         return asyncio.run(run())
 
 
-async def until(predicate: Callable[[], Any], timeout_s: float = 5.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout_s} s")
-        await asyncio.sleep(0.005)
 
 
 def test_safety_loop_writes_the_clamped_setpoint(tmp_path: Path):

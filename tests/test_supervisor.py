@@ -11,18 +11,9 @@ import pytest
 from ems import supervisor as supervisor_mod
 from ems.notifications import Notifications
 from ems.supervisor import LoopLagMonitor, Supervisor
+from conftest import until
 
 
-async def until(predicate: Callable[[], Any], timeout_s: float = 5.0, what: str = "condition") -> Any:
-    """Bounded wait on the event loop: poll `predicate` until truthy or fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout_s} s")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

@@ -270,7 +270,7 @@ def create_app(rt: "Runtime") -> bottle.Bottle:
 
         def stream() -> Iterator[str]:
             try:
-                yield f"retry: 3000\n\n"
+                yield "retry: 3000\n\n"
                 while not rt.stopping.is_set():
                     yield f"event: state\ndata: {json.dumps(rt.state_json(), allow_nan=False)}\n\n"
                     rt.stopping.wait(interval_s)
