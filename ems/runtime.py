@@ -264,7 +264,8 @@ class Runtime:
             return {"mode": cfg.strategy.mode, "active": "self_consumption",
                     "reason": self.planner.last_error or "no plan yet: covering the net load from the battery"}
         return {"mode": cfg.strategy.mode, "active": plan.strategy, "reason": plan.reason,
-                "status": plan.status, "fallback": plan.fallback}
+                "status": plan.status, "fallback": plan.fallback,
+                "planned_at": self.planner.record.planned_at if self.planner.record else None}
 
     def _expected_profit_eur(self) -> float | None:
         plan = self.planner.plan

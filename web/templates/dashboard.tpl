@@ -18,6 +18,10 @@
     <h2 class="kpi-label">Strategy</h2>
     <p class="kpi-value" id="kpi-strategy-value" data-testid="kpi-strategy-value">—</p>
     <p class="kpi-sub" id="kpi-strategy-sub" data-testid="kpi-strategy-mode">&nbsp;</p>
+    <p class="strategy-why">
+      <span class="fallback-badge" id="strategy-fallback" data-testid="strategy-fallback" hidden>fallback</span>
+      <span id="strategy-reason" data-testid="strategy-reason"></span>
+    </p>
   </article>
 
   <article class="card kpi" id="kpi-profit" data-testid="kpi-profit">
@@ -43,5 +47,36 @@
   </p>
 </section>
 
+<div class="plan-grid">
+  <section class="card chart-card" aria-labelledby="plan-chart-title">
+    <div class="card-head">
+      <h2 id="plan-chart-title">24 h plan</h2>
+      <span class="muted" id="plan-meta" data-testid="plan-meta">kW</span>
+    </div>
+    <div class="chart-wrap chart-wrap-plan">
+      <canvas id="plan-chart" data-testid="plan-chart" role="img"
+              aria-label="Planned battery power (bars, positive = discharging) with PV, load and grid power (lines, grid positive = import) in kW for each quarter hour of the next 24 hours"></canvas>
+      <p class="plan-empty" id="plan-empty" data-testid="plan-empty" hidden>
+        <strong>No plan yet</strong><span class="plan-empty-why"></span>
+      </p>
+    </div>
+  </section>
+
+  <section class="card chart-card" aria-labelledby="price-soc-title">
+    <div class="card-head">
+      <h2 id="price-soc-title">Price &amp; SoC forecast</h2>
+      <span class="muted">ct/kWh · %</span>
+    </div>
+    <div class="chart-wrap chart-wrap-plan">
+      <canvas id="price-soc-chart" data-testid="price-soc-chart" role="img"
+              aria-label="Import price in ct/kWh (stepped line, left axis) and planned state of charge in percent (right axis) for the next 24 hours"></canvas>
+      <p class="plan-empty" id="price-soc-empty" data-testid="price-soc-empty" hidden>
+        <strong>No plan yet</strong><span class="plan-empty-why"></span>
+      </p>
+    </div>
+  </section>
+</div>
+
 <script src="/static/vendor/chartjs/chart.umd.min.js" defer></script>
 <script src="/static/js/dashboard.js" defer></script>
+<script src="/static/js/plan.js" defer></script>

@@ -1,6 +1,7 @@
 /* Phoenyra EMS – dashboard page.
  * Plain JS, no build step. Data: GET /api/state, SSE /api/events (event "state"),
  * GET /api/monitoring/telemetry (chart seed). Must never throw on missing fields.
+ * Every state it shows is re-sent as the DOM event "ems:state" (detail = the state) for plan.js.
  */
 (function () {
   'use strict';
@@ -330,6 +331,16 @@
 
   // ---------------------------------------------------------------- data
 
+  /** Hand the state to the page's other scripts (plan.js) without coupling them to the SSE stream. */
+  function shareState(st) {
+    if (!st || typeof st !== 'object' || typeof window.CustomEvent !== 'function') return;
+    try {
+      document.dispatchEvent(new CustomEvent('ems:state', { detail: st }));
+    } catch (e) {
+      if (window.console) console.warn('state listener failed:', e);
+    }
+  }
+
   function fetchJson(url) {
     return fetch(url, { cache: 'no-store', headers: { 'Accept': 'application/json' } })
       .then(function (r) {
@@ -367,6 +378,7 @@
     } catch (e) {
       if (window.console) console.warn('dashboard update failed:', e);
     }
+    shareState(st);
   }
 
   function connect() {
@@ -403,7 +415,10 @@
     fetchJson('/api/state')
       .then(function (st) {
         // do not overwrite fresher data from an SSE event that won the race
-        if (!lastEventAt) renderState(st);
+        if (!lastEventAt) {
+          renderState(st);
+          shareState(st);
+        }
       })
       .catch(function (e) {
         if (window.console) console.warn('initial state unavailable:', e && e.message);
