@@ -210,7 +210,12 @@ class SafetyLoop:
         previous = self.last_decision
         if previous is None or previous.state != d.state:
             detail = ", ".join(d.reasons) or "all inputs fresh, no limit active"
-            if d.state == "shutdown":
+            waiting = all(r.startswith(("no fresh value", "device offline")) for r in d.reasons)
+            if previous is None and d.state == "safety" and waiting:
+                # The first cycle after start: devices are still connecting. Safe, expected, not an alarm.
+                self.notifications.add("info", "safety", f"starting in the safe state until every input is fresh "
+                                                         f"({detail})")
+            elif d.state == "shutdown":
                 self.notifications.add("error", "dso", f"DSO shutdown order: battery stopped, PCS disabled ({detail})")
             elif d.state == "safety":
                 self.notifications.add("error", "safety", f"safe state: {detail}")
