@@ -30,6 +30,9 @@ def machine() -> str:
 def main() -> int:
     only = sys.argv[1:]
     results: dict[str, float] = {}
+    previous = HERE / "results.json"
+    if only and previous.exists():  # a partial run updates its own figures and keeps the others
+        results.update(json.loads(previous.read_text()))
     failed = []
     for script in sorted(HERE.glob("bench_*.py")):
         if only and script.stem not in only:

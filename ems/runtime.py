@@ -187,6 +187,13 @@ class Runtime:
             return self.plant.simulator
         return self.plant_link.plant if self.plant_link is not None else None
 
+    def refresh_simulation(self) -> None:
+        """Step the simulated plant to now, so a scripted event shows on its devices at once (on the loop)."""
+        if self.plant_link is not None:
+            self.plant_link.step(self.clock.now())
+        elif self.plant is not None:
+            self.plant.step()
+
     def call_on_loop(self, fn: Callable[[], Any], timeout_s: float = 10.0) -> Any:
         """Run `fn` on the event loop from a web thread and return its result (a coroutine is awaited)."""
         if self.loop is None:

@@ -218,7 +218,12 @@ def create_app(rt: "Runtime") -> bottle.Bottle:
         if plant is None:
             raise ApiError(409, "the simulator is off: events only drive the simulated plant", "simulator.enabled")
         event = parse_event(json_body(), tuple(rt.sim_servers))
-        what = rt.call_on_loop(lambda: apply_event(event, plant, rt.sim_servers))
+        def apply() -> str:
+            what = apply_event(event, plant, rt.sim_servers)
+            rt.refresh_simulation()
+            return what
+
+        what = rt.call_on_loop(apply)
         rt.notifications.add("info", "simulator", what)
         rt.safety.wake()
         return _json({"applied": what})
