@@ -110,6 +110,10 @@ def _mismatch(shown: dict[str, Any], body: dict[str, Any], state_reason: Any) ->
         return f"{shown['lengths']} points on the plan chart, {len(steps)} steps in the plan"
     if shown["soc_pct"] != [s["soc_pct"] for s in steps]:
         return "the SoC series is not the plan's"
+    for key, field, scale in (("bess_kw", "bess_power_w", 1000), ("grid_kw", "grid_power_w", 1000),
+                              ("price_ct", "import_price_eur_per_kwh", 0.01)):
+        if shown[key] != pytest.approx([s[field] / scale for s in steps]):
+            return f"the {key} series is not the plan's"
     if shown["reason"] != plan["reason"] or shown["reason"] != state_reason:
         return f"reason {shown['reason']!r} vs plan {plan['reason']!r} / state {state_reason!r}"
     return ""

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Navigation tabs: (path, label, the action needed to see it).
-NAV = [("/", "Dashboard", "read"), ("/users", "Users", "manage_users")]
+NAV = [("/", "Dashboard", "read"), ("/monitoring", "Monitoring", "read"), ("/users", "Users", "manage_users")]
 
 # Config sections that can be read and changed over HTTP, with the paths SPEC.md names for some.
 CONFIG_ROUTES = {
@@ -130,6 +130,11 @@ def create_app(rt: "Runtime") -> bottle.Bottle:
     @app.get("/", action="read")
     def dashboard() -> str:
         return page("dashboard.tpl", "Dashboard", "/")
+
+    @app.get("/monitoring", action="read")
+    def monitoring() -> str:
+        return page("monitoring.tpl", "Monitoring", "/monitoring", simulator=rt.simulated_plant is not None,
+                    devices=sorted(rt.sim_servers) if rt.sim_servers else [])
 
     @app.get("/static/<path:path>", action=None)
     def static(path: str) -> Any:

@@ -1,0 +1,329 @@
+/* Phoenyra EMS – monitoring page.
+ * Plain JS, no build step. Data: GET /api/state, then SSE /api/events (event "state", same JSON).
+ * Shows power control, grid connection, battery telemetry and the Modbus devices; with the simulator
+ * running (and the right to operate) its event buttons POST to /api/simulator/events via EMS.request.
+ * Everything goes into the page as textContent; it must never throw on missing fields.
+ */
+(function () {
+  'use strict';
+
+  var WATCHDOG_S = 10;
+  var DASH = '\u2014';
+  var PC_STATES = ['normal', 'limited', 'safety', 'shutdown'];
+
+  function $(id) { return document.getElementById(id); }
+  function isNum(v) { return typeof v === 'number' && isFinite(v); }
+
+  function get(obj) {
+    var cur = obj;
+    for (var i = 1; i < arguments.length; i++) {
+      if (cur === null || cur === undefined || typeof cur !== 'object') return undefined;
+      cur = cur[arguments[i]];
+    }
+    return cur;
+  }
+
+  /** A measurement ({value, stale, ...}) or a bare value → {value, stale}. */
+  function meas(m) {
+    if (m === null || m === undefined) return { value: null, stale: false };
+    if (typeof m !== 'object' || Array.isArray(m)) return { value: m, stale: false };
+    return { value: m.value === undefined ? null : m.value, stale: m.stale === true };
+  }
+
+  function setText(el, text) { if (el && el.textContent !== text) el.textContent = text; }
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  function fmtW(w) {
+    if (!isNum(w)) return DASH;
+    return Math.abs(w) >= 1000 ? (w / 1000).toFixed(2) + ' kW' : Math.round(w) + ' W';
+  }
+
+  function fmtNum(v, digits, unit) { return isNum(v) ? v.toFixed(digits) + ' ' + unit : DASH; }
+
+  /** Fill a <ul> with items (strings); `empty` when there are none. Rebuilt only when the text changed. */
+  function fillList(ul, items, empty, decorate) {
+    if (!ul) return;
+    var key = JSON.stringify(items);
+    if (ul.getAttribute('data-key') === key) return;
+    ul.setAttribute('data-key', key);
+    while (ul.firstChild) ul.removeChild(ul.firstChild);
+    if (!items.length) { ul.appendChild(el('li', 'muted', empty)); return; }
+    for (var i = 0; i < items.length; i++) {
+      var li = el('li', null, items[i].text);
+      if (decorate) decorate(li, items[i]);
+      ul.appendChild(li);
+    }
+  }
+
+  // ---------------------------------------------------------------- power control
+
+  function renderPowerControl(pc) {
+    pc = pc && typeof pc === 'object' ? pc : {};
+    var state = typeof pc.state === 'string' ? pc.state.toLowerCase() : '';
+    var stEl = $('pc-state');
+    setText(stEl, state || DASH);
+    if (stEl) stEl.setAttribute('data-state', PC_STATES.indexOf(state) >= 0 ? state : 'unknown');
+    var disabled = $('pc-disabled');
+    if (disabled) disabled.hidden = pc.enabled !== false;
+
+    var sp = isNum(pc.effective_setpoint_w) ? pc.effective_setpoint_w : pc.setpoint_w;
+    var spText = fmtW(sp);
+    if (isNum(sp) && Math.abs(sp) >= 1) spText += sp > 0 ? ' (discharging)' : ' (charging)';
+    setText($('pc-setpoint'), spText);
+    var lim = isNum(pc.limit_pct) ? Math.round(pc.limit_pct) + ' %' : DASH;
+    if (isNum(pc.limit_w)) lim += ' \u00b7 ' + fmtW(pc.limit_w);
+    setText($('pc-limit'), lim);
+    setText($('pc-export'), fmtW(pc.export_limit_w));
+
+    var reasons = [];
+    if (Array.isArray(pc.reasons)) {
+      for (var i = 0; i < pc.reasons.length; i++) {
+        var r = pc.reasons[i];
+        if (typeof r === 'string' && r) reasons.push({ text: r });
+        else if (r && typeof r === 'object') reasons.push({ text: String(r.text || r.reason || r.name || JSON.stringify(r)) });
+      }
+    }
+    fillList($('pc-reasons'), reasons, 'none');
+  }
+
+  // ---------------------------------------------------------------- grid connection
+
+  function utilLevel(pct) {
+    if (!isNum(pct)) return 'unknown';
+    return pct < 50 ? 'ok' : (pct <= 80 ? 'warn' : 'bad');
+  }
+
+  function renderGrid(gc) {
+    gc = gc && typeof gc === 'object' ? gc : {};
+    setText($('grid-max'), isNum(gc.max_power_kw) ? gc.max_power_kw.toFixed(1) + ' kW' : DASH);
+    var pct = gc.utilisation_pct;
+    var level = utilLevel(pct);
+    var u = $('grid-utilisation');
+    setText(u, isNum(pct) ? pct.toFixed(1) + ' %' : DASH);
+    if (u) u.setAttribute('data-level', level);
+    var fill = $('grid-util-fill');
+    if (fill) {
+      fill.setAttribute('data-level', level);
+      // width via CSSOM (allowed by the CSP, unlike a style attribute in the markup)
+      fill.style.width = (isNum(pct) ? Math.max(0, Math.min(100, pct)) : 0) + '%';
+    }
+  }
+
+  // ---------------------------------------------------------------- battery
+
+  function renderBattery(b) {
+    b = b && typeof b === 'object' ? b : {};
+    function show(id, key, digits, unit) {
+      var m = meas(b[key]);
+      var e = $(id);
+      setText(e, fmtNum(m.value, digits, unit));
+      if (e) e.classList.toggle('is-stale', m.stale && m.value !== null);
+    }
+    show('batt-soc', 'soc_pct', 1, '%');
+    show('batt-soh', 'soh_pct', 0, '%');
+    show('batt-voltage', 'voltage_v', 1, 'V');
+    show('batt-temperature', 'temperature_c', 1, '\u00b0C');
+    show('batt-insulation', 'insulation_resistance_kohm', 0, 'k\u03a9');
+    var mc = meas(b.max_charge_power_w), md = meas(b.max_discharge_power_w);
+    setText($('batt-max-charge'), fmtW(mc.value));
+    setText($('batt-max-discharge'), fmtW(md.value));
+    var st = meas(b.status_text);
+    setText($('batt-status'), typeof st.value === 'string' && st.value ? st.value : DASH);
+
+    var raw = meas(b.alarms).value;
+    var alarms = [];
+    if (Array.isArray(raw)) {
+      for (var i = 0; i < raw.length; i++) {
+        var a = raw[i];
+        if (typeof a === 'string' && a) alarms.push({ text: a, severity: 'warning' });
+        else if (a && typeof a === 'object') {
+          var name = typeof a.name === 'string' ? a.name : '';
+          var text = typeof a.text === 'string' ? a.text : '';
+          alarms.push({ text: name && text && name !== text ? name + ': ' + text : (name || text || 'alarm'),
+                        severity: typeof a.severity === 'string' ? a.severity : 'warning' });
+        }
+      }
+    }
+    fillList($('batt-alarms'), alarms, 'none', function (li, item) {
+      li.className = 'mon-alarm';
+      li.setAttribute('data-severity', item.severity);
+      li.setAttribute('data-testid', 'batt-alarm');
+    });
+  }
+
+  // ---------------------------------------------------------------- devices
+
+  function renderDevices(devs) {
+    var body = $('devices-body');
+    if (!body) return;
+    var list = [];
+    if (Array.isArray(devs)) list = devs.slice();
+    else if (devs && typeof devs === 'object') for (var k in devs) if (Object.prototype.hasOwnProperty.call(devs, k)) {
+      var d0 = devs[k];
+      if (d0 && typeof d0 === 'object') list.push(d0.name ? d0 : Object.assign({ name: k }, d0));
+    }
+    list = list.filter(function (d) { return d && typeof d === 'object'; });
+    list.sort(function (a, b) { return String(a.name).localeCompare(String(b.name)); });
+    while (body.firstChild) body.removeChild(body.firstChild);
+    var online = 0;
+    if (!list.length) {
+      var tr0 = el('tr');
+      var td0 = el('td', 'muted', 'No devices.');
+      td0.colSpan = 7;
+      tr0.appendChild(td0);
+      body.appendChild(tr0);
+    }
+    for (var i = 0; i < list.length; i++) {
+      var d = list[i];
+      var state = typeof d.state === 'string' ? d.state : (d.online === true ? 'online' : (d.online === false ? 'offline' : ''));
+      if (state === 'online') online++;
+      var tr = el('tr');
+      tr.setAttribute('data-testid', 'device-row');
+      tr.setAttribute('data-device', String(d.name));
+      tr.appendChild(el('td', 'dev-name', String(d.name || DASH)));
+      tr.appendChild(el('td', null, typeof d.role === 'string' ? d.role : DASH));
+      tr.appendChild(el('td', null, typeof d.profile === 'string' ? d.profile : DASH));
+      var stTd = el('td');
+      var pill = el('span', 'dev-state', state || DASH);
+      pill.setAttribute('data-state', state || 'unknown');
+      pill.setAttribute('data-testid', 'device-state');
+      stTd.appendChild(pill);
+      tr.appendChild(stTd);
+      var errTd = el('td', 'dev-error', typeof d.last_error === 'string' && d.last_error ? d.last_error : DASH);
+      if (isNum(d.last_error_ts) && window.EMS && window.EMS.fmtTime) errTd.title = window.EMS.fmtTime(d.last_error_ts);
+      tr.appendChild(errTd);
+      tr.appendChild(el('td', 'num', isNum(d.requests_per_cycle) ? String(d.requests_per_cycle) : DASH));
+      tr.appendChild(el('td', 'num', isNum(d.cycle_ms) ? d.cycle_ms.toFixed(1) + ' ms' : DASH));
+      body.appendChild(tr);
+    }
+    setText($('dev-summary'), list.length ? online + ' of ' + list.length + ' online' : '');
+  }
+
+  function renderState(st) {
+    if (!st || typeof st !== 'object') return;
+    var parts = [
+      function () { renderPowerControl(st.power_control); },
+      function () { renderGrid(st.grid_connection); },
+      function () { renderBattery(get(st, 'plant', 'battery')); },
+      function () { renderDevices(st.devices); }
+    ];
+    for (var i = 0; i < parts.length; i++) {
+      try { parts[i](); } catch (e) { if (window.console) console.warn('monitoring update failed:', e); }
+    }
+  }
+
+  // ---------------------------------------------------------------- live data
+
+  var connEl = $('conn-status');
+  var lastEventAt = 0;
+  var es = null;
+  var retryTimer = null;
+
+  function setConn(state) {
+    if (!connEl) return;
+    setText(connEl, state === 'live' ? 'live' : 'reconnecting\u2026');
+    connEl.setAttribute('data-state', state);
+    if (document.body) document.body.setAttribute('data-conn', state === 'live' ? 'up' : 'down');
+  }
+
+  function onStateEvent(ev) {
+    var st;
+    try { st = JSON.parse(ev.data); } catch (e) { return; }
+    lastEventAt = Date.now();
+    setConn('live');
+    renderState(st);
+  }
+
+  function connect() {
+    if (typeof window.EventSource !== 'function') return;
+    retryTimer = null;
+    try {
+      es = new EventSource('/api/events');
+    } catch (e) {
+      setConn('reconnecting');
+      retryTimer = setTimeout(connect, 5000);
+      return;
+    }
+    es.addEventListener('state', onStateEvent);
+    es.onmessage = onStateEvent;
+    es.onerror = function () {
+      setConn('reconnecting');
+      if (es && es.readyState === 2 && !retryTimer) {
+        es.close();
+        retryTimer = setTimeout(connect, 5000);
+      }
+    };
+  }
+
+  // ---------------------------------------------------------------- simulator events
+
+  function eventBody(btn) {
+    var body = { type: btn.getAttribute('data-type') };
+    if (body.type === 'dso_limit') {
+      var input = $('sim-dso-limit-pct');
+      var pct = input ? Number(input.value) : NaN;
+      if (!isNum(pct) || pct < 0 || pct > 100) return { error: 'DSO limit: enter a number from 0 to 100 %' };
+      body.limit_pct = pct;
+    }
+    if (btn.hasAttribute('data-device')) body.device = btn.getAttribute('data-device');
+    if (btn.hasAttribute('data-alarm')) body.alarm = btn.getAttribute('data-alarm');
+    return body;
+  }
+
+  function showResult(text, ok) {
+    var out = $('sim-result');
+    if (!out) return;
+    out.textContent = text;
+    out.classList.toggle('is-error', !ok);
+    out.classList.toggle('is-ok', !!ok);
+  }
+
+  function initSimulator() {
+    var panel = $('sim-events');
+    if (!panel || !window.EMS) return;
+    var buttons = panel.querySelectorAll('button[data-type]');
+    for (var i = 0; i < buttons.length; i++) {
+      buttons[i].addEventListener('click', function (ev) {
+        var btn = ev.currentTarget;
+        var body = eventBody(btn);
+        if (body.error) { showResult(body.error, false); return; }
+        btn.disabled = true;
+        showResult('sending ' + body.type + '\u2026', true);
+        window.EMS.request('POST', '/api/simulator/events', body).then(function (res) {
+          btn.disabled = false;
+          if (res.status === 401) { window.EMS.toLogin(); return; }
+          if (res.ok) {
+            showResult('applied: ' + (res.data.applied || body.type), true);
+          } else {
+            var d = res.data || {};
+            var msg = typeof d.error === 'string' && d.error ? d.error : 'HTTP ' + res.status;
+            showResult('refused: ' + (d.field ? d.field + ': ' : '') + msg, false);
+          }
+        });
+      });
+    }
+  }
+
+  // ---------------------------------------------------------------- start
+
+  function start() {
+    initSimulator();
+    fetch('/api/state', { cache: 'no-store', headers: { 'Accept': 'application/json' } })
+      .then(function (r) { if (!r.ok) throw new Error('HTTP ' + r.status); return r.json(); })
+      .then(function (st) { if (!lastEventAt) renderState(st); })
+      .catch(function (e) { if (window.console) console.warn('initial state unavailable:', e && e.message); });
+    connect();
+    setInterval(function () {
+      if (lastEventAt && Date.now() - lastEventAt > WATCHDOG_S * 1000) setConn('reconnecting');
+    }, 2000);
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();
