@@ -16,6 +16,7 @@
   nav_paths = [p for p, _ in get('nav', [])]
 %>
 % if authenticated:
+  <script src="/static/js/util.js" defer></script>
   <script src="/static/js/menu.js" defer></script>
 %   if 'own_account' in my_actions:
   <script src="/static/js/account.js" defer></script>

@@ -21,19 +21,7 @@
 
   // ---------------------------------------------------------------- helpers
 
-  function $(id) { return document.getElementById(id); }
-
-  function isNum(v) { return typeof v === 'number' && isFinite(v); }
-
-  /** Safe nested property access: get(obj, 'a', 'b', 'c'). */
-  function get(obj) {
-    var cur = obj;
-    for (var i = 1; i < arguments.length; i++) {
-      if (cur === null || cur === undefined || typeof cur !== 'object') return undefined;
-      cur = cur[arguments[i]];
-    }
-    return cur;
-  }
+  var U = window.EMSUtil, $ = U.$, isNum = U.isNum, get = U.get;
 
   /** Normalise a measurement ({value, stale, age_s, ...}, bare value or null). */
   function meas(m) {

@@ -11,17 +11,7 @@
   var DASH = '\u2014';
   var PC_STATES = ['normal', 'limited', 'safety', 'shutdown'];
 
-  function $(id) { return document.getElementById(id); }
-  function isNum(v) { return typeof v === 'number' && isFinite(v); }
-
-  function get(obj) {
-    var cur = obj;
-    for (var i = 1; i < arguments.length; i++) {
-      if (cur === null || cur === undefined || typeof cur !== 'object') return undefined;
-      cur = cur[arguments[i]];
-    }
-    return cur;
-  }
+  var U = window.EMSUtil, $ = U.$, isNum = U.isNum, get = U.get;
 
   /** A measurement ({value, stale, ...}) or a bare value → {value, stale}. */
   function meas(m) {

@@ -10,18 +10,7 @@
   var REFRESH_MS = 60 * 1000;
   var DASH = '\u2014';
 
-  function $(id) { return document.getElementById(id); }
-
-  function isNum(v) { return typeof v === 'number' && isFinite(v); }
-
-  function get(obj) {
-    var cur = obj;
-    for (var i = 1; i < arguments.length; i++) {
-      if (cur === null || cur === undefined || typeof cur !== 'object') return undefined;
-      cur = cur[arguments[i]];
-    }
-    return cur;
-  }
+  var U = window.EMSUtil, $ = U.$, isNum = U.isNum, get = U.get;
 
   function setText(el, text) {
     if (el && el.textContent !== text) el.textContent = text;
