@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -19,20 +18,13 @@ from hypothesis import strategies as st
 
 from ems.clock import ScaledClock
 from ems.config.schema import BessConfig, ModbusDeviceConfig, SimulatorConfig
-from ems.devices import active_alarms, decode_values, dso_state, encode, load_library, split_block
+from ems.devices import active_alarms, decode_values, dso_state, encode, split_block
 from ems.devices.client import (DeviceExceptionResponse, DeviceProtocolError, DeviceTimeout, ModbusClient)
 from ems.devices.poller import discover_profile
 from ems.devices.simulator import (DeviceServer, PlantLink, dso_inputs, run_plant, rtu_exchange_s, simulated_devices,
                                    status_raw)
 from ems.sim.battery import ALARM_INSULATION_LOW
-
-ROOT = Path(__file__).resolve().parent.parent
-PROFILES, PROFILE_ERRORS = load_library(ROOT / "profiles")
-START_S = 1_719_828_000.0  # 2024-07-01 10:00 UTC: PV is producing
-
-
-def run(coro, timeout_s: float = 20.0):
-    return asyncio.run(asyncio.wait_for(coro, timeout_s))
+from modbus_common import PROFILES, PROFILE_ERRORS, START_S, run
 
 
 def free_port() -> int:

@@ -10,23 +10,19 @@ import os
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from ems.bus import TelemetryBus
 from ems.clock import ScaledClock
 from ems.config.schema import BessConfig, ModbusDeviceConfig, SimulatorConfig
-from ems.devices import load_library
+
 from ems.devices.client import DeviceConnectError, ModbusClient
 from ems.devices.poller import DevicePoller
 from ems.devices.simulator import DeviceServer, PlantLink, SerialLine
 from ems.devices.sink import ModbusSetpointSink
+from modbus_common import POLL_S, PROFILES, START_S, eventually, run
 
-ROOT = Path(__file__).resolve().parent.parent
-PROFILES, _ = load_library(ROOT / "profiles")
-START_S = 1_719_828_000.0
-POLL_S = 0.1
 
 pytestmark = pytest.mark.skipif(shutil.which("socat") is None, reason="needs socat for a pty pair")
 
@@ -51,18 +47,6 @@ def pty_pair(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
-
-
-def run(coro, timeout_s: float = 20.0):
-    return asyncio.run(asyncio.wait_for(coro, timeout_s))
-
-
-async def eventually(predicate, what: str, timeout_s: float = 5.0):
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not reached within {timeout_s} s: {what}")
-        await asyncio.sleep(0.02)
 
 
 def rtu_device(name: str, role: str, profile: str, port: str, **kw) -> ModbusDeviceConfig:

@@ -6,38 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from pathlib import Path
 
 import pytest
 
 from ems.bus import TelemetryBus
 from ems.clock import ScaledClock
 from ems.config.schema import BessConfig, ModbusDeviceConfig, SimulatorConfig
-from ems.devices import diagnostics, load_library
+from ems.devices import diagnostics
 from ems.devices.client import DeviceConnectError, ModbusClient
 from ems.devices.poller import DevicePoller
 from ems.devices.simulator import DeviceServer, PlantLink, SimulatedDevice, serve_plant, simulated_devices
-
-ROOT = Path(__file__).resolve().parent.parent
-PROFILES, _ = load_library(ROOT / "profiles")
-START_S = 1_719_828_000.0  # 2024-07-01 10:00 UTC
-POLL_S = 0.1
-
-
-def run(coro, timeout_s: float = 20.0):
-    return asyncio.run(asyncio.wait_for(coro, timeout_s))
-
-
-async def eventually(predicate, timeout_s: float = 5.0, interval_s: float = 0.02):
-    """Await until `predicate()` is truthy (bounded); returns its value or fails naming what was awaited."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not reached within {timeout_s} s: {getattr(predicate, '__doc__', None) or predicate}")
-        await asyncio.sleep(interval_s)
+from modbus_common import POLL_S, PROFILES, START_S, eventually, run
 
 
 def free_port() -> int:

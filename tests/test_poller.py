@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
@@ -12,31 +11,12 @@ from ems.bus import TelemetryBus
 from ems.clock import ScaledClock
 from ems.config.schema import BessConfig, ModbusDeviceConfig, SimulatorConfig
 from ems.errors import DeviceError
-from ems.devices import load_library
+
 from ems.devices.client import DeviceConnectError, DeviceVerifyError, DeviceWriteError
 from ems.devices.poller import DevicePoller, backoff_s
 from ems.devices.simulator import DeviceServer, PlantLink
 from ems.devices.sink import ModbusSetpointSink
-
-ROOT = Path(__file__).resolve().parent.parent
-PROFILES, _ = load_library(ROOT / "profiles")
-START_S = 1_719_828_000.0  # 2024-07-01 10:00 UTC
-POLL_S = 0.1
-
-
-def run(coro, timeout_s: float = 30.0):
-    return asyncio.run(asyncio.wait_for(coro, timeout_s))
-
-
-async def eventually(predicate, what: str, timeout_s: float = 5.0, interval_s: float = 0.02):
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not reached within {timeout_s} s: {what}")
-        await asyncio.sleep(interval_s)
+from modbus_common import POLL_S, PROFILES, START_S, eventually, run
 
 
 class Rig:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from ems.config.schema import (BessConfig, FeedinLimitationConfig, FeedinRule, GridConnectionConfig,
                                PowerControlConfig)
 from ems.safety.feedin import export_limit_w as feedin_export_w
-from ems.safety.rules import (DecisionInputs, PowerControlDecision, SafetyDecision, decide, decide_legacy)
+from ems.safety.rules import DecisionInputs, PowerControlDecision, decide
 from ems.state import BatteryState, Measurement, PlantState
 
 NOW = 1_750_000_000.0
@@ -375,14 +375,9 @@ def test_decision_json_for_the_api():
     assert data["remote_shutdown_requested"] is False and data["pv_curtailment_w"] == 0.0
 
 
-def test_legacy_callers_keep_working():
-    """The loop's earlier call and constructor: decide_legacy(...) and the SafetyDecision alias."""
-    assert SafetyDecision is PowerControlDecision
-    state = plant(dso="limit", dso_limit=30, grid=-9000)
-    legacy = decide_legacy(state, 8000, NOW, BESS, PC_ON, GRID)
-    assert legacy == decide(DecisionInputs(state, 8000, NOW, NOON, BESS, PC_ON, GRID, FEEDIN_OFF, 0.0))
-    assert legacy.setpoint_w == 3000 and legacy.mode == "limited"
-    internal_error = SafetyDecision(0.0, 0.0, "safety", ("internal error",), 0.0)
+def test_a_decision_made_without_limits_allows_nothing():
+    """The loop's own fallback decision (e.g. after an internal error) must not permit any power."""
+    internal_error = PowerControlDecision(0.0, 0.0, "safety", ("internal error",), 0.0)
     assert internal_error.mode == "safety"
     assert internal_error.limit_w == internal_error.charge_limit_w == 0.0  # allows nothing
     assert not internal_error.remote_shutdown_requested

@@ -12,21 +12,11 @@ from ems.notifications import Notifications
 from ems.safety.loop import SafetyLoop
 from ems.state import Measurement, PlantState
 from conftest import until
+from test_safety import DEFAULTS, POINTS
 
 NOW = 1_750_000_000.0
 MAX_AGE_S = 10.0
 
-POINTS = {
-    "soc": "battery.soc_pct",
-    "bms_charge": "battery.max_charge_power_w",
-    "bms_discharge": "battery.max_discharge_power_w",
-    "grid": "grid.power_w",
-    "bess": "bess.power_w",
-    "dso": "dso.mode",
-    "dso_limit": "dso.limit_pct",
-}
-DEFAULTS = {"soc": 50.0, "bms_charge": 10_000.0, "bms_discharge": 10_000.0, "grid": 0.0, "bess": 0.0,
-            "dso": "normal", "dso_limit": 100.0}
 
 
 # -- the safety loop ------------------------------------------------------------------------------

@@ -37,14 +37,12 @@ from .feedin import export_limit_w as feedin_export_limit_w
 from .feedin import feedin_limit_pct, to_minutes_of_day
 
 State = Literal["normal", "limited", "safety", "shutdown"]
-Mode = State  # the earlier name
 
 REQUIRED_POINTS = ("battery.soc_pct", "battery.max_charge_power_w", "battery.max_discharge_power_w",
                    "grid.power_w", "bess.power_w")
 # BMS current limits count only when the BMS reports them (a point the plant state may carry).
 CURRENT_LIMIT_POINTS = ("battery.max_charge_current_a", "battery.max_discharge_current_a")
 DSO_MODES = ("normal", "limit", "trip")
-LEGACY_LOCAL_MINUTE = 12 * 60
 CURTAILMENT_RESOLUTION_W = 1e-6
 
 
@@ -94,9 +92,6 @@ class PowerControlDecision:
                 "charge_limit_w": w(self.charge_limit_w), "export_limit_w": w(self.export_limit_w),
                 "pv_curtailment_w": w(self.pv_curtailment_w),
                 "remote_shutdown_requested": self.remote_shutdown_requested, "reasons": list(self.reasons)}
-
-
-SafetyDecision = PowerControlDecision
 
 
 def _measurement(state: PlantState, path: str) -> Any:
@@ -295,10 +290,3 @@ def decide(inputs: DecisionInputs) -> PowerControlDecision:
         setpoint_w, request, decision_state, tuple(reasons), limit_pct,
         limit_w=max(0.0, min(hi_w, grid_hi_w)), charge_limit_w=max(0.0, min(-lo_w, -grid_lo_w)),
         export_limit_w=export_limit_w, remote_shutdown_requested=False, pv_curtailment_w=curtailment_w)
-
-
-def decide_legacy(state: PlantState, requested_w: float, now: float, bess: BessConfig,
-                  power_control: PowerControlConfig, grid: GridConnectionConfig) -> PowerControlDecision:
-    """The earlier signature, for callers not yet passing `DecisionInputs`: no feed-in limitation."""
-    return decide(DecisionInputs(state, requested_w, now, LEGACY_LOCAL_MINUTE, bess, power_control, grid,
-                                 FeedinLimitationConfig(), 0.0))

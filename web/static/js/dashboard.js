@@ -9,7 +9,6 @@
   var WINDOW_S = 15 * 60;          // rolling chart window
   var MAX_POINTS = 1200;           // hard cap, independent of timestamps
   var IDLE_W = 10;                 // |P| below this is "idle"
-  var WATCHDOG_S = 10;             // no event for this long => connection considered down
   var DASH = '\u2014';             // "—"
 
   var STRATEGY_NAMES = {
@@ -337,83 +336,22 @@
       });
   }
 
-  var connEl = $('conn-status');
-  var lastEventAt = 0;
-
-  function setConn(state) {
-    if (!connEl) return;
-    var text = state === 'live' ? 'live' : 'reconnecting\u2026';
-    setText(connEl, text);
-    connEl.setAttribute('data-state', state);
-    if (document.body) document.body.setAttribute('data-conn', state === 'live' ? 'up' : 'down');
-  }
-
-  var es = null;
-  var retryTimer = null;
-
-  function onStateEvent(ev) {
-    var st;
-    try {
-      st = JSON.parse(ev.data);
-    } catch (e) {
-      return; // ignore malformed frames
-    }
-    lastEventAt = Date.now();
-    setConn('live');
+  function onState(st, fromEvent) {
     try {
       renderState(st);
-      pushLive(st);
+      if (fromEvent) pushLive(st);
     } catch (e) {
       if (window.console) console.warn('dashboard update failed:', e);
     }
     shareState(st);
   }
 
-  function connect() {
-    if (typeof window.EventSource !== 'function') return;
-    retryTimer = null;
-    try {
-      es = new EventSource('/api/events');
-    } catch (e) {
-      setConn('reconnecting');
-      retryTimer = setTimeout(connect, 5000);
-      return;
-    }
-    es.addEventListener('state', onStateEvent);
-    es.onmessage = onStateEvent; // tolerate un-named events carrying the same payload
-    es.onerror = function () {
-      setConn('reconnecting');
-      // The browser retries by itself unless the stream was closed for good
-      // (e.g. an HTTP error status); then retry manually.
-      if (es && es.readyState === 2 /* CLOSED */ && !retryTimer) {
-        es.close();
-        retryTimer = setTimeout(connect, 5000);
-      }
-    };
-  }
-
-  function watchdog() {
-    if (lastEventAt && Date.now() - lastEventAt > WATCHDOG_S * 1000) setConn('reconnecting');
-  }
-
   // ---------------------------------------------------------------- start
 
   function start() {
     initChart();
-    fetchJson('/api/state')
-      .then(function (st) {
-        // do not overwrite fresher data from an SSE event that won the race
-        if (!lastEventAt) {
-          renderState(st);
-          shareState(st);
-        }
-      })
-      .catch(function (e) {
-        if (window.console) console.warn('initial state unavailable:', e && e.message);
-      });
     seedChart();
-    connect();
-    setInterval(watchdog, 2000);
+    U.liveState(onState);
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);

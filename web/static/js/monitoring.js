@@ -7,7 +7,6 @@
 (function () {
   'use strict';
 
-  var WATCHDOG_S = 10;
   var DASH = '\u2014';
   var PC_STATES = ['normal', 'limited', 'safety', 'shutdown'];
 
@@ -210,47 +209,6 @@
 
   // ---------------------------------------------------------------- live data
 
-  var connEl = $('conn-status');
-  var lastEventAt = 0;
-  var es = null;
-  var retryTimer = null;
-
-  function setConn(state) {
-    if (!connEl) return;
-    setText(connEl, state === 'live' ? 'live' : 'reconnecting\u2026');
-    connEl.setAttribute('data-state', state);
-    if (document.body) document.body.setAttribute('data-conn', state === 'live' ? 'up' : 'down');
-  }
-
-  function onStateEvent(ev) {
-    var st;
-    try { st = JSON.parse(ev.data); } catch (e) { return; }
-    lastEventAt = Date.now();
-    setConn('live');
-    renderState(st);
-  }
-
-  function connect() {
-    if (typeof window.EventSource !== 'function') return;
-    retryTimer = null;
-    try {
-      es = new EventSource('/api/events');
-    } catch (e) {
-      setConn('reconnecting');
-      retryTimer = setTimeout(connect, 5000);
-      return;
-    }
-    es.addEventListener('state', onStateEvent);
-    es.onmessage = onStateEvent;
-    es.onerror = function () {
-      setConn('reconnecting');
-      if (es && es.readyState === 2 && !retryTimer) {
-        es.close();
-        retryTimer = setTimeout(connect, 5000);
-      }
-    };
-  }
-
   // ---------------------------------------------------------------- simulator events
 
   function eventBody(btn) {
@@ -304,14 +262,7 @@
 
   function start() {
     initSimulator();
-    fetch('/api/state', { cache: 'no-store', headers: { 'Accept': 'application/json' } })
-      .then(function (r) { if (!r.ok) throw new Error('HTTP ' + r.status); return r.json(); })
-      .then(function (st) { if (!lastEventAt) renderState(st); })
-      .catch(function (e) { if (window.console) console.warn('initial state unavailable:', e && e.message); });
-    connect();
-    setInterval(function () {
-      if (lastEventAt && Date.now() - lastEventAt > WATCHDOG_S * 1000) setConn('reconnecting');
-    }, 2000);
+    U.liveState(renderState);
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);

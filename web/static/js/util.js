@@ -16,5 +16,67 @@
     return cur;
   }
 
-  window.EMSUtil = Object.freeze({ $: byId, isNum: isNum, get: get });
+  var WATCHDOG_MS = 10000;  // no event for this long: the connection counts as down
+  var RETRY_MS = 5000;
+
+  /**
+   * Live plant state for a page: fetches /api/state once, then follows the SSE stream (event "state"),
+   * reconnecting when the browser gives up, and keeps #conn-status ("live" / "reconnecting…") honest.
+   * onState(state, fromEvent) is called for every state; the initial fetch only if no event came first.
+   */
+  function liveState(onState) {
+    var connEl = byId('conn-status');
+    var lastEventAt = 0;
+    var es = null;
+    var retryTimer = null;
+
+    function setConn(state) {
+      if (!connEl) return;
+      var text = state === 'live' ? 'live' : 'reconnecting\u2026';
+      if (connEl.textContent !== text) connEl.textContent = text;
+      connEl.setAttribute('data-state', state);
+      if (document.body) document.body.setAttribute('data-conn', state === 'live' ? 'up' : 'down');
+    }
+
+    function onEvent(ev) {
+      var st;
+      try { st = JSON.parse(ev.data); } catch (e) { return; }  // ignore malformed frames
+      lastEventAt = Date.now();
+      setConn('live');
+      onState(st, true);
+    }
+
+    function connect() {
+      if (typeof window.EventSource !== 'function') return;
+      retryTimer = null;
+      try {
+        es = new EventSource('/api/events');
+      } catch (e) {
+        setConn('reconnecting');
+        retryTimer = setTimeout(connect, RETRY_MS);
+        return;
+      }
+      es.addEventListener('state', onEvent);
+      es.onmessage = onEvent;  // tolerate un-named events carrying the same payload
+      es.onerror = function () {
+        setConn('reconnecting');
+        // The browser retries by itself unless the stream was closed for good (e.g. an HTTP error).
+        if (es && es.readyState === 2 /* CLOSED */ && !retryTimer) {
+          es.close();
+          retryTimer = setTimeout(connect, RETRY_MS);
+        }
+      };
+    }
+
+    fetch('/api/state', { cache: 'no-store', headers: { 'Accept': 'application/json' } })
+      .then(function (r) { if (!r.ok) throw new Error('HTTP ' + r.status); return r.json(); })
+      .then(function (st) { if (!lastEventAt) onState(st, false); })
+      .catch(function (e) { if (window.console) console.warn('initial state unavailable:', e && e.message); });
+    connect();
+    setInterval(function () {
+      if (lastEventAt && Date.now() - lastEventAt > WATCHDOG_MS) setConn('reconnecting');
+    }, 2000);
+  }
+
+  window.EMSUtil = Object.freeze({ $: byId, isNum: isNum, get: get, liveState: liveState });
 })();
