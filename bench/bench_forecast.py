@@ -27,7 +27,7 @@ from ems.forecast.pv import fit_pv, pv_request
 from ems.forecast.series import MARKET_TZ, local_midnight_ts
 from ems.forecast.worker import run_worker
 from ems.sim.plant import load_noise_w
-from ems.sim.profiles import load_profile, pv_profile
+from ems.data.profiles import load_profile, pv_profile
 
 STEP = 900
 LOAD_ORIGIN_EVERY_DAYS = int(os.environ.get("BENCH_LOAD_EVERY_DAYS", "6"))

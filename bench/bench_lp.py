@@ -28,7 +28,7 @@ from ems.optimizer import PlanInputs, optimize, resample_mean
 from ems.optimizer.model import build_model, extract_flows, solve_model, to_highs
 from ems.optimizer.strategies import STRATEGY_NAMES, get_strategy
 from ems.resources import data_file
-from ems.sim.profiles import load_profile, pv_profile
+from ems.data.profiles import load_profile, pv_profile
 from ems.optimizer.tariffs import LOCAL_TZ
 
 SIZES = (96, 192, 672)

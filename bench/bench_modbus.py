@@ -33,7 +33,9 @@ from ems.config.schema import BessConfig, ModbusDeviceConfig, SimulatorConfig  #
 from ems.devices import ReadBlock, load_library  # noqa: E402
 from ems.devices.client import ModbusClient  # noqa: E402
 from ems.devices.poller import DevicePoller, discover_profile  # noqa: E402
-from ems.devices.simulator import DeviceServer, PlantLink, SerialLine, char_bits, rtu_exchange_s  # noqa: E402
+from ems.sim.modbus_devices import DeviceServer, SerialLine  # noqa: E402
+from ems.sim.plant_link import PlantLink  # noqa: E402
+from ems.sim.rtu_timing import char_bits, rtu_exchange_s  # noqa: E402
 
 TCP_CYCLES = int(os.environ.get("BENCH_MODBUS_TCP_CYCLES", "30"))
 RTU_CYCLES = int(os.environ.get("BENCH_MODBUS_RTU_CYCLES", "6"))

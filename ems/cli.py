@@ -12,7 +12,7 @@ from . import __version__
 from .config import ConfigStore, load_config
 from .errors import ConfigError
 from .backtest.cli import add_parser as add_backtest_parser
-from .devices.simcli import add_parser as add_sim_device_parser
+from .sim.cli import add_parser as add_sim_device_parser
 from .resources import demo_config_text
 
 log = logging.getLogger(__name__)

@@ -25,21 +25,22 @@ from .clock import ScaledClock
 from .config import SECTIONS, ConfigStore
 from .dispatch import realtime_request
 from .forecast.service import ForecastService
-from .planner import Planner
+from .optimizer.planner import Planner
 from .history import HistoryRecorder, HistoryStore
 from .notifications import Notifications
 from .devices.poller import DevicePoller
 from .devices.profile import Profile, load_library
-from .devices.simulator import PlantLink, serve_plant, simulated_devices
+from .sim.modbus_devices import serve_plant, simulated_devices
+from .sim.plant_link import PlantLink
 from .devices.sink import ModbusSetpointSink, PcsSink
 from .errors import ApiError, ConfigError, ConfigProblem
 from .resources import profiles_dir
 from .safety.loop import SafetyLoop
 from .safety.rules import PowerControlDecision
 from .safety.watchdog import HardwareWatchdog
-from .service import ServiceNotifier
+from .systemd_notify import ServiceNotifier
 from .sim.plant import PlantSimulator, resolve_start_epoch_s
-from .simulation import SimulatedPlant
+from .sim.runner import SimulatedPlant
 from .state import Measurement, plant_state_to_json
 from .supervisor import Supervisor
 from .users.auth import Security

@@ -21,8 +21,9 @@ from ems.config.schema import BessConfig, ModbusDeviceConfig, SimulatorConfig
 from ems.devices import active_alarms, decode_values, dso_state, encode, split_block
 from ems.devices.client import (DeviceExceptionResponse, DeviceProtocolError, DeviceTimeout, ModbusClient)
 from ems.devices.poller import discover_profile
-from ems.devices.simulator import (DeviceServer, PlantLink, dso_inputs, run_plant, rtu_exchange_s, simulated_devices,
-                                   status_raw)
+from ems.sim.modbus_devices import DeviceServer, dso_inputs, run_plant, simulated_devices, status_raw
+from ems.sim.plant_link import PlantLink
+from ems.sim.rtu_timing import rtu_exchange_s
 from ems.sim.battery import ALARM_INSULATION_LOW
 from modbus_common import PROFILES, PROFILE_ERRORS, START_S, run
 
@@ -300,7 +301,7 @@ def test_plant_status_texts_map_onto_each_vendors_codes():
 
 
 def test_sim_device_command_serves_a_profile_until_terminated(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "ems.devices.simcli", "--profile", "generic_dso_box",
+    proc = subprocess.Popen([sys.executable, "-m", "ems.sim.cli", "--profile", "generic_dso_box",
                              "--tcp", "127.0.0.1:0", "--unit-id", "7"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -329,7 +330,7 @@ def test_sim_device_command_serves_a_profile_until_terminated(tmp_path):
 
 
 def test_sim_device_command_names_an_unknown_profile():
-    out = subprocess.run([sys.executable, "-m", "ems.devices.simcli", "--profile", "no_such_box", "--tcp",
+    out = subprocess.run([sys.executable, "-m", "ems.sim.cli", "--profile", "no_such_box", "--tcp",
                           "127.0.0.1:0"], capture_output=True, text=True, timeout=30,
                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert out.returncode == 2

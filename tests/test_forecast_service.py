@@ -18,7 +18,7 @@ from ems.config.validate import parse_config, to_plain
 from ems.forecast.series import local_midnight_ts
 from ems.forecast.service import ForecastService, ForecastSnapshot
 from ems.history import HistoryStore
-from ems.sim.profiles import load_profile, pv_profile
+from ems.data.profiles import load_profile, pv_profile
 
 from test_prices import PayloadServer, awattar_day
 

@@ -19,7 +19,8 @@ from ems.config.schema import BessConfig, ModbusDeviceConfig, SimulatorConfig
 
 from ems.devices.client import DeviceConnectError, ModbusClient
 from ems.devices.poller import DevicePoller
-from ems.devices.simulator import DeviceServer, PlantLink, SerialLine
+from ems.sim.modbus_devices import DeviceServer, SerialLine
+from ems.sim.plant_link import PlantLink
 from ems.devices.sink import ModbusSetpointSink
 from modbus_common import POLL_S, PROFILES, START_S, eventually, run
 

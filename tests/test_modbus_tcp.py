@@ -15,7 +15,8 @@ from ems.config.schema import BessConfig, ModbusDeviceConfig, SimulatorConfig
 from ems.devices import diagnostics
 from ems.devices.client import DeviceConnectError, ModbusClient
 from ems.devices.poller import DevicePoller
-from ems.devices.simulator import DeviceServer, PlantLink, SimulatedDevice, serve_plant, simulated_devices
+from ems.sim.modbus_devices import DeviceServer, SimulatedDevice, serve_plant, simulated_devices
+from ems.sim.plant_link import PlantLink
 from modbus_common import POLL_S, PROFILES, START_S, eventually, run
 
 

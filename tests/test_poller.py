@@ -14,7 +14,8 @@ from ems.errors import DeviceError
 
 from ems.devices.client import DeviceConnectError, DeviceVerifyError, DeviceWriteError
 from ems.devices.poller import DevicePoller, backoff_s
-from ems.devices.simulator import DeviceServer, PlantLink
+from ems.sim.modbus_devices import DeviceServer
+from ems.sim.plant_link import PlantLink
 from ems.devices.sink import ModbusSetpointSink
 from modbus_common import POLL_S, PROFILES, START_S, eventually, run
 

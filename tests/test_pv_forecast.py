@@ -14,7 +14,7 @@ from ems.forecast.pv import forecast_pv, pv_request
 from ems.forecast.series import MARKET_TZ
 from ems.forecast.weather import OpenWeatherMapClient, WeatherFeed, WeatherPoint, parse_owm_forecast
 from ems.forecast.worker import run_worker
-from ems.sim.profiles import pv_profile
+from ems.data.profiles import pv_profile
 
 from test_prices import PayloadServer
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ems.config.schema import BessConfig, DsoScriptStep, SimulatorConfig
 from ems.sim import BatteryModel, PlantSimulator, load_profile, pv_profile
-from ems.sim.profiles import HOUSEHOLD_FILE, ProfileSeries
+from ems.data.profiles import HOUSEHOLD_FILE, ProfileSeries
 
 VIENNA = ZoneInfo("Europe/Vienna")
 

@@ -22,7 +22,7 @@ from ..config.validate import parse_config
 from ..devices import diagnostics
 from ..devices.profile import profile_to_json
 from ..optimizer import STRATEGIES, STRATEGY_NAMES
-from ..sim_events import apply_event, parse_event
+from ..sim.events import apply_event, parse_event
 from ..resources import web_dir
 from .account_routes import install as install_account_routes
 from .auth_plugin import SECURITY_HEADERS, AuthPlugin, check_declared, current_auth

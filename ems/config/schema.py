@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
+from ..localtime import DEFAULT_TIMEZONE, zone_problem
 from .validate import constrained as c
 
 HHMM = r"([01]\d|2[0-3]):[0-5]\d|24:00"
@@ -15,6 +16,16 @@ HHMM_DOC = "HH:MM, 00:00 to 24:00"
 
 StrategyName = Literal["arbitrage", "peak_shaving", "self_consumption", "load_balancing"]
 DeviceRole = Literal["bms", "pcs", "meter", "dso"]
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    timezone: str = c(DEFAULT_TIMEZONE, doc="IANA time zone of the site: tariff windows, feed-in rules and "
+                                            "forecasts are in its wall-clock time")
+
+    def check(self) -> list[tuple[str, str]]:
+        problem = zone_problem(self.timezone)
+        return [("timezone", problem)] if problem else []
 
 
 @dataclass(frozen=True)
@@ -232,6 +243,7 @@ class SimulatorConfig:
 
 @dataclass(frozen=True)
 class EmsConfig:
+    site: SiteConfig = c(default_factory=SiteConfig)
     bess: BessConfig = c(default_factory=BessConfig)
     strategy: StrategyConfig = c(default_factory=StrategyConfig)
     forecast: ForecastConfig = c(default_factory=ForecastConfig)

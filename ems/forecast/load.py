@@ -97,7 +97,7 @@ def seasonal_persistence(values: Sequence[float], horizon: int, period: int = SL
 
 def standard_profile_kw(start_ts: float, steps: int, kind: str, annual_kwh: float) -> list[float]:
     """The bundled BDEW profile (household or commercial) at each interval's midpoint, scaled to annual_kwh."""
-    from ..sim.profiles import load_profile
+    from ..data.profiles import load_profile
     profile = load_profile(kind, annual_kwh)  # type: ignore[arg-type]
     return [max(0.0, profile.value_at(start_ts + i * STEP_S + STEP_S / 2)) for i in range(steps)]
 

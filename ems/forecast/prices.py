@@ -381,7 +381,7 @@ class BundledPriceSource:
     is_network = False
 
     def __init__(self, country: Country = "AT"):
-        from ..sim.profiles import ProfileSeries  # the calendar mapping of bundled data lives there
+        from ..data.profiles import ProfileSeries  # the calendar mapping of bundled data lives there
         self.name = "bundled"
         self.country = country
         self._profile = ProfileSeries(BUNDLED_FILES[country])

@@ -3,8 +3,9 @@
 Severities are the device profiles' (`ems.devices.profile.SEVERITIES`): info < warning < critical <
 shutdown. An alarm entry is either a text, or something that carries its own severity (a mapping with
 `severity` and `text`, or an object with those attributes, e.g. a profile's `AlarmDef`). Texts are
-looked up in `KNOWN_ALARM_SEVERITY` (the simulated BMS's alarm texts: the faults that open its
-contactors are `shutdown`); an unknown text is a `warning` (notified, not a stop). An entry that
+looked up in `KNOWN_ALARM_SEVERITY`, built from `STANDARD_ALARMS` — the plant-level alarm
+vocabulary a source without severities of its own reports (the built-in simulator's BMS uses these
+bits and texts; the faults that open its contactors are `shutdown`); an unknown text is a `warning` (notified, not a stop). An entry that
 declares a severity this module does not know is taken as `critical`: a garbled declaration must
 not pass as harmless.
 """
@@ -12,14 +13,19 @@ from __future__ import annotations
 
 from typing import Any, Literal, Mapping
 
-from ..sim.battery import ALARM_BITS, FAULT_ALARMS
-
 Severity = Literal["info", "warning", "critical", "shutdown"]
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2, "shutdown": 3}
 
-KNOWN_ALARM_SEVERITY: dict[str, Severity] = {
-    text: ("shutdown" if FAULT_ALARMS & (1 << bit) else "warning") for bit, text in ALARM_BITS.items()
+# bit → (text, severity): the alarm word of a BMS that reports texts without severities.
+STANDARD_ALARMS: dict[int, tuple[str, Severity]] = {
+    0: ("over-temperature (derating)", "warning"),
+    1: ("under-temperature (derating)", "warning"),
+    2: ("SoC low", "warning"),
+    3: ("SoC high", "warning"),
+    4: ("insulation resistance low", "shutdown"),
+    5: ("over-temperature shutdown", "shutdown"),
 }
+KNOWN_ALARM_SEVERITY: dict[str, Severity] = {text: severity for text, severity in STANDARD_ALARMS.values()}
 
 
 def alarm_text(alarm: Any) -> str:

@@ -10,6 +10,8 @@ import logging
 import math
 from dataclasses import dataclass, field
 
+from ..safety.alarms import STANDARD_ALARMS
+
 log = logging.getLogger(__name__)
 
 STATUS_STANDBY = 0
@@ -29,16 +31,9 @@ ALARM_SOC_LOW = 1 << 2
 ALARM_SOC_HIGH = 1 << 3
 ALARM_INSULATION_LOW = 1 << 4
 ALARM_OVER_TEMPERATURE_TRIP = 1 << 5
-ALARM_BITS = {
-    0: "over-temperature (derating)",
-    1: "under-temperature (derating)",
-    2: "SoC low",
-    3: "SoC high",
-    4: "insulation resistance low",
-    5: "over-temperature shutdown",
-}
+ALARM_BITS = {bit: text for bit, (text, _severity) in STANDARD_ALARMS.items()}
 # Alarms that put the pack into STATUS_FAULT with zero power limits, as a real BMS opens its contactors.
-FAULT_ALARMS = ALARM_INSULATION_LOW | ALARM_OVER_TEMPERATURE_TRIP
+FAULT_ALARMS = sum(1 << bit for bit, (_text, severity) in STANDARD_ALARMS.items() if severity == "shutdown")
 
 # Derating corners (°C / %). Charging stops at 0 °C (LFP must not be charged when freezing);
 # discharging is allowed colder.

@@ -14,7 +14,7 @@ from datetime import datetime
 from ..config.schema import BessConfig, SimulatorConfig
 from .battery import BatteryModel
 from .dso import DsoBox
-from .profiles import load_profile, pv_profile
+from ..data.profiles import load_profile, pv_profile
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .bus import TelemetryBus
-from .clock import Clock
-from .config.schema import BessConfig, SimulatorConfig
-from .sim.plant import PlantSample, PlantSimulator
-from .safety.rules import PowerControlDecision
-from .state import Measurement
+from ..bus import TelemetryBus
+from ..clock import Clock
+from ..config.schema import BessConfig, SimulatorConfig
+from .plant import PlantSample, PlantSimulator
+from ..safety.rules import PowerControlDecision
+from ..state import Measurement
 
 log = logging.getLogger(__name__)
 

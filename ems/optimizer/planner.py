@@ -13,14 +13,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .bus import TelemetryBus
-from .clock import Clock
-from .config import ConfigStore
-from .dispatch import Intent
-from .forecast.service import ForecastService, ForecastSnapshot
-from .history import HistoryStore
-from .notifications import Notifications
-from .optimizer import (Plan, PlanInputError, PlanInputs, choose_strategy, fallback_self_consumption_plan,
+from ..bus import TelemetryBus
+from ..clock import Clock
+from ..config import ConfigStore
+from ..dispatch import Intent
+from ..forecast.service import ForecastService, ForecastSnapshot
+from ..history import HistoryStore
+from ..notifications import Notifications
+from . import (Plan, PlanInputError, PlanInputs, choose_strategy, fallback_self_consumption_plan,
                         leading_finite_steps, optimize, plan_inputs_from_config, resample_mean)
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .errors import ApiError
-from .sim.battery import ALARM_BITS
-from .sim.plant import PlantSimulator
+from ..errors import ApiError
+from .battery import ALARM_BITS
+from .plant import PlantSimulator
 
 log = logging.getLogger(__name__)
 

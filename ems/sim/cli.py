@@ -23,9 +23,10 @@ from ..config import load_config
 from ..config.schema import EmsConfig
 from ..errors import ConfigError, ProfileError, ProfileProblem
 from ..resources import profiles_dir
-from ..sim.plant import resolve_start_epoch_s
-from .profile import BAUDRATES, Profile, load_profile
-from .simulator import DeviceServer, PlantLink, SerialLine
+from .plant import resolve_start_epoch_s
+from ..devices.profile import BAUDRATES, Profile, load_profile
+from .modbus_devices import DeviceServer, SerialLine
+from .plant_link import PlantLink
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ async def _serve(profile: Profile, cfg: EmsConfig, tcp: tuple[str, int] | None, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (`python -m ems.devices.simcli ...`) until `ems sim-device` is wired in."""
+    """Standalone entry (`python -m ems.sim.cli ...`) until `ems sim-device` is wired in."""
     parser = argparse.ArgumentParser(prog="ems sim-device", description=__doc__.split("\n\n")[0])
     _add_arguments(parser)
     args = parser.parse_args(argv)

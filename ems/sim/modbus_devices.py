@@ -34,12 +34,14 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from ..clock import Clock, ScaledClock
-from ..config.schema import BessConfig, ModbusDeviceConfig, SimulatorConfig
-from ..sim import battery as bat
-from ..sim.plant import PlantSample, PlantSimulator
-from . import sunspec
-from .codec import FLOAT_TYPES, INT_TYPES, CodecError, decode, encode, from_point, to_point
-from .profile import DsoMapping, Profile, RegisterDef
+from ..config.schema import ModbusDeviceConfig
+from . import battery as bat
+from .plant import PlantSample
+from .plant_link import PlantLink
+from .rtu_timing import char_bits, rtu_exchange_s
+from ..devices import sunspec
+from ..devices.codec import FLOAT_TYPES, INT_TYPES, CodecError, decode, encode, from_point, to_point
+from ..devices.profile import DsoMapping, Profile, RegisterDef
 
 log = logging.getLogger(__name__)
 
@@ -66,101 +68,12 @@ STATUS_SYNONYMS = {"standby": ("standby", "ready", "idle"), "charging": ("chargi
                    "discharging": ("discharging",), "fault": ("fault",)}
 
 
-# --- RTU wire time ---------------------------------------------------------------------------------------
-
-def char_bits(parity: str = "N", stopbits: int = 1) -> int:
-    """Bits per character on the line: start + 8 data + parity + stop (8N1 = 10, 8E1/8O1/8N2 = 11)."""
-    return 1 + 8 + (0 if parity == "N" else 1) + stopbits
-
-
-def rtu_silence_s(baudrate: int, bits: int) -> float:
-    """The inter-frame silence: 3.5 character times, fixed 1.75 ms above 19200 baud."""
-    return 0.00175 if baudrate > 19200 else 3.5 * bits / baudrate
-
-
-def rtu_adu_bytes(function: int, count: int) -> tuple[int, int]:
-    """(request, response) RTU frame sizes in bytes for a read of `count` or a write of `count` values."""
-    if function in (1, 2):
-        return 8, 5 + (count + 7) // 8
-    if function in (3, 4):
-        return 8, 5 + 2 * count
-    if function in (5, 6):
-        return 8, 8
-    if function == 15:
-        return 9 + (count + 7) // 8, 8
-    if function == 16:
-        return 9 + 2 * count, 8
-    raise ValueError(f"function {function} has no RTU frame size here (allowed: 1-6, 15, 16)")
-
-
-def rtu_exchange_s(function: int, count: int, baudrate: int, bits: int = 10, response_bytes: int | None = None) -> float:
-    """Wire time of one request/response: both frames plus the silence after each (no device turnaround)."""
-    request, response = rtu_adu_bytes(function, count)
-    if response_bytes is not None:
-        response = response_bytes
-    return (request + response) * bits / baudrate + 2 * rtu_silence_s(baudrate, bits)
-
-
 # --- the plant as the devices see it ---------------------------------------------------------------------
 
 def _sample_value(sample: PlantSample, point: str) -> Any:
     """`battery.soc_pct` -> sample.soc_pct, `grid.power_w` -> sample.grid_power_w, `dso.mode` -> dso_mode."""
     group, _, name = point.partition(".")
     return getattr(sample, name if group == "battery" else f"{group}_{name}", None)
-
-
-class PlantLink:
-    """The simulated plant between the simulated devices: samples out, the PCS's command in.
-
-    The PCS registers set `remote_enabled`, `setpoint_w` (> 0 discharge), `grid_setpoint_w` (> 0 import;
-    when set, the battery covers load - PV - grid setpoint as a Victron ESS does) and `limit_pct` of the
-    rated power. Without remote control the battery is asked for 0 W. Whoever owns the link steps it:
-    `step()` in tests, `run()` in a process.
-    """
-
-    def __init__(self, plant: PlantSimulator):
-        self.plant = plant
-        bess = plant.bess_config
-        self.rated_power_w = 1000.0 * max(bess.max_charge_power_kw, bess.max_discharge_power_kw)
-        self.remote_enabled = False
-        self.setpoint_w = 0.0
-        self.grid_setpoint_w: float | None = None
-        self.limit_pct = 100.0
-
-    @classmethod
-    def from_config(cls, bess: BessConfig | None = None, sim: SimulatorConfig | None = None,
-                    start_epoch_s: float = 0.0) -> "PlantLink":
-        return cls(PlantSimulator(bess or BessConfig(), sim or SimulatorConfig(), start_epoch_s))
-
-    def sample(self) -> PlantSample:
-        return self.plant.sample()
-
-    def requested_w(self, now_s: float | None = None) -> float:
-        """The battery power the PCS is commanded to at plant time `now_s` (> 0 discharge)."""
-        if not self.remote_enabled:
-            return 0.0
-        if self.grid_setpoint_w is not None:  # the inverter regulates its grid meter to the setpoint
-            t = self.plant.now_s if now_s is None else now_s
-            want = self.plant.load_power_w(t) - self.plant.pv_power_w(t) - self.grid_setpoint_w
-        else:
-            want = self.setpoint_w
-        cap = self.rated_power_w * min(100.0, max(0.0, self.limit_pct)) / 100.0
-        return max(-cap, min(cap, want))
-
-    def step(self, now_s: float) -> PlantSample:
-        """Advance the plant to plant time `now_s` with the current command."""
-        dt_s = max(0.0, now_s - self.plant.now_s)
-        return self.plant.step(now_s, dt_s, self.requested_w(now_s))
-
-    async def run(self, clock: Clock, step_s: float = 1.0,
-                  on_step: Callable[[PlantSample], None] | None = None) -> None:
-        """Step the plant on the clock until cancelled; `on_step` sees each new sample (e.g. to publish the
-        points no simulated device measures, such as PV and load behind a grid meter)."""
-        while True:
-            await asyncio.sleep(step_s)
-            sample = self.step(clock.now())
-            if on_step is not None:
-                on_step(sample)
 
 
 # --- encoding helpers ------------------------------------------------------------------------------------
