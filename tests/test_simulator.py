@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ems.config.schema import BessConfig, DsoScriptStep, SimulatorConfig
-from ems.sim import BatteryModel, PlantSimulator, load_profile, pv_profile
+from ems.data.profiles import load_profile, pv_profile
+from ems.sim.battery import BatteryModel
+from ems.sim.plant import PlantSimulator
 from ems.data.profiles import HOUSEHOLD_FILE, ProfileSeries
 
 VIENNA = ZoneInfo("Europe/Vienna")

@@ -1,8 +1,6 @@
-"""Plant simulator: PV, load, battery and DSO box, so the EMS runs without hardware."""
-from .battery import ALARM_BITS, STATUS_TEXTS, BatteryModel
-from .dso import DsoBox
-from .plant import PlantSample, PlantSimulator, resolve_start_epoch_s
-from .profiles import ProfileSeries, load_profile, pv_profile
+"""The built-in plant simulator: physics (battery, PV and load, DSO box), the runner that steps it on
+the clock, scripted events, and the Modbus device servers (with their `ems sim-device` CLI).
 
-__all__ = ["ALARM_BITS", "STATUS_TEXTS", "BatteryModel", "DsoBox", "PlantSample", "PlantSimulator",
-           "ProfileSeries", "load_profile", "pv_profile", "resolve_start_epoch_s"]
+Production code never imports this package; only the runtime's assembly does, and only when
+`simulator.enabled` is set, so a gateway on real hardware does not load it.
+"""
