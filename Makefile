@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DEMO_DATA ?= .demo-data
 DEB_TEST_PACKAGES := mosquitto socat chromium
 
-.PHONY: demo test bench deps-system clean wheel
+.PHONY: demo test lint bench deps-system clean wheel
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,13 @@ demo: $(BIN)/python
 
 test: deps-system $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest -q
+
+# The gate before the suite: ruff (rules in pyproject.toml) and mypy on ems/ with zero errors.
+lint:
+	$(BIN)/ruff check ems tests bench
+	$(BIN)/mypy
 
 bench: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,bench]'

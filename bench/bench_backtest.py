@@ -117,7 +117,8 @@ def main() -> None:
             figures[f"backtest_{name}_pct_of_optimum"] = total.pct_of_optimum
         figures[f"backtest_{name}_cycles"] = total.cycles
     figures["backtest_no_battery_cost_eur"] = table["no_battery"][-1].cost_eur
-    figures["backtest_ems_vs_greedy_savings_ratio"] = figures["backtest_ems_savings_eur"] / figures["backtest_greedy_savings_eur"]
+    figures["backtest_ems_vs_greedy_savings_ratio"] = \
+        figures["backtest_ems_savings_eur"] / figures["backtest_greedy_savings_eur"]
     figures["backtest_ems_self_consumption_pct"] = table["ems"][-1].self_consumption_pct
     figures["backtest_greedy_self_consumption_pct"] = table["greedy"][-1].self_consumption_pct
     figures["backtest_ems_worst_month_pct_of_optimum"] = min(m.pct_of_optimum for m in table["ems"][:-1])

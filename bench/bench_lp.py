@@ -221,7 +221,7 @@ def main() -> None:
             figures[f"{p}_linprog_solve_only_ms"] = only
             figures[f"{p}_linprog_objective_diff_eur"] = abs(lp_obj - objective)
             figures[f"{p}_linprog_speedup"] = with_matrices / figures[f"{p}_steps_ms"]
-        except Exception as err:  # noqa: BLE001 - reported, not hidden
+        except Exception as err:
             log(f"linprog failed for {n} steps: {type(err).__name__}: {err}")
         try:
             cv = cvxpy_figures(inp, model, CVXPY_REPEATS[n])
@@ -230,7 +230,7 @@ def main() -> None:
                     figures[f"{p}_{key}_ms"] = cv[f"{key}_ms"]
                     figures[f"{p}_{key}_speedup"] = cv[f"{key}_ms"] / figures[f"{p}_steps_ms"]
                     figures[f"{p}_{key}_objective_diff_eur"] = abs(cv[f"{key}_objective"] - objective)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             log(f"cvxpy failed for {n} steps: {type(err).__name__}: {err}")
         log(f"{n} steps: " + ", ".join(f"{k}={v:.3f}" for k, v in figures.items() if k.startswith(p + "_")))
 

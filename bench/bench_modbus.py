@@ -27,15 +27,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ems.bus import TelemetryBus  # noqa: E402
-from ems.clock import ScaledClock  # noqa: E402
-from ems.config.schema import BessConfig, ModbusDeviceConfig, SimulatorConfig  # noqa: E402
-from ems.devices import ReadBlock, load_library  # noqa: E402
-from ems.devices.client import ModbusClient  # noqa: E402
-from ems.devices.poller import DevicePoller, discover_profile  # noqa: E402
-from ems.sim.modbus_devices import DeviceServer, SerialLine  # noqa: E402
-from ems.sim.plant_link import PlantLink  # noqa: E402
-from ems.sim.rtu_timing import char_bits, rtu_exchange_s  # noqa: E402
+from ems.bus import TelemetryBus
+from ems.clock import ScaledClock
+from ems.config.schema import BessConfig, ModbusDeviceConfig, SimulatorConfig
+from ems.devices import ReadBlock, load_library
+from ems.devices.client import ModbusClient
+from ems.devices.poller import DevicePoller, discover_profile
+from ems.sim.modbus_devices import DeviceServer, SerialLine
+from ems.sim.plant_link import PlantLink
+from ems.sim.rtu_timing import char_bits, rtu_exchange_s
 
 TCP_CYCLES = int(os.environ.get("BENCH_MODBUS_TCP_CYCLES", "30"))
 RTU_CYCLES = int(os.environ.get("BENCH_MODBUS_RTU_CYCLES", "6"))

@@ -48,27 +48,27 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ems.bus import TelemetryBus  # noqa: E402
-from ems.clock import ScaledClock  # noqa: E402
-from ems.config import ConfigStore, parse_yaml_config  # noqa: E402
-from ems.devices.codec import decode  # noqa: E402
-from ems.devices.poller import DevicePoller  # noqa: E402
-from ems.sim.modbus_devices import DeviceServer, WriteRecord, serve_plant, simulated_devices  # noqa: E402
-from ems.sim.plant_link import PlantLink  # noqa: E402
-from ems.devices.sink import ModbusSetpointSink, PcsSink  # noqa: E402
-from ems.dispatch import Intent, realtime_request  # noqa: E402
-from ems.history.store import RAW_RETENTION_DAYS, TELEMETRY_COLUMNS, HistoryStore  # noqa: E402
-from ems.notifications import Notifications  # noqa: E402
-from ems.optimizer import PlanInputs, resample_mean  # noqa: E402
-from ems.optimizer.tariffs import LOCAL_TZ  # noqa: E402
-from ems.optimizer.planner import plan_once  # noqa: E402
-from ems.resources import data_file, demo_config_text  # noqa: E402
-from ems.runtime import NoSetpointSink, load_profiles  # noqa: E402
-from ems.safety.loop import SafetyLoop  # noqa: E402
-from ems.sim.plant import PlantSimulator, resolve_start_epoch_s  # noqa: E402
-from ems.data.profiles import load_profile, pv_profile  # noqa: E402
-from ems.state import Measurement  # noqa: E402
-from ems.supervisor import LoopLagMonitor  # noqa: E402
+from ems.bus import TelemetryBus
+from ems.clock import ScaledClock
+from ems.config import ConfigStore, parse_yaml_config
+from ems.devices.codec import decode
+from ems.devices.poller import DevicePoller
+from ems.sim.modbus_devices import DeviceServer, WriteRecord, serve_plant, simulated_devices
+from ems.sim.plant_link import PlantLink
+from ems.devices.sink import ModbusSetpointSink, PcsSink
+from ems.optimizer.realtime import Intent, realtime_request
+from ems.history.store import RAW_RETENTION_DAYS, TELEMETRY_COLUMNS, HistoryStore
+from ems.notifications import Notifications
+from ems.optimizer import PlanInputs, resample_mean
+from ems.optimizer.tariffs import LOCAL_TZ
+from ems.optimizer.planner import plan_once
+from ems.resources import data_file, demo_config_text
+from ems.runtime import NoSetpointSink, load_profiles
+from ems.safety.loop import SafetyLoop
+from ems.sim.plant import PlantSimulator, resolve_start_epoch_s
+from ems.data.profiles import load_profile, pv_profile
+from ems.state import Measurement
+from ems.supervisor import LoopLagMonitor
 
 TRIPS = int(os.environ.get("BENCH_SAFETY_TRIPS", "100"))  # the issue asks for at least 100
 SET_STATE_TRIPS = int(os.environ.get("BENCH_SAFETY_SET_STATE_TRIPS", "8"))

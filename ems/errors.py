@@ -5,6 +5,7 @@ The web layer maps these to 4xx JSON in one place (`ems.api.errors`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,8 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class ProfileProblem:
-    """One thing wrong in a device profile: which file, where in it (`registers.soc_pct.type`) and what."""
+    """One thing wrong in a device profile: which file, where in it (`registers.soc_pct.type`) and what
+    (a `ConfigProblem` of the shared validation, plus the file)."""
 
     file: str
     path: str
@@ -44,6 +46,11 @@ class ProfileError(Exception):
     def __init__(self, problems: list[ProfileProblem]):
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+    @classmethod
+    def in_file(cls, file: str, problems: Iterable[ConfigProblem]) -> ProfileError:
+        """The problems the shared validation (`ems.config.validate`) found, as problems of `file`."""
+        return cls([ProfileProblem(file, p.path, p.message) for p in problems])
 
 
 class ApiError(Exception):

@@ -15,40 +15,42 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import __version__
 from .api.app import create_app
+from .api.facade import EmsFacade, PlanView, RuntimeSnapshot, SimulatorControl
 from .api.server import WebServer
 from .bus import TelemetryBus
-from .clock import ScaledClock
+from .clock import Clock, ScaledClock
 from .config import SECTIONS, ConfigStore
-from .dispatch import realtime_request
-from .forecast.service import ForecastService
-from .optimizer.planner import Planner
-from .history import HistoryRecorder, HistoryStore
-from .notifications import Notifications
+from .config.schema import EmsConfig, ModbusDeviceConfig
+from .devices import diagnostics
 from .devices.poller import DevicePoller
 from .devices.profile import Profile, load_library
-from .sim.modbus_devices import serve_plant, simulated_devices
-from .sim.plant_link import PlantLink
 from .devices.sink import ModbusSetpointSink, PcsSink
+from .optimizer.realtime import realtime_request
 from .errors import ApiError, ConfigError, ConfigProblem
+from .forecast.service import ForecastService
+from .history import HistoryRecorder, HistoryStore
+from .notifications import Notifications
+from .optimizer.planner import Planner
 from .resources import profiles_dir
 from .safety.loop import SafetyLoop
 from .safety.rules import PowerControlDecision
 from .safety.watchdog import HardwareWatchdog
-from .systemd_notify import ServiceNotifier
-from .sim.plant import PlantSimulator, resolve_start_epoch_s
-from .sim.runner import SimulatedPlant
-from .state import Measurement, plant_state_to_json
+from .state import PlantState
 from .supervisor import Supervisor
+from .systemd_notify import ServiceNotifier
 from .users.auth import Security
+
+if TYPE_CHECKING:
+    from .sim.harness import Simulation
 
 log = logging.getLogger(__name__)
 
 
-def load_profiles(cfg: Any) -> dict[str, Profile]:
+def load_profiles(cfg: EmsConfig) -> dict[str, Profile]:
     """The profile library, checked against the configured devices: an unknown or broken profile of a
     configured device is a config error naming the device's key."""
     profiles, broken = load_library(profiles_dir())
@@ -59,10 +61,7 @@ def load_profiles(cfg: Any) -> dict[str, Profile]:
         if device.profile in broken:
             problems.append(ConfigProblem(f"modbus[{i}].profile", f"profile {device.profile!r} is broken: "
                                                                   f"{broken[device.profile]}"))
-        elif device.profile in profiles and device.role == "pcs" and (
-                profiles[device.profile].controls is None or
-                (profiles[device.profile].controls.active_power_set_w is None and
-                 profiles[device.profile].controls.grid_power_set_w is None)):
+        elif device.profile in profiles and device.role == "pcs" and not _can_set_power(profiles[device.profile]):
             problems.append(ConfigProblem(f"modbus[{i}].profile", f"profile {device.profile!r} has no power setpoint "
                                                                   "control: it cannot be the PCS"))
         elif device.profile not in profiles:
@@ -78,6 +77,11 @@ def load_profiles(cfg: Any) -> dict[str, Profile]:
     return profiles
 
 SHUTDOWN_BUDGET_S = 3.0
+
+
+def _can_set_power(profile: Profile) -> bool:
+    controls = profile.controls
+    return controls is not None and (controls.active_power_set_w is not None or controls.grid_power_set_w is not None)
 
 
 class NoSetpointSink:
@@ -98,34 +102,38 @@ class Listen:
     port: int
 
 
+def make_clock(cfg: EmsConfig) -> Clock:
+    """Production time: the wall clock, or for the simulator plant time from its start at its speed."""
+    if not cfg.simulator.enabled:
+        return ScaledClock()
+    from .sim.plant import resolve_start_epoch_s
+    return ScaledClock(resolve_start_epoch_s(cfg.simulator, time.time()), cfg.simulator.speed)
+
+
 class Runtime:
-    def __init__(self, config: ConfigStore, data_dir: Path, listen: Listen):
+    """The assembled appliance. `clock` may be injected (a VirtualClock in tests runs it in virtual time)."""
+
+    def __init__(self, config: ConfigStore, data_dir: Path, listen: Listen, clock: Clock | None = None):
         self.config = config
         self.data_dir = data_dir
         self.listen = listen
         cfg = config.config
-        self.started_mono = time.monotonic()
-        self.clock = ScaledClock(resolve_start_epoch_s(cfg.simulator, time.time()), cfg.simulator.speed) if cfg.simulator.enabled \
-            else ScaledClock()
+        self.clock = clock or make_clock(cfg)
+        self.started_mono = self.clock.monotonic()
         self.stopping = threading.Event()
         self.notifications = Notifications(self.clock.now)
-        self.supervisor = Supervisor(self.notifications)
+        self.supervisor = Supervisor(self.notifications, measure_lag=getattr(self.clock, "real_time", True))
         self.bus = TelemetryBus()
         self.service = ServiceNotifier()
         self.history = HistoryStore(data_dir / "history.db")
         # Real time, not plant time: a simulator running 60x must not expire logins 60x faster.
         self.security = Security.open(data_dir)
-        serve_modbus = cfg.simulator.enabled and cfg.simulator.serve_modbus
-        # The plant: simulated and read directly, or simulated behind real Modbus servers, or real hardware.
-        self.plant = SimulatedPlant(cfg.bess, cfg.simulator, self.clock, self.bus) \
-            if cfg.simulator.enabled and not serve_modbus else None
-        self.plant_link = PlantLink(PlantSimulator(cfg.bess, cfg.simulator, self.clock.now())) if serve_modbus else None
+        self.simulation = self._make_simulation(cfg) if cfg.simulator.enabled else None
         self.hardware_watchdog = HardwareWatchdog(cfg.power_control.hardware_watchdog_path) \
             if cfg.power_control.hardware_watchdog_path else None
         self.safety = SafetyLoop(self.bus, self.clock, config, self._request_w, NoSetpointSink(),
                                  self.notifications, self._pet_watchdogs, offline_devices=self._offline_devices)
         self.pollers: dict[str, DevicePoller] = {}
-        self.sim_servers: dict[str, Any] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self._modbus_change_lock = asyncio.Lock()
         self._build_pollers(cfg)
@@ -136,6 +144,11 @@ class Runtime:
         self.recorder = HistoryRecorder(self.history, self.bus, self.clock, config, self._setpoint_w)
         self.web: WebServer | None = None
         self.bound: tuple[str, int] | None = None
+
+    def _make_simulation(self, cfg: EmsConfig) -> "Simulation":
+        """The simulator package is loaded only when the simulator is on: real hardware never imports it."""
+        from .sim.harness import Simulation
+        return Simulation(cfg, self.clock, self.bus, lambda: self.config.config, lambda: self.profiles)
 
     def _build_pollers(self, cfg: Any) -> None:
         """One poller per enabled device; the PCS's poller becomes the safety loop's sink."""
@@ -148,16 +161,15 @@ class Runtime:
             bms = [p for p in self.pollers.values() if p.config.role == "bms"]
             self.safety.sink = PcsSink(ModbusSetpointSink(pcs, self.bus.snapshot, self.clock.now, bms))
         else:
-            self.safety.sink = self.plant or NoSetpointSink()
+            sim_sink = self.simulation.sink if self.simulation is not None else None
+            self.safety.sink = sim_sink or NoSetpointSink()
 
     async def _apply_modbus_change(self) -> None:
         """New device list: the old PCS to 0 W, stop the old pollers (and simulated devices), start the new."""
         async with self._modbus_change_lock:
-            try:
-                await asyncio.wait_for(self.safety.sink.safe_state(), 2.0)
-            except Exception as exc:
-                log.warning("old PCS not set to 0 W before the device change: %s", exc)
-            names = [f"modbus_{n}" for n in self.pollers] + (["modbus_simulator"] if self.plant_link else [])
+            await self.safety.retire_sink("device list changed")
+            names = [f"modbus_{n}" for n in self.pollers] + \
+                ([self.simulation.task_name()] if self.simulation and self.simulation.serve_modbus else [])
             for name in names:
                 await self.supervisor.remove(name)
             self._build_pollers(self.config.config)
@@ -166,34 +178,10 @@ class Runtime:
             self.safety.wake()
 
     def _add_device_tasks(self) -> None:
-        if self.plant_link is not None:
-            self.supervisor.add("modbus_simulator", self._serve_simulated_devices)
+        if self.simulation is not None and self.simulation.serve_modbus:
+            self.supervisor.add(self.simulation.task_name(), self.simulation.task())
         for name, poller in self.pollers.items():
             self.supervisor.add(f"modbus_{name}", poller.run)
-
-    async def _serve_simulated_devices(self) -> None:
-        """The demo's Modbus devices: the simulated plant behind real servers on their configured addresses."""
-        assert self.plant_link is not None
-        cfg = self.config.config
-        async with serve_plant(self.plant_link, simulated_devices(cfg.modbus, self.profiles), self.clock) as servers:
-            self.sim_servers = servers
-            try:
-                await self.plant_link.run(self.clock, cfg.simulator.step_s, on_step=self._publish_unmetered)
-            finally:
-                self.sim_servers = {}
-
-    @property
-    def simulated_plant(self) -> PlantSimulator | None:
-        if self.plant is not None:
-            return self.plant.simulator
-        return self.plant_link.plant if self.plant_link is not None else None
-
-    def refresh_simulation(self) -> None:
-        """Step the simulated plant to now, so a scripted event shows on its devices at once (on the loop)."""
-        if self.plant_link is not None:
-            self.plant_link.step(self.clock.now())
-        elif self.plant is not None:
-            self.plant.step()
 
     def call_on_loop(self, fn: Callable[[], Any], timeout_s: float = 10.0) -> Any:
         """Run `fn` on the event loop from a web thread and return its result (a coroutine is awaited)."""
@@ -217,86 +205,79 @@ class Runtime:
     def _offline_devices(self) -> tuple[str, ...]:
         return tuple(name for name, poller in self.pollers.items() if not poller.online)
 
-    def _publish_unmetered(self, sample: Any) -> None:
-        """PV and load behind the grid meter: no simulated device measures them, so the plant model does."""
-        max_age_s = 3.0 * self.config.config.simulator.step_s * self.clock.speed
-        self.bus.publish({"pv.power_w": Measurement(sample.pv_power_w, sample.ts, "sim", max_age_s),
-                          "load.power_w": Measurement(sample.load_power_w, sample.ts, "sim", max_age_s)})
-
     def _pet_watchdogs(self) -> None:
         self.service.watchdog()
         if self.hardware_watchdog is not None:
             self.hardware_watchdog.pet()
 
-    def _request_w(self, state: Any, now: float) -> float:
+    def _request_w(self, state: PlantState, now: float) -> float:
         return realtime_request(state, now, self.planner.intent()).power_w
 
     def _setpoint_w(self) -> float | None:
         d = self.safety.last_decision
         return None if d is None else d.setpoint_w
 
-    def state_json(self) -> dict[str, Any]:
-        """Everything `/api/state` and the live events show; safe to call from any thread."""
-        now = self.clock.now()
-        cfg = self.config.config
-        return {
-            "ts": round(now, 3),
-            "plant": plant_state_to_json(self.bus.snapshot(), now),
-            "power_control": {"enabled": cfg.power_control.enabled, **self.safety.to_json()},
-            "grid_connection": self._grid_json(),
-            "devices": {name: poller.status() for name, poller in self.pollers.items()},
-            "strategy": self._strategy_json(),
-            "expected_profit_24h_eur": self._expected_profit_eur(),
-            "runtime": {
-                "version": __version__,
-                "uptime_s": round(time.monotonic() - self.started_mono, 1),
-                "simulator": cfg.simulator.enabled,
-                "speed": self.clock.speed,
-                "loop_lag_ms": self.supervisor.lag.stats(),
-                "tasks": self.supervisor.status(),
-                "history_rows_written": self.recorder.rows_written,
-            },
-        }
+    # -- the web boundary ----------------------------------------------------------------------------
+    def facade(self) -> EmsFacade:
+        """What the web app may use of this runtime (see `ems.api.facade`)."""
+        sim = self.simulation
+        return EmsFacade(
+            security=self.security, config=self.config, notifications=self.notifications, history=self.history,
+            now=self.clock.now, snapshot=self.snapshot, plan=self.plan_view, forecast_json=self.forecast.to_json,
+            profiles=lambda: self.profiles, test_modbus=self._test_modbus,
+            simulator=SimulatorControl(sim.device_names, self._post_sim_event) if sim is not None else None,
+            stopping=self.stopping)
 
-    def _grid_json(self) -> dict[str, Any]:
-        cfg = self.config.config.grid_connection
-        grid_w = self.bus.snapshot().value("grid.power_w", self.clock.now())
-        utilisation = None if grid_w is None else round(abs(grid_w) / (cfg.max_power_kw * 10.0), 1)
-        return {"max_power_kw": cfg.max_power_kw, "utilisation_pct": utilisation,
-                "monitoring_enabled": cfg.monitoring_enabled}
+    def plan_view(self) -> PlanView:
+        record = self.planner.record
+        return PlanView(record.plan if record else None, record.planned_at if record else None,
+                        self.planner.runs, self.planner.last_error)
 
-    def _strategy_json(self) -> dict[str, Any]:
-        cfg = self.config.config
-        plan = self.planner.plan
-        if plan is None:
-            return {"mode": cfg.strategy.mode, "active": "self_consumption",
-                    "reason": self.planner.last_error or "no plan yet: covering the net load from the battery"}
-        return {"mode": cfg.strategy.mode, "active": plan.strategy, "reason": plan.reason,
-                "status": plan.status, "fallback": plan.fallback,
-                "planned_at": self.planner.record.planned_at if self.planner.record else None}
+    def snapshot(self) -> RuntimeSnapshot:
+        """One consistent reading for `/api/state` and the live events; safe to call from any thread."""
+        return RuntimeSnapshot(
+            now=self.clock.now(), plant=self.bus.snapshot(), config=self.config.config,
+            power_control=self.safety.to_json(),
+            devices={name: poller.status() for name, poller in self.pollers.items()},
+            plan=self.plan_view(), version=__version__, uptime_s=self.clock.monotonic() - self.started_mono,
+            speed=self.clock.speed, loop_lag_ms=self.supervisor.lag.stats(), tasks=self.supervisor.status(),
+            history_rows_written=self.recorder.rows_written)
 
-    def _expected_profit_eur(self) -> float | None:
-        plan = self.planner.plan
-        if plan is None or plan.expected_profit_eur is None:
-            return None
-        return round(plan.expected_profit_eur, 2)
+    def _test_modbus(self, device: ModbusDeviceConfig) -> dict[str, Any]:
+        running = self.pollers.get(device.name)
+        # A serial line must not be opened twice: the test reuses a running poller's link to the same device.
+        client = running.client if running is not None and running.config == device else None
+        profile = self.profiles[device.profile]
+        result: dict[str, Any] = self.call_on_loop(
+            lambda: diagnostics.test_connection(device, profile, client=client), timeout_s=60)
+        return result
 
-    async def run(self) -> int:
+    def _post_sim_event(self, body: Any) -> str:
+        assert self.simulation is not None
+        simulation = self.simulation
+        event = simulation.parse_event(body)
+        what: str = self.call_on_loop(lambda: simulation.apply_event(event))
+        self.notifications.add("info", "simulator", what)
+        self.safety.wake()
+        return what
+
+    async def start(self) -> None:
+        """Start every subsystem but the web server (on the running loop); `stop()` undoes it.
+
+        `run()` adds the web server and the signals; a test or soak harness calls `start()`/`stop()`
+        itself, e.g. on a VirtualTimeLoop with a VirtualClock to run hours of plant time in seconds.
+        """
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         self.config.set_dispatch(loop.call_soon_threadsafe)
         # Subsystems read the live config every cycle; subscribing here makes each change visible to users.
         for section in SECTIONS:
-            self.config.subscribe(section, lambda cfg, section=section: self.notifications.add(
-                "info", "config", f"settings '{section}' changed and applied"))
+            self.config.subscribe(section, self._announce_change(section))
 
         if self.hardware_watchdog is not None:
             self.hardware_watchdog.open()
         self.loop = loop
-        if self.plant is not None:
-            self.supervisor.add("plant_simulator", self.plant.run)
+        if self.simulation is not None and not self.simulation.serve_modbus:
+            self.supervisor.add(self.simulation.task_name(), self.simulation.task())
         self._add_device_tasks()
         self.supervisor.add("safety", self.safety.run)
         self.supervisor.add("history", self.recorder.run)
@@ -304,7 +285,22 @@ class Runtime:
         self.supervisor.add("planner", self.planner.run)
         self.supervisor.start()
 
-        self.web = WebServer(create_app(self), self.listen.host, self.listen.port, self.config.config.web.threads)
+    def _announce_change(self, section: str) -> Callable[[EmsConfig], None]:
+        def announce(_cfg: EmsConfig) -> None:
+            self.notifications.add("info", "config", f"settings '{section}' changed and applied")
+        return announce
+
+    async def stop(self) -> None:
+        await self._shutdown()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+
+        self.web = WebServer(create_app(self.facade()), self.listen.host, self.listen.port, self.config.config.web.threads)
         try:
             self.bound = self.web.start()
         except OSError as exc:
@@ -322,7 +318,7 @@ class Runtime:
 
     async def _status_lines(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await asyncio.sleep(30)
+            await self.clock.sleep(30)
             d = self.safety.last_decision
             lag = self.supervisor.lag.stats()
             self.service.status(f"safety {d.mode if d else 'starting'}, setpoint "

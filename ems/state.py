@@ -124,7 +124,7 @@ def plant_state_to_json(state: PlantState, now: float) -> dict[str, Any]:
     """JSON for the API: each point as {value, unit, ts, source, age_s, stale} or null."""
     out: dict[str, Any] = {}
     for group in dataclasses.fields(state):
-        points = {}
+        points: dict[str, dict[str, Any] | None] = {}
         for f in dataclasses.fields(getattr(state, group.name)):
             m = getattr(getattr(state, group.name), f.name)
             if m is None:

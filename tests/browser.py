@@ -1,9 +1,11 @@
-"""Headless Debian Chromium driven by Playwright (never `playwright install`)."""
+"""Headless Debian Chromium driven by Playwright (never `playwright install`), and what every browser
+test shares: the watch on what must never happen in a page, and logging in through the form."""
 from __future__ import annotations
 
 import contextlib
 import shutil
-from typing import Iterator
+from typing import Any, Iterator
+from urllib.parse import urlparse
 
 import pytest
 
@@ -25,3 +27,50 @@ def chromium_page() -> Iterator["object"]:
             yield page
         finally:
             browser.close()
+
+
+class Watch:
+    """Records what must never happen in a page: console errors (a CSP violation is one), script errors,
+    JavaScript dialogs, and requests to any host but the appliance."""
+
+    def __init__(self, page: Any):
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.foreign: list[str] = []
+        self.allowed: list[tuple[str, str]] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.on("dialog", self._dialog)
+        page.on("request", lambda req: self.foreign.append(req.url)
+                if urlparse(req.url).hostname not in ("127.0.0.1", None) and not req.url.startswith("data:")
+                else None)
+
+    def expect_refusal(self, status: int, url: str) -> None:
+        """A refusal the test provokes on purpose: Chromium logs every 4xx response as a console error."""
+        self.allowed.append((f"status of {status} ", f"({url})"))
+
+    def _console(self, msg: Any) -> None:
+        if msg.type != "error":
+            return
+        text = f"{msg.text} ({msg.location.get('url', '')})"
+        if not any(status in text and text.endswith(url) for status, url in self.allowed):
+            self.errors.append(text)
+
+    def _dialog(self, dialog: Any) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def assert_clean(self) -> None:
+        assert self.errors == [], "console errors (CSP violations count)"
+        assert self.dialogs == [], "no JavaScript dialog may open"
+        assert self.foreign == [], "the appliance must not load anything from outside"
+
+
+def login_through_form(page: Any, base_url: str, username: str, password: str) -> None:
+    """Log in as a person does: the dashboard URL sends an anonymous visitor to the form."""
+    page.goto(base_url + "/", wait_until="load")
+    assert urlparse(page.url).path == "/login", "an anonymous visitor is sent to the login page"
+    page.fill("[data-testid=login-username]", username)
+    page.fill("[data-testid=login-password]", password)
+    with page.expect_navigation(url=base_url + "/"):
+        page.click("[data-testid=login-submit]")

@@ -1,159 +1,15 @@
-"""Fixtures that start real things: the `ems run` process on an ephemeral port, with its own data dir."""
+"""Fixtures that start real things: the `ems run` process on an ephemeral port with its own data dir, and
+a local HTTP server standing in for the price and weather services. Helpers live in support modules
+(support.py, appliance.py, browser.py, modbus_common.py, safety_common.py), never here."""
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import queue
-import re
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-import yaml
 
-from ems.resources import demo_config_text
-from ems.users.auth import Security
-
-SERVING = re.compile(r"serving on http://([\d.]+):(\d+)")
-
-
-@dataclass
-class EmsProcess:
-    proc: subprocess.Popen[str]
-    data_dir: Path
-    config_path: Path
-    base_url: str = ""
-    lines: list[str] = field(default_factory=list)
-    admin_password: str = ""
-    session: "Session | None" = None
-
-    def login(self, username: str = "admin", password: str | None = None) -> "Session":
-        session = Session(self.base_url)
-        status, body = session.request("POST", "/login", {"username": username,
-                                                          "password": password or self.admin_password})
-        assert status == 200, body
-        session.csrf = body["csrf_token"]
-        return session
-
-    def get(self, path: str, timeout: float = 5.0) -> tuple[int, Any]:
-        """GET as the admin (logged in on first use)."""
-        self.session = self.session or self.login()
-        return self.session.request("GET", path, timeout=timeout)
-
-    def post(self, path: str, body: bytes, timeout: float = 5.0) -> tuple[int, Any]:
-        self.session = self.session or self.login()
-        return self.session.request("POST", path, raw=body, timeout=timeout)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
-
-
-class Session:
-    """A browser-like client: keeps the session cookie and sends the CSRF token on changes."""
-
-    def __init__(self, base_url: str, bearer: str | None = None):
-        self.base_url = base_url
-        self.cookie: str | None = None
-        self.csrf: str | None = None
-        self.bearer = bearer
-
-    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
-                headers: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, Any]:
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        all_headers = {"Content-Type": "application/json"}
-        if self.cookie:
-            all_headers["Cookie"] = self.cookie
-        if self.csrf and method != "GET":
-            all_headers["X-CSRF-Token"] = self.csrf
-        if self.bearer:
-            all_headers["Authorization"] = f"Bearer {self.bearer}"
-        all_headers.update(headers or {})
-        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=all_headers)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                self._keep_cookie(resp.headers)
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as err:
-            self._keep_cookie(err.headers)
-            payload = err.read()
-            try:
-                return err.code, json.loads(payload)
-            except ValueError:
-                return err.code, payload.decode(errors="replace")
-
-    def _keep_cookie(self, headers: Any) -> None:
-        for value in headers.get_all("Set-Cookie") or []:
-            if value.startswith("ems_session="):
-                token = value.split(";", 1)[0]
-                self.cookie = None if token == "ems_session=" or "Max-Age=0" in value or \
-                    "expires=Thu, 01 Jan 1970" in value else token
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def demo_config(modbus: bool = False, **overrides: dict[str, Any]) -> dict[str, Any]:
-    """The bundled demo config with sections overridden (merged key by key).
-
-    modbus=False: the simulator is read directly (fast, exact energy balance). modbus=True: the demo as
-    shipped, BMS/PCS/meter/DSO served over Modbus TCP — on free ports, so several EMS can run at once.
-    """
-    cfg = yaml.safe_load(demo_config_text())
-    if modbus:
-        cfg["modbus"] = [{**d, "port": free_port()} for d in cfg["modbus"]]
-    else:
-        cfg["modbus"] = []
-        cfg["simulator"]["serve_modbus"] = False
-    for section, values in overrides.items():
-        cfg.setdefault(section, {}).update(values)
-    return cfg
-
-
-def start_ems(tmp_path: Path, config: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-              timeout_s: float = 20.0) -> EmsProcess:
-    data_dir = tmp_path / "data"
-    config_path = tmp_path / "ems.yaml"
-    config_path.write_text(yaml.safe_dump(config if config is not None else demo_config()))
-    security = Security.open(data_dir)
-    admin_password = security.users.ensure_admin() or security.reset_password("admin")
-    security.close()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ems", "run", "--config", str(config_path), "--data-dir", str(data_dir),
-         "--host", "127.0.0.1", "--port", "0"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
-    ems = EmsProcess(proc, data_dir, config_path, admin_password=admin_password)
-    found: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            ems.lines.append(line)
-            match = SERVING.search(line)
-            if match:
-                found.put(f"http://{match.group(1)}:{match.group(2)}")
-
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        ems.base_url = found.get(timeout=timeout_s)
-    except queue.Empty:
-        proc.kill()
-        raise AssertionError("ems run did not start serving:\n" + "".join(ems.lines[-30:]))
-    return ems
+from appliance import EmsProcess, start_ems
+from support import FakeClock, PayloadServer
 
 
 @pytest.fixture
@@ -174,25 +30,15 @@ def ems_factory(tmp_path: Path) -> Iterator[Any]:
             ems.proc.wait(timeout=10)
 
 
-async def until(predicate: Any, timeout_s: float = 5.0, what: str = "condition") -> Any:
-    """Bounded wait on the event loop: poll `predicate` until truthy or fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout_s} s")
-        await asyncio.sleep(0.005)
+@pytest.fixture
+def server() -> Iterator[PayloadServer]:
+    """A local HTTP server answering in the price or weather service's format (see PayloadServer.serve)."""
+    srv = PayloadServer()
+    yield srv
+    srv.close()
 
 
-def wait_until(predicate: Any, timeout_s: float, interval_s: float = 0.1) -> Any:
-    """Poll `predicate` until it returns something truthy (bounded); returns that value or raises."""
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s} s (last: {last!r})")
+@pytest.fixture
+def clock() -> FakeClock:
+    """A settable `now()` for stores and throttles that take one (starts at 1_700_000_000 s)."""
+    return FakeClock()

@@ -5,7 +5,7 @@ import asyncio
 from pathlib import Path
 from typing import Any, Callable
 
-from conftest import until
+from support import until
 from ems.devices import load_library
 
 ROOT = Path(__file__).resolve().parent.parent

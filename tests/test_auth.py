@@ -11,22 +11,10 @@ from ems.users.passwords import ScryptParams
 from ems.users.permissions import ACTIONS, Principal, allowed
 from ems.users.store import UserError
 from ems.users.throttle import LoginThrottle, ThrottlePolicy, address_key
+from support import FakeClock
 
 PW = "tidal-basin-4711"
 HOME, ATTACKER = "192.168.1.20", "192.168.1.66"
-
-
-class FakeClock:
-    def __init__(self, t: float = 1_700_000_000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def open_security(data_dir: Path, clock: FakeClock) -> Security:

@@ -396,7 +396,7 @@ def test_cli_with_a_bad_file_exits_2_naming_file_and_line_without_a_traceback(tm
                     "--max-soc", "80"], tmp_path)
     assert proc.returncode == 2 and "--min-soc" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli(["--prices", str(prices), "--load", str(load), "--pv", str(pv), "--strategy", "sideways"], tmp_path)
-    assert proc.returncode == 2 and "strategy: unknown 'sideways' (allowed: auto, arbitrage" in proc.stderr
+    assert proc.returncode == 2 and "strategy: 'sideways' is not allowed (allowed: auto, arbitrage" in proc.stderr
 
 
 def test_add_parser_registers_backtest_on_the_ems_command():

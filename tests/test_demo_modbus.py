@@ -1,7 +1,8 @@
 """The demo as shipped: BMS, PCS, meter and DSO box are simulated Modbus TCP servers, polled for real."""
 from __future__ import annotations
 
-from conftest import demo_config, wait_until
+from appliance import demo_config
+from support import wait_until
 
 
 def test_demo_runs_through_modbus_and_obeys_a_dso_trip(ems_factory):
@@ -34,7 +35,7 @@ def test_demo_runs_through_modbus_and_obeys_a_dso_trip(ems_factory):
 
     state = wait_until(tripped, 15)
     assert state["power_control"]["remote_shutdown_requested"] is True
-    assert state["power_control"]["setpoint_w"] == 0.0
+    assert state["power_control"]["effective_setpoint_w"] == 0.0
     assert state["plant"]["dso"]["mode"]["value"] == "trip"
     assert state["plant"]["control"]["remote_shutdown_requested"]["value"] is True
     notes = ems.get("/api/notifications")[1]["notifications"]

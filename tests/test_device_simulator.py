@@ -8,7 +8,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 
@@ -25,13 +24,8 @@ from ems.sim.modbus_devices import DeviceServer, dso_inputs, run_plant, simulate
 from ems.sim.plant_link import PlantLink
 from ems.sim.rtu_timing import rtu_exchange_s
 from ems.sim.battery import ALARM_INSULATION_LOW
-from modbus_common import PROFILES, PROFILE_ERRORS, START_S, run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from modbus_common import PROFILES, PROFILE_ERRORS, START_S, eventually, run
+from support import free_port
 
 
 def make_link(**bess) -> PlantLink:
@@ -242,7 +236,7 @@ def test_fault_injection_silence_exception_and_garbage_then_recovery():
                     try:
                         await client.read(2, 0, 5)
                         outcomes.append(None)
-                    except Exception as exc:  # noqa: BLE001 - the type is what is checked
+                    except Exception as exc:  # any type: the type is what is checked
                         outcomes.append(exc)
                 dev.heal()
                 await client.connect()  # a timed-out link is reopened, as the poller does
@@ -347,22 +341,14 @@ def test_run_plant_serves_the_configured_devices_and_steps_the_plant_on_the_cloc
         task = asyncio.create_task(run_plant(link, simulated_devices(configs, PROFILES), clock, step_s=0.05,
                                              on_step=samples.append))
         try:
-            for _ in range(100):  # bounded wait for the listeners
-                try:
-                    client = ModbusClient(configs[0])
-                    await client.connect()
-                    break
-                except Exception:  # noqa: BLE001 - not listening yet
-                    await asyncio.sleep(0.02)
+            # The plant steps only inside serve_plant: after its first step the devices are listening.
+            await eventually(lambda: samples, "the plant's first step")
             profile = PROFILES["wstech_pcs"]
-            async with client:
+            async with ModbusClient(configs[0]) as client:
                 await write(client, profile, "remote_enable", 1)
                 await write(client, profile, "active_power_set_w", 10000)
             seen = len(samples)
-            for _ in range(100):
-                if len(samples) > seen + 5:
-                    break
-                await asyncio.sleep(0.02)
+            await eventually(lambda: len(samples) > seen + 5, "five plant steps after the setpoint")
             async with ModbusClient(configs[1]) as bms_client:
                 status = (await read_all(bms_client, PROFILES["hithium_ess_5016"]))["system_status"]
             return samples[seen:], PROFILES["hithium_ess_5016"].status_codes.text(status)

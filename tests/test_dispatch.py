@@ -1,11 +1,12 @@
-"""The real-time layer: what the battery is asked for, per strategy, given the meter and the plan step."""
+"""The real-time layer: what the battery is asked for, per strategy (each strategy module's `realtime` rule),
+given the meter and the plan step."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pytest
 
-from ems.dispatch import Intent, realtime_request
+from ems.optimizer.realtime import Intent, realtime_request
 from ems.state import Measurement, PlantState
 
 NOW = 1_700_000_000.0
@@ -52,3 +53,19 @@ def test_stale_meter_counts_as_unknown():
     stale = PlantState().with_updates({"grid.power_w": Measurement(900.0, NOW - 60, "sim", 5.0),
                                        "bess.power_w": Measurement(0.0, NOW, "sim", 5.0)})
     assert realtime_request(stale, NOW, Intent(None, None)).power_w == 0.0
+
+
+@pytest.mark.parametrize("intent, why", [
+    (Intent(None, None), "no plan yet: self-consumption"),
+    (Intent("self_consumption", Step(0, 0)), "self-consumption: grid held at 0 W"),
+    (Intent("peak_shaving", None), "self-consumption: grid held at 0 W"),
+    (Intent("no_such_strategy", Step(0, 0)), "self-consumption: grid held at 0 W"),
+    (Intent("arbitrage", Step(-3000, 4000)), "arbitrage: planned battery power"),
+    (Intent("peak_shaving", Step(0, 5000), peak_import_w=400), "peak shaving: import held at 400 W"),
+    (Intent("peak_shaving", Step(0, 5000)), "peak shaving: planned battery power"),
+    (Intent("load_balancing", Step(0, 1500)), "load balancing: grid held at 1500 W"),
+])
+def test_each_request_says_why(intent, why):
+    assert realtime_request(plant(1000, 0), NOW, intent).why == why
+    if intent.strategy != "arbitrage":
+        assert realtime_request(plant(None, 0), NOW, intent).why == "no fresh meter reading: idle"

@@ -161,7 +161,7 @@ def test_an_added_rule_only_acts_inside_its_window_and_caps_the_limit_there(exis
 def test_a_window_wrapping_midnight_equals_its_two_halves(start, end, pct, minute):
     if end >= start:
         end, start = start - 1, end + 1  # make it wrap
-    fmt = lambda m: f"{m // 60:02d}:{m % 60:02d}"  # noqa: E731
+    fmt = lambda m: f"{m // 60:02d}:{m % 60:02d}"
     wrapped = dynamic((fmt(start), fmt(end), pct), fixed_pct=100.0)
     halves = dynamic((fmt(start), "24:00", pct), ("00:00", fmt(end), pct), fixed_pct=100.0)
     assert feedin_limit_pct(wrapped, minute) == feedin_limit_pct(halves, minute)

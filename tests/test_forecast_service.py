@@ -7,10 +7,11 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 
+from ems.clock import LoopTimers
 from ems.clock import ScaledClock
 from ems.config.schema import EmsConfig
 from ems.config.store import ConfigStore
@@ -19,8 +20,7 @@ from ems.forecast.series import local_midnight_ts
 from ems.forecast.service import ForecastService, ForecastSnapshot
 from ems.history import HistoryStore
 from ems.data.profiles import load_profile, pv_profile
-
-from test_prices import PayloadServer, awattar_day
+from support import PayloadServer, awattar_day, owm_payload
 
 NOW = local_midnight_ts(1718841600.0) + 14 * 3600  # 2024-06-20 14:00 CEST: tomorrow's prices are published
 OFFLINE_URL = "http://127.0.0.1:9/v1/marketdata"
@@ -34,13 +34,6 @@ def hourly_prices(start_ts: float, days: int) -> dict[str, Any]:
         hours = int((local_midnight_ts(day, days=1) - day) // 3600)
         data += awattar_day(day, [(-8.0 if 12 <= h < 15 else 90.0 + h) for h in range(hours)])["data"]
     return {"object": "list", "data": data}
-
-
-@pytest.fixture
-def server() -> Iterator[PayloadServer]:
-    srv = PayloadServer()
-    yield srv
-    srv.close()
 
 
 def config_store(tmp_path: Path, **forecast: Any) -> ConfigStore:
@@ -80,7 +73,7 @@ def no_nan_json(snap: ForecastSnapshot) -> dict[str, Any]:
     return json.loads(json.dumps(snap.to_json(), allow_nan=False))
 
 
-class FixedClock:
+class FixedClock(LoopTimers):
     speed = 1.0
 
     def __init__(self, now: float):
@@ -169,7 +162,6 @@ def test_a_config_change_switches_the_price_source_while_running(tmp_path: Path)
 
 
 def test_with_an_openweathermap_key_the_pv_forecast_follows_the_weather(tmp_path: Path, server: PayloadServer) -> None:
-    from test_pv_forecast import owm_payload
     server.serve(owm_payload(NOW - 3 * 3600, 100.0, n=40))  # five days of overcast
     base = server.url.rsplit("/v1", 1)[0] + "/data/2.5"
     store = config_store(tmp_path, price_source="bundled", use_weather=True, openweathermap_api_key="k",

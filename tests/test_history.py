@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ems.clock import LoopTimers
 from ems.bus import TelemetryBus
 from ems.config import ConfigStore, EmsConfig
 from ems.config.validate import parse_config
@@ -22,7 +23,7 @@ from ems.history import recorder as recorder_mod
 from ems.history.recorder import HistoryRecorder
 from ems.history.store import BUCKET_S, RAW_RETENTION_DAYS, TELEMETRY_COLUMNS, HistoryStore
 from ems.state import Measurement
-from conftest import until
+from support import until
 
 DAY = 86400
 T0 = 1_700_001_000.0  # a multiple of 900 s: the start of a 15-min bucket
@@ -297,7 +298,7 @@ def test_history_in_a_directory_with_a_hash_in_its_name_can_be_read(tmp_path: Pa
 
 # -- recorder -------------------------------------------------------------------------------------
 
-class RunningClock:
+class RunningClock(LoopTimers):
     """Plant time that follows real time from a fixed start and can jump forward."""
 
     speed = 1.0

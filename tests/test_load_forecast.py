@@ -13,12 +13,9 @@ from ems.forecast.load import (LoadHistory, forecast_load, history_from_rows, se
                                standard_profile_kw)
 from ems.forecast.series import MARKET_TZ, from_wall_clock_grid, local_midnight_ts, to_wall_clock_grid
 from ems.forecast.worker import WorkerError, run_worker
+from support import local_ts
 
 STEP = 900
-
-
-def local_ts(*args: int) -> float:
-    return datetime(*args, tzinfo=MARKET_TZ).timestamp()
 
 
 def pattern_kw(ts: float) -> float:

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from conftest import demo_config, start_ems, wait_until
+from appliance import demo_config, start_ems
+from support import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -64,18 +65,18 @@ def test_dso_limit_device_loss_and_alarm_events_drive_the_safety_loop(demo):
     status, body = demo.post("/api/simulator/events", b'{"type": "dso_limit", "limit_pct": 30}')
     assert status == 200, body
     pc = wait_until(lambda: state_is("limited", "DSO limit 30 %"), 10)
-    assert pc["setpoint_w"] <= 0.3 * 5000 + 1e-6  # discharge at most 30 % of the 5 kW rating
+    assert pc["effective_setpoint_w"] <= 0.3 * 5000 + 1e-6  # discharge at most 30 % of the 5 kW rating
     demo.post("/api/simulator/events", b'{"type": "dso_normal"}')
 
     assert demo.post("/api/simulator/events", b'{"type": "device_offline", "device": "meter"}')[0] == 200
     pc = wait_until(lambda: state_is("safety", "device offline: meter"), 15)
-    assert pc["setpoint_w"] == 0.0
+    assert pc["effective_setpoint_w"] == 0.0
     demo.post("/api/simulator/events", b'{"type": "device_online", "device": "meter"}')
     wait_until(lambda: power_control(demo)["state"] in ("normal", "limited"), 15)
 
     demo.post("/api/simulator/events", b'{"type": "alarm", "alarm": "insulation resistance low"}')
     pc = wait_until(lambda: state_is("safety", "insulation"), 15)
-    assert pc["setpoint_w"] == 0.0
+    assert pc["effective_setpoint_w"] == 0.0
     demo.post("/api/simulator/events", b'{"type": "clear_alarm", "alarm": "insulation resistance low"}')
     wait_until(lambda: power_control(demo)["state"] in ("normal", "limited"), 15)
 

@@ -5,7 +5,6 @@ Also the transport's errors as a user reads them, and the connection test behind
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 
@@ -18,12 +17,7 @@ from ems.devices.poller import DevicePoller
 from ems.sim.modbus_devices import DeviceServer, SimulatedDevice, serve_plant, simulated_devices
 from ems.sim.plant_link import PlantLink
 from modbus_common import POLL_S, PROFILES, START_S, eventually, run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from support import free_port
 
 
 def device(name: str, role: str, profile: str, port: int, **kw) -> ModbusDeviceConfig:

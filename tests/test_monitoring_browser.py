@@ -9,9 +9,8 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import expect
 
-from browser import chromium_page
-from conftest import demo_config
-from test_users_browser import Watch, create_user, login_through_form
+from appliance import create_user, demo_config
+from browser import Watch, chromium_page, login_through_form
 
 pytestmark = pytest.mark.browser
 
@@ -63,6 +62,8 @@ def test_operator_trips_the_dso_and_power_control_shuts_down(ems_factory, tmp_pa
         expect(page.locator("[data-testid=pc-state]")).to_have_text("shutdown", timeout=10000)
         assert page.locator("[data-testid=pc-state]").get_attribute("data-state") == "shutdown"
         assert page.locator("[data-testid=pc-reasons] li:not(.muted)").count() >= 1, "the page says why"
+        trip = page.locator("[data-testid=pc-reasons] li[data-code=dso_trip]")
+        assert trip.count() == 1 and trip.inner_text() == "DSO trip", "each reason carries its code"
         page.screenshot(path=str(tmp_path / "monitoring-trip.png"), full_page=True)
 
         page.click("[data-testid=sim-dso-normal]")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -113,7 +114,7 @@ def test_resample_mean_marks_steps_beyond_the_published_prices_as_missing():
 def feasible_inputs(draw):
     n = draw(st.integers(2, 40))
     step_s = draw(st.sampled_from([900, 3600]))
-    floats = lambda lo, hi: st.floats(lo, hi, allow_nan=False, allow_infinity=False)  # noqa: E731
+    floats = lambda lo, hi: st.floats(lo, hi, allow_nan=False, allow_infinity=False)
     prices = draw(st.lists(floats(-0.2, 0.6), min_size=n, max_size=n))
     fee = draw(floats(0.0, 0.15))
     load = draw(st.lists(floats(0.0, 12.0), min_size=n, max_size=n))
@@ -354,6 +355,8 @@ def test_load_beyond_grid_and_battery_is_infeasible_naming_the_time():
     fallback = fallback_self_consumption_plan(inputs(n=4, load=load, soc0=50.0), plan)
     assert fallback.ok and fallback.fallback and fallback.status == "infeasible"
     assert plan.message in fallback.reason
+    in_utc = optimize(inputs(n=4, load=load, soc0=50.0, zone=ZoneInfo("UTC")), "peak_shaving")
+    assert "2024-06-01 00:00" in in_utc.message, "the time is the site's local time (PlanInputs.zone)"
 
 
 def test_no_time_left_is_a_time_limit_status():
@@ -398,6 +401,7 @@ def test_a_crashing_strategy_or_unknown_name_is_an_error_status_not_an_exception
     ("soc0_pct", {"soc0": 120.0}, "0..100"),
     ("step_s", {"step_s": 900.5}, "whole number"),
     ("step_s", {"step_s": 30}, "60..86400"),
+    ("zone", {"zone": "Europe/Vienna"}, "must be a ZoneInfo"),
 ])
 def test_bad_inputs_raise_an_error_naming_the_field(field, kwargs, fragment):
     with pytest.raises(PlanInputError) as err:

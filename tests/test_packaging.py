@@ -2,25 +2,56 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-from conftest import SERVING
+import pytest
+
+from appliance import SERVING
 
 ROOT = Path(__file__).resolve().parent.parent
+# What a build must not see (and would otherwise write into the checkout: build/ and *.egg-info).
+NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*.pyc",
+                                     ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis", ".demo-data",
+                                     "node_modules")
 
 
 def build_wheel(out: Path) -> Path:
+    """Build from a copy of the working tree in `out`: setuptools writes build/ and *.egg-info next to the
+    sources it builds, and these must not land in the checkout."""
+    src = out / "src"
+    shutil.copytree(ROOT, src, ignore=NOT_SOURCES)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(out), str(ROOT)], check=True, timeout=300, capture_output=True)
-    (wheel,) = out.glob("phoenyra_ems-*.whl")
+                    "-w", str(out / "dist"), str(src)], check=True, timeout=300, capture_output=True, cwd=out)
+    (wheel,) = (out / "dist").glob("phoenyra_ems-*.whl")
     return wheel
 
 
-def test_wheel_carries_web_profiles_data_and_the_console_script(tmp_path: Path):
-    wheel = build_wheel(tmp_path)
+def build_outputs() -> set[str]:
+    return {p.name for p in ROOT.iterdir() if p.name in ("build", "dist") or p.name.endswith(".egg-info")}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str]]:
+    """The wheel (built once for this module), and what the build added to the checkout."""
+    before = build_outputs()
+    wheel = build_wheel(tmp_path_factory.mktemp("wheel"))
+    return wheel, build_outputs() - before
+
+
+@pytest.fixture
+def wheel(built: tuple[Path, set[str]]) -> Path:
+    return built[0]
+
+
+def test_building_the_wheel_writes_nothing_into_the_checkout(built: tuple[Path, set[str]]):
+    assert built[1] == set()
+
+
+def test_wheel_carries_web_profiles_data_and_the_console_script(wheel: Path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in ("ems/web/templates/base.tpl", "ems/web/templates/dashboard.tpl",
                      "ems/web/static/js/dashboard.js", "ems/web/static/css/app.css",
@@ -37,9 +68,8 @@ def test_wheel_carries_web_profiles_data_and_the_console_script(tmp_path: Path):
     assert "ems = ems.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
-def test_installed_wheel_runs_from_any_directory(tmp_path: Path):
+def test_installed_wheel_runs_from_any_directory(wheel: Path, tmp_path: Path):
     """Installed (not the checkout) into its own folder, started from elsewhere, it serves its own assets."""
-    wheel = build_wheel(tmp_path / "dist")
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, timeout=300, capture_output=True)

@@ -200,9 +200,9 @@ def test_a_dso_change_wakes_the_listener_and_reaches_the_bus():
         async with Rig() as rig:
             dso = await rig.add("dso", "dso", "generic_dso_box", on_change=lambda: calls.append(rig.bus.snapshot()))
             await eventually(lambda: dso.online, "connected")
-            settled = len(calls)
-            await asyncio.sleep(5 * POLL_S)
-            quiet = len(calls) - settled  # nothing changed: no wake-ups
+            settled, polled = len(calls), dso.cycles
+            await eventually(lambda: dso.cycles >= polled + 5, "five more polls")
+            quiet = len(calls) - settled  # five polls that found nothing changed: no wake-ups
             rig.link.plant.dso.set_state("trip")
             rig.link.step(START_S + 1)
             await eventually(lambda: len(calls) > settled + quiet, "woken by the trip")

@@ -5,13 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import math
-import threading
-import time
-import urllib.parse
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -21,81 +17,9 @@ from ems.forecast.prices import (AwattarSource, BundledPriceSource, EntsoeSource
                                  PriceInterval, consumer_price_eur_per_kwh, expected_known_until_ts, next_refresh_ts,
                                  parse_awattar, parse_entsoe, price_outlook)
 from ems.forecast.series import MARKET_TZ, Series, local_midnight_ts
+from support import PayloadServer, awattar_day, local_ts
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class PayloadServer:
-    """An HTTP server on 127.0.0.1 (ephemeral port) answering every GET with the current (status, body,
-    delay) and recording the query strings it was asked. The delay is capped so a test never hangs."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        self.body: bytes = b""
-        self.content_type = "application/json"
-        self.delay_s = 0.0
-        self.fail_first = 0
-        self.truncate = False
-        self.queries: list[dict[str, str]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                server.queries.append(dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query)))
-                if server.delay_s:
-                    time.sleep(min(server.delay_s, 3.0))
-                status, body = server.status, server.body
-                if len(server.queries) <= server.fail_first:
-                    status, body = 502, b"bad gateway"
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", server.content_type)
-                    self.send_header("Content-Length", str(len(body) + (500 if server.truncate else 0)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1/marketdata"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def serve(self, body: bytes | str | Any, status: int = 200, delay_s: float = 0.0,
-              content_type: str = "application/json", fail_first: int = 0) -> None:
-        """Answer with `body`; the first `fail_first` requests from now on get HTTP 502 instead."""
-        if not isinstance(body, (bytes, str)):
-            body = json.dumps(body)
-        self.body = body.encode() if isinstance(body, str) else body
-        self.status, self.delay_s, self.content_type = status, delay_s, content_type
-        self.fail_first = len(self.queries) + fail_first
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def server() -> Iterator[PayloadServer]:
-    srv = PayloadServer()
-    yield srv
-    srv.close()
-
-
-def local_ts(*args: int) -> float:
-    return datetime(*args, tzinfo=MARKET_TZ).timestamp()
-
-
-def awattar_day(day_start_ts: float, prices_eur_per_mwh: list[float], step_s: int = 3600) -> dict[str, Any]:
-    """A day in aWATTar's documented format (timestamps in ms)."""
-    return {"object": "list", "data": [
-        {"start_timestamp": int((day_start_ts + i * step_s) * 1000),
-         "end_timestamp": int((day_start_ts + (i + 1) * step_s) * 1000),
-         "marketprice": p, "unit": "Eur/MWh"} for i, p in enumerate(prices_eur_per_mwh)]}
 
 
 def quiet_awattar(url: str) -> AwattarSource:

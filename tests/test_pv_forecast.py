@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -15,15 +15,10 @@ from ems.forecast.series import MARKET_TZ
 from ems.forecast.weather import OpenWeatherMapClient, WeatherFeed, WeatherPoint, parse_owm_forecast
 from ems.forecast.worker import run_worker
 from ems.data.profiles import pv_profile
-
-from test_prices import PayloadServer
+from support import PayloadServer, local_ts, owm_payload
 
 VIENNA = {"latitude_deg": 48.2, "longitude_deg": 16.37, "tilt_deg": 30.0, "azimuth_deg": 180.0}
 STEP = 900
-
-
-def local_ts(*args: int) -> float:
-    return datetime(*args, tzinfo=MARKET_TZ).timestamp()
 
 
 def fit(request: dict[str, Any]) -> dict[str, Any]:
@@ -36,22 +31,6 @@ def at_local_hour(series: Any, hour: int, minute: int = 0) -> float:
         if (local.hour, local.minute) == (hour, minute):
             return v
     raise KeyError(hour)
-
-
-@pytest.fixture
-def server() -> Iterator[PayloadServer]:
-    srv = PayloadServer()
-    yield srv
-    srv.close()
-
-
-def owm_payload(start_ts: float, clouds_pct: float, n: int = 16, temp_c: float = 22.0) -> dict[str, Any]:
-    """The /data/2.5/forecast format: 3-hourly entries."""
-    return {"cod": "200", "message": 0, "cnt": n, "list": [
-        {"dt": int(start_ts + i * 10800), "main": {"temp": temp_c, "humidity": 60},
-         "weather": [{"id": 803, "main": "Clouds"}], "clouds": {"all": clouds_pct},
-         "wind": {"speed": 3.1, "deg": 250}, "dt_txt": "…"} for i in range(n)],
-        "city": {"name": "Vienna", "coord": {"lat": 48.2, "lon": 16.37}}}
 
 
 def test_no_history_no_weather_is_zero_at_night_and_positive_at_noon_in_june() -> None:

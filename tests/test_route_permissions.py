@@ -31,7 +31,7 @@ def served(tmp_path_factory):
     (tmp / "ems.yaml").write_text(demo_config_text())
     rt = Runtime(ConfigStore.open(tmp / "ems.yaml"), tmp, Listen("127.0.0.1", 0))
     rt.stopping.set()  # live-event streams answer and end at once
-    app = create_app(rt)
+    app = create_app(rt.facade())
     server = WebServer(app, "127.0.0.1", 0, threads=8)
     host, port = server.start()
     callers = {"nobody": {}, "bad token": {"Authorization": "Bearer ems_not-a-real-token"}}

@@ -17,8 +17,10 @@ from hypothesis import strategies as st
 from ems.config.schema import (BessConfig, FeedinLimitationConfig, FeedinRule, GridConnectionConfig,
                                PowerControlConfig)
 from ems.safety.feedin import export_limit_w as feedin_export_w
+from ems.safety.reasons import Reason, ReasonCode, limited_category
 from ems.safety.rules import DecisionInputs, PowerControlDecision, decide
 from ems.state import BatteryState, Measurement, PlantState
+from safety_common import DEFAULTS, POINTS
 
 NOW = 1_750_000_000.0
 MAX_AGE_S = 10.0
@@ -26,24 +28,6 @@ NOON = 12 * 60
 MISSING = "<missing>"
 STALE = "<stale>"
 
-POINTS = {
-    "soc": "battery.soc_pct",
-    "bms_charge": "battery.max_charge_power_w",
-    "bms_discharge": "battery.max_discharge_power_w",
-    "grid": "grid.power_w",
-    "bess": "bess.power_w",
-    "dso": "dso.mode",
-    "dso_limit": "dso.limit_pct",
-    # optional: only published when a row names them
-    "voltage": "battery.voltage_v",
-    "temperature": "battery.temperature_c",
-    "insulation": "battery.insulation_resistance_kohm",
-    "alarms": "battery.alarms",
-    "charge_current": "battery.max_charge_current_a",
-    "discharge_current": "battery.max_discharge_current_a",
-}
-DEFAULTS = {"soc": 50.0, "bms_charge": 10_000.0, "bms_discharge": 10_000.0, "grid": 0.0, "bess": 0.0,
-            "dso": "normal", "dso_limit": 100.0}
 OPTIONAL_SAMPLES = {"voltage": 400.0, "temperature": 25.0, "insulation": 2000.0, "alarms": (),
                     "charge_current": 50.0, "discharge_current": 50.0}
 
@@ -278,7 +262,8 @@ CYCLES = [
          id="import limit -> charging reduced"),
     case(-3000, {"grid": 18_000, "bess": 4000}, 2000, "limited", "grid connection limit: import",
          id="import limit counts the battery's present output"),
-    case(8000, {"grid": -10_000}, 5000, "limited", "grid connection limit: export", id="export limit -> discharging reduced"),
+    case(8000, {"grid": -10_000}, 5000, "limited", "grid connection limit: export",
+         id="export limit -> discharging reduced"),
     case(0, {"grid": -20_000}, -5000, "limited", "grid connection limit: export",
          id="export overload -> battery absorbs the excess"),
     case(0, {"grid": 35_000}, 10_000, "limited", "grid connection limit: import",
@@ -307,10 +292,10 @@ def test_power_control_decision_cycle_table(request_w, readings, config, expecte
     assert d.requested_w == (request_w if math.isfinite(request_w) else 0.0)
     notes = ("power control disabled",) if not config.get("pc", PC_ON).enabled else ()
     if reason is None:
-        assert d.reasons == notes
+        assert d.messages == notes
     else:
-        assert d.reasons[:len(notes)] == notes
-        assert any(reason in r for r in d.reasons), d.reasons
+        assert d.messages[:len(notes)] == notes
+        assert any(reason in r for r in d.messages), d.messages
     assert d.remote_shutdown_requested == (state == "shutdown")
     assert -d.charge_limit_w - 1e-6 <= d.setpoint_w <= d.limit_w + 1e-6
     for field, value in expect.items():
@@ -319,10 +304,60 @@ def test_power_control_decision_cycle_table(request_w, readings, config, expecte
 
 def test_every_reason_is_listed_in_priority_order():
     d = decide(inputs(3000, {"soc": STALE, "temperature": 70.0}, pc=PC_OFF, offline=("meter",)))
-    assert d.reasons == ("power control disabled", "device offline: meter", "no fresh value: battery.soc_pct",
-                         "battery temperature 70 °C above 55 °C")
+    assert d.messages == ("power control disabled", "device offline: meter", "no fresh value: battery.soc_pct",
+                          "battery temperature 70 °C above 55 °C")
+    assert d.codes == (ReasonCode.POWER_CONTROL_DISABLED, ReasonCode.DEVICE_OFFLINE, ReasonCode.STALE_INPUT,
+                       ReasonCode.TEMPERATURE)
+    assert [r.detail for r in d.reasons[1:3]] == [{"device": "meter"}, {"point": "battery.soc_pct"}]
     tripped = decide(inputs(3000, {"dso": "trip", "grid": MISSING}))
-    assert tripped.reasons == ("DSO trip", "no fresh value: grid.power_w")
+    assert tripped.messages == ("DSO trip", "no fresh value: grid.power_w")
+    assert tripped.codes == (ReasonCode.DSO_TRIP, ReasonCode.STALE_INPUT)
+
+
+# What the safety loop and the pages used to match in the texts: each text's code must say the same.
+TEXT_CODES = [("power control disabled", ReasonCode.POWER_CONTROL_DISABLED),
+              ("device offline: ", ReasonCode.DEVICE_OFFLINE), ("no fresh value: ", ReasonCode.STALE_INPUT),
+              ("site power out of range", ReasonCode.SITE_POWER_OUT_OF_RANGE),
+              ("request is not a finite number", ReasonCode.INVALID_REQUEST),
+              ("safety alarm: ", ReasonCode.BMS_ALARM), ("insulation resistance ", ReasonCode.INSULATION),
+              ("battery temperature ", ReasonCode.TEMPERATURE), ("DSO trip", ReasonCode.DSO_TRIP),
+              ("unknown DSO mode ", ReasonCode.DSO_UNKNOWN_MODE), ("DSO limit ", ReasonCode.DSO_LIMIT),
+              ("BMS charge limit: ", ReasonCode.BMS_LIMIT), ("BMS discharge limit: ", ReasonCode.BMS_LIMIT),
+              ("BMS charge current limit ", ReasonCode.BMS_CURRENT_LIMIT),
+              ("BMS discharge current limit ", ReasonCode.BMS_CURRENT_LIMIT),
+              ("inverter charge rating: ", ReasonCode.INVERTER_RATING),
+              ("inverter discharge rating: ", ReasonCode.INVERTER_RATING), ("SoC ", ReasonCode.SOC_WINDOW),
+              ("feed-in limit ", ReasonCode.FEEDIN_LIMIT), ("grid connection limit: import ", ReasonCode.GRID_LIMIT_IMPORT),
+              ("grid connection limit: export ", ReasonCode.GRID_LIMIT_EXPORT),
+              ("PV curtailment ", ReasonCode.PV_CURTAILMENT)]
+
+
+def text_code(message: str) -> ReasonCode:
+    return next(code for prefix, code in TEXT_CODES if message.startswith(prefix))
+
+
+@pytest.mark.parametrize("request_w, readings, config, expected_w, state, reason, expect", CYCLES)
+def test_every_reason_carries_the_code_its_text_names(request_w, readings, config, expected_w, state, reason, expect):
+    d = decide(inputs(request_w, readings, **config))
+    assert [r.code for r in d.reasons] == [text_code(r.message) for r in d.reasons], d.messages
+    assert all(str(r) == r.message for r in d.reasons)
+    data = d.to_json()
+    assert data["reasons"] == list(d.messages) and data["reason_codes"] == [c.value for c in d.codes]
+
+
+def test_reason_codes_say_what_the_safety_loop_needs():
+    """Health: unknown inputs and failures stop the watchdog petting; start-up: only missing inputs are
+    "waiting"; a limited decision is a DSO matter before a feed-in one before a safety one."""
+    blocking = {c for c in ReasonCode if c.blocks_health}
+    assert blocking == {ReasonCode.STALE_INPUT, ReasonCode.DEVICE_OFFLINE, ReasonCode.INTERNAL_ERROR,
+                        ReasonCode.REALTIME_FAILED, ReasonCode.PCS_WRITE_FAILED}
+    assert {c for c in ReasonCode if c.awaiting_input} == {ReasonCode.STALE_INPUT, ReasonCode.DEVICE_OFFLINE}
+    feedin = Reason(ReasonCode.FEEDIN_LIMIT, "feed-in limit 50 % = 5000 W")
+    dso = Reason(ReasonCode.DSO_LIMIT, "DSO limit 30 %")
+    grid = Reason(ReasonCode.GRID_LIMIT_EXPORT, "grid connection limit: export 15000 W")
+    assert limited_category([grid, feedin, dso]) == "dso"
+    assert limited_category([grid, feedin]) == "feedin"
+    assert limited_category([grid]) == limited_category([]) == "safety"
 
 
 def test_export_limit_defaults_to_the_import_limit_when_not_set():
@@ -367,17 +402,20 @@ def test_a_nan_reading_or_request_never_reaches_the_inverter(request_w, readings
 def test_decision_json_for_the_api():
     d = decide(inputs(5000.04, {"grid": -3000}, feedin=FEEDIN_50_PV))
     data = json.loads(json.dumps(d.to_json()))
-    assert data["state"] == data["mode"] == "limited"
-    assert data["effective_setpoint_w"] == data["setpoint_w"] == 2000.0
+    assert data["state"] == "limited"
+    assert data["effective_setpoint_w"] == 2000.0
+    assert "mode" not in data and "setpoint_w" not in data  # no duplicates under earlier names
     assert data["requested_w"] == 5000.0
     assert data["export_limit_w"] == 5000.0 and data["limit_pct"] == 100.0
     assert data["reasons"] == ["feed-in limit 50 % = 5000 W"]
+    assert data["reason_codes"] == ["feedin_limit"]
     assert data["remote_shutdown_requested"] is False and data["pv_curtailment_w"] == 0.0
 
 
 def test_a_decision_made_without_limits_allows_nothing():
     """The loop's own fallback decision (e.g. after an internal error) must not permit any power."""
-    internal_error = PowerControlDecision(0.0, 0.0, "safety", ("internal error",), 0.0)
+    internal_error = PowerControlDecision(0.0, 0.0, "safety", (Reason(ReasonCode.INTERNAL_ERROR, "internal error"),),
+                                          0.0)
     assert internal_error.mode == "safety"
     assert internal_error.limit_w == internal_error.charge_limit_w == 0.0  # allows nothing
     assert not internal_error.remote_shutdown_requested
@@ -508,7 +546,7 @@ def test_dso_trip_always_yields_0_w_shutdown_and_pcs_disable(cfg, values, reques
     assert d.setpoint_w == 0.0
     assert d.state == "shutdown" and d.mode == "shutdown"
     assert d.remote_shutdown_requested
-    assert d.reasons[0] == "DSO trip"
+    assert d.messages[0] == "DSO trip" and d.codes[0] is ReasonCode.DSO_TRIP
     assert d.limit_w == d.charge_limit_w == d.limit_pct == 0.0
 
 
@@ -523,8 +561,11 @@ def test_any_missing_stale_or_non_finite_required_point_yields_0_w(cfg, values, 
     _, pc, _, _, _ = cfg
     values = {**values, "dso": "normal" if values["dso"] == "trip" else values["dso"]}
     d = decide_random(cfg, {**values, **lost}, request_w, minute)
-    named = {key for key in lost if any(f"no fresh value: {POINTS[key]}" in r for r in d.reasons)}
-    if any(r.startswith("unknown DSO mode") for r in d.reasons):
+    named = {key for key in lost if any(f"no fresh value: {POINTS[key]}" in r for r in d.messages)}
+    assert named == {key for key in lost if any(r.code is ReasonCode.STALE_INPUT and r.detail == {"point": POINTS[key]}
+                                                for r in d.reasons)}
+    if any(r.startswith("unknown DSO mode") for r in d.messages):
+        assert ReasonCode.DSO_UNKNOWN_MODE in d.codes
         named.add("dso")  # a NaN where the mode text belongs is a garbled DSO state
     if set(lost) == {"dso"} and not pc.enabled:
         assert named == set()  # the DSO state is only needed with power control on
@@ -544,7 +585,8 @@ def test_any_offline_device_yields_0_w(cfg, values, request_w, minute, offline):
     d = decide_random(cfg, values, request_w, minute, offline)
     assert d.setpoint_w == 0.0
     assert d.state in ("safety", "shutdown")
-    assert all(f"device offline: {name}" in d.reasons for name in offline)
+    assert all(f"device offline: {name}" in d.messages for name in offline)
+    assert {r.detail["device"] for r in d.reasons if r.code is ReasonCode.DEVICE_OFFLINE} == set(offline)
 
 
 @settings(max_examples=200, deadline=None, database=None)
@@ -557,4 +599,5 @@ def test_any_safety_alarm_yields_0_w(cfg, values, request_w, minute, alarm, othe
     d = decide_random(cfg, {**values, "alarms": (*others, alarm)}, request_w, minute)
     assert d.setpoint_w == 0.0
     assert d.state in ("safety", "shutdown")
-    assert any(r.startswith("safety alarm: ") for r in d.reasons)
+    assert any(r.startswith("safety alarm: ") for r in d.messages)
+    assert ReasonCode.BMS_ALARM in d.codes

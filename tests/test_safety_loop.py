@@ -3,115 +3,20 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
-from ems.bus import TelemetryBus
-from ems.config import ConfigStore, EmsConfig
-from ems.config.validate import parse_config
-from ems.notifications import Notifications
-from ems.safety.loop import SafetyLoop
-from ems.state import Measurement, PlantState
-from conftest import until
-from test_safety import DEFAULTS, POINTS
-
-NOW = 1_750_000_000.0
-MAX_AGE_S = 10.0
-
+from ems.safety.reasons import ReasonCode
+from safety_common import MAX_AGE_S, RecordingSink, Rig
+from support import until
 
 
 # -- the safety loop ------------------------------------------------------------------------------
-
-class ManualClock:
-    """Plant time and monotonic time that only move when the test says so."""
-
-    speed = 1.0
-
-    def __init__(self) -> None:
-        self.t = NOW
-        self.mono = 1000.0
-
-    def now(self) -> float:
-        return self.t
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-        self.mono += seconds
-
-
-class RecordingSink:
-    """The PCS: records every setpoint written; can be made unreachable."""
-
-    def __init__(self) -> None:
-        self.writes: list[float] = []
-        self.fail = False
-
-    async def write_setpoint(self, power_w: float) -> None:
-        if self.fail:
-            raise ConnectionError("PCS not answering")
-        self.writes.append(power_w)
-
-    async def apply(self, decision: Any) -> None:
-        await self.write_setpoint(0.0 if decision.remote_shutdown_requested else decision.setpoint_w)
-
-    async def safe_state(self) -> None:
-        await self.write_setpoint(0.0)
-
-
-class Dispatcher:
-    """A dispatcher whose request (or failure) the test sets."""
-
-    def __init__(self, request_w: float = 0.0) -> None:
-        self.request_w = request_w
-        self.error: Exception | None = None
-
-    def __call__(self, state: PlantState, now: float) -> float:
-        if self.error is not None:
-            raise self.error
-        return self.request_w
-
-
-class Rig:
-    def __init__(self, tmp_path: Path, request_w: float, **sections: Any) -> None:
-        data = {"bess": {"max_charge_power_kw": 10, "max_discharge_power_kw": 10},
-                "grid_connection": {"max_power_kw": 30},
-                "power_control": {"safety_period_s": 0.05, "setpoint_resend_s": 5.0, "auto_write": True}}
-        for name, values in sections.items():
-            data.setdefault(name, {}).update(values)
-        self.config = ConfigStore(tmp_path / "ems.yaml", parse_config(EmsConfig, data))
-        self.clock = ManualClock()
-        self.bus = TelemetryBus()
-        self.sink = RecordingSink()
-        self.dispatcher = Dispatcher(request_w)
-        self.notifications = Notifications(self.clock.now)
-        self.pets = 0
-        self.loop = SafetyLoop(self.bus, self.clock, self.config, self.dispatcher, self.sink,
-                               self.notifications, self.pet)
-        self.publish()
-
-    def pet(self) -> None:
-        self.pets += 1
-
-    def publish(self, **overrides: Any) -> None:
-        values = {**DEFAULTS, "bms_discharge": 8000.0, **overrides}
-        self.bus.publish({POINTS[k]: Measurement(v, self.clock.now(), "sim", MAX_AGE_S) for k, v in values.items()})
-
-    def cycles(self, n: int = 1) -> list[Any]:
-        async def run() -> list[Any]:
-            return [await self.loop.cycle() for _ in range(n)]
-        return asyncio.run(run())
-
-
-
 
 def test_safety_loop_writes_the_clamped_setpoint(tmp_path: Path):
     rig = Rig(tmp_path, request_w=50_000)  # BMS allows 8 kW discharge
     [decision] = rig.cycles()
     assert rig.sink.writes == [8000.0]
     assert decision.setpoint_w == 8000.0 and decision.requested_w == 50_000
-    assert rig.loop.to_json()["setpoint_w"] == 8000.0
+    assert rig.loop.to_json()["effective_setpoint_w"] == 8000.0
     assert rig.pets == 1
 
 
@@ -137,10 +42,12 @@ def test_failing_dispatcher_writes_0_w_and_does_not_pet_the_watchdog(tmp_path: P
     rig.dispatcher.error = ZeroDivisionError("forecast empty")
     [result] = rig.cycles()
     assert result.setpoint_w == 0.0 and result.requested_w == 0.0
-    assert "real-time layer failed: 0 W requested" in result.reasons
+    assert "real-time layer failed: 0 W requested" in result.messages
+    assert result.codes[-1] is ReasonCode.REALTIME_FAILED
     assert rig.sink.writes == [3000.0, 0.0]
     assert rig.pets == 1
-    assert rig.loop.to_json()["setpoint_w"] == 0.0 and rig.loop.to_json()["healthy"] is False
+    assert rig.loop.to_json()["effective_setpoint_w"] == 0.0 and rig.loop.to_json()["healthy"] is False
+    assert rig.loop.to_json()["reason_codes"] == ["realtime_failed"]
     rig.dispatcher.error = None
     rig.cycles()
     assert rig.sink.writes == [3000.0, 0.0, 3000.0] and rig.pets == 2
@@ -151,7 +58,8 @@ def test_unreachable_inverter_does_not_pet_the_watchdog(tmp_path: Path):
     rig.sink.fail = True
     decisions = rig.cycles(3)
     assert [d.state for d in decisions] == ["safety"] * 3
-    assert all("PCS write failed 3 times" in d.reasons for d in decisions)
+    assert all("PCS write failed 3 times" in d.messages for d in decisions)
+    assert all(d.codes[-1] is ReasonCode.PCS_WRITE_FAILED for d in decisions)
     assert rig.pets == 0 and rig.loop.write_failures == 3
     alarms = [n for n in rig.notifications.recent(10) if n.level == "error" and "PCS write failed" in n.message]
     assert len(alarms) == 1  # one alarm, not one per cycle
@@ -208,8 +116,8 @@ def test_running_loop_survives_a_failing_dispatcher(tmp_path: Path):
         await until(lambda: rig.sink.writes == [2000.0], what="first write")
         rig.dispatcher.error = RuntimeError("optimizer bug")
         await until(lambda: rig.sink.writes[-1] == 0.0, what="safe setpoint")
-        pets_while_failing = rig.pets
-        await asyncio.sleep(0.2)  # several failing periods
+        pets_while_failing, cycles = rig.pets, rig.loop.cycles
+        await until(lambda: rig.loop.cycles >= cycles + 3, what="several failing cycles")
         assert rig.pets == pets_while_failing
         rig.dispatcher.error = None
         await until(lambda: rig.sink.writes[-1] == 2000.0 and rig.pets > pets_while_failing, what="recovery")
@@ -246,3 +154,45 @@ def test_cancelling_during_a_slow_write_still_ends_at_0_w(tmp_path: Path):
 
     asyncio.run(main())
     assert sink.writes == [0.0]  # the interrupted 5 kW write never landed; 0 W did
+
+
+def test_before_the_first_cycle_the_json_has_no_decision(tmp_path: Path):
+    body = Rig(tmp_path, request_w=0).loop.to_json()
+    assert body["state"] is None and body["reasons"] == [] and body["reason_codes"] == []
+    assert "mode" not in body and "setpoint_w" not in body
+
+
+def test_first_cycle_waiting_for_inputs_is_no_alarm(tmp_path: Path):
+    rig = Rig(tmp_path, request_w=3000)
+    rig.clock.advance(MAX_AGE_S + 1)  # the readings are old before the first cycle
+    [decision] = rig.cycles()
+    assert decision.state == "safety" and ReasonCode.STALE_INPUT in decision.codes
+    assert [(n.level, n.category) for n in rig.notifications.recent(10)] == [("info", "safety")]
+    assert rig.notifications.recent(1)[0].message.startswith("starting in the safe state until every input is fresh")
+    assert rig.pets == 0  # stale inputs: not healthy
+
+
+# 17:00-18:00 at the site: no feed-in. NOW is 15:06 UTC, 17:06 in Vienna (summer time).
+NO_FEEDIN_AT_FIVE = {"enabled": True, "mode": "dynamic", "fixed_limit_pct": 100,
+                     "dynamic_rules": [{"start": "17:00", "end": "18:00", "limit_pct": 0}]}
+
+
+def test_feedin_rules_are_read_in_the_site_time_zone(tmp_path: Path):
+    vienna = Rig(tmp_path / "vienna", request_w=3000, feedin_limitation=NO_FEEDIN_AT_FIVE)
+    [decision] = vienna.cycles()
+    assert decision.setpoint_w == 0.0 and decision.state == "limited"
+    assert decision.codes == (ReasonCode.FEEDIN_LIMIT,)
+    assert [(n.level, n.category) for n in vienna.notifications.recent(10)] == [("warning", "feedin")]
+    utc = Rig(tmp_path / "utc", request_w=3000, feedin_limitation=NO_FEEDIN_AT_FIVE, site={"timezone": "UTC"})
+    [decision] = utc.cycles()
+    assert decision.setpoint_w == 3000.0 and decision.state == "normal" and decision.reasons == ()
+
+
+def test_a_dso_limit_is_a_dso_notification_even_with_the_feedin_limit_binding(tmp_path: Path):
+    rig = Rig(tmp_path, request_w=5000, feedin_limitation=NO_FEEDIN_AT_FIVE)
+    rig.publish(dso="limit", dso_limit=30)
+    [decision] = rig.cycles()
+    assert decision.state == "limited" and decision.setpoint_w == 0.0
+    assert ReasonCode.DSO_LIMIT in decision.codes and ReasonCode.FEEDIN_LIMIT in decision.codes
+    assert [(n.level, n.category) for n in rig.notifications.recent(10)] == [("warning", "dso")]
+    assert rig.pets == 1  # limited, but every input fresh: healthy

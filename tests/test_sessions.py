@@ -10,22 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ems.users.sessions import SessionPolicy, SessionStore, check_csrf
-
-
-class FakeClock:
-    def __init__(self, t: float = 1_700_000_000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
+from support import FakeClock
 
 POLICY = SessionPolicy(idle_timeout_s=1800, absolute_timeout_s=8 * 3600, persist_interval_s=60, max_per_user=3)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

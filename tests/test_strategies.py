@@ -4,9 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ems.config import ConfigStore, EmsConfig, parse_yaml_config
 from ems.config.schema import BessConfig, GridConnectionConfig
+from ems.errors import ConfigError
 from ems.optimizer import STRATEGIES, PlanInputs, choose_strategy, get_strategy, optimize
 from ems.optimizer.auto import AutoThresholds
+from ems.optimizer.planner import Planner, PlanRecord
+from ems.optimizer.realtime import realtime_request
+from ems.optimizer.strategies import Intent, Meter, PlanStepLike, Request, Strategy
+from ems.state import Measurement, PlantState
 
 START = 1717192800.0  # 2024-06-01 00:00 Europe/Vienna
 TOL = 1e-6
@@ -67,7 +73,7 @@ def test_peak_shaving_uses_the_demand_charge_and_ignores_peaks_below_the_months_
 def test_self_consumption_trades_less_with_the_grid_and_never_uses_it_for_the_battery():
     inp = day(EVENING_DEAR, 1.5, pv=SOLAR, soc0=10.0)
     arbitrage, own = solved(inp, "arbitrage"), solved(inp, "self_consumption")
-    traded = lambda p: float(np.abs(grid_kw(p)).sum())  # noqa: E731 - kWh with 1-h steps
+    traded = lambda p: float(np.abs(grid_kw(p)).sum())
     assert traded(own) < traded(arbitrage) - 1.0
     net = np.array(inp.load_kw) - np.array(inp.pv_kw)
     charge = np.array([s.charge_w for s in own.steps]) / 1000
@@ -88,7 +94,7 @@ def test_self_consumption_curtails_rather_than_exports_at_negative_prices():
 def test_load_balancing_flattens_the_grid_profile_more_than_arbitrage():
     inp = day(EVENING_DEAR, PEAKY_LOAD)
     arbitrage, balanced = solved(inp, "arbitrage"), solved(inp, "load_balancing")
-    spread = lambda p: float(np.ptp(grid_kw(p)))  # noqa: E731
+    spread = lambda p: float(np.ptp(grid_kw(p)))
     assert spread(balanced) < spread(arbitrage) - 1.0
     assert spread(balanced) < float(np.ptp(PEAKY_LOAD)) - 1.0
     assert np.std(grid_kw(balanced)) < np.std(grid_kw(arbitrage))
@@ -144,3 +150,76 @@ def test_registry_lists_the_four_strategies_and_rejects_unknown_names():
     assert all(s.describe()["title"] and s.describe()["description"] for s in STRATEGIES.values())
     with pytest.raises(ValueError, match="allowed: arbitrage, peak_shaving"):
         get_strategy("moon_phase")
+
+
+class Toy(Strategy):
+    """A strategy as a new module would define it: text, (default) LP weights, intent and real-time rule."""
+
+    name = "toy"
+    title = "Toy"
+    description = "Follows half the planned battery power."
+
+    def intent(self, plan, step: PlanStepLike) -> Intent:
+        return Intent(plan.strategy, step, peak_import_w=-1.0)
+
+    def realtime(self, meter: Meter, step: PlanStepLike, intent: Intent) -> Request:
+        return Request(step.bess_power_w / 2, f"toy: half the plan ({meter.site_w} W on site, {intent.peak_import_w})")
+
+
+class FixedClock:
+    def __init__(self, now: float):
+        self._now = now
+
+    def now(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._now
+
+
+def planner_with(plan, tmp_path) -> Planner:
+    planner = Planner(ConfigStore(tmp_path / "ems.yaml", EmsConfig()), FixedClock(plan.start_ts + 60), None, None,
+                      None, None)
+    planner.record = PlanRecord(plan, plan.start_ts, 0.0)
+    return planner
+
+
+def test_a_strategy_registered_in_the_registry_is_known_everywhere(monkeypatch, tmp_path):
+    monkeypatch.setitem(STRATEGIES, Toy.name, Toy())
+    # The config accepts its name, and lists it among the allowed ones.
+    assert parse_yaml_config("strategy: {mode: manual, current: toy}").strategy.current == "toy"
+    with pytest.raises(ConfigError, match=r"strategy.current: 'moon_phase' is not allowed \(allowed: arbitrage, "
+                                          r"peak_shaving, self_consumption, load_balancing, toy\)"):
+        parse_yaml_config("strategy: {mode: manual, current: moon_phase}")
+    # GET /api/strategies lists what describe() says.
+    assert {"name": "toy", "title": "Toy", "description": "Follows half the planned battery power."} in \
+        [s.describe() for s in STRATEGIES.values()]
+    # The optimizer plans with it (base weights), the planner asks it for the intent ...
+    plan = solved(day(EVENING_DEAR, 2.0), "toy")
+    assert plan.strategy == "toy"
+    intent = planner_with(plan, tmp_path).intent()
+    assert intent.strategy == "toy" and intent.step == plan.steps[0] and intent.peak_import_w == -1.0
+    # ... and the real-time layer runs its rule.
+    now = plan.start_ts + 60
+    state = PlantState().with_updates({"grid.power_w": Measurement(300.0, now, "sim", 5.0),
+                                       "bess.power_w": Measurement(0.0, now, "sim", 5.0)})
+    request = realtime_request(state, now, intent)
+    assert request.power_w == pytest.approx(plan.steps[0].bess_power_w / 2)
+    assert request.why == "toy: half the plan (300.0 W on site, -1.0)"
+
+
+def test_unregistered_names_are_rejected_by_the_config():
+    with pytest.raises(ConfigError, match=r"strategy.current: 'toy' is not allowed \(allowed: arbitrage, "
+                                          r"peak_shaving, self_consumption, load_balancing\)"):
+        parse_yaml_config("strategy: {current: toy}")
+    with pytest.raises(ConfigError, match=r"strategy.current: is required when mode is manual \(allowed: arbitrage, "
+                                          r"peak_shaving, self_consumption, load_balancing\)"):
+        parse_yaml_config("strategy: {mode: manual}")
+
+
+def test_planner_intent_carries_what_the_strategy_takes_from_the_plan(tmp_path):
+    shaving = solved(day(MIDDAY_CHEAP, PEAKY_LOAD), "peak_shaving")
+    intent = planner_with(shaving, tmp_path).intent()
+    assert intent == Intent("peak_shaving", shaving.steps[0], max(s.grid_power_w for s in shaving.steps))
+    arbitrage = solved(day(MIDDAY_CHEAP, PEAKY_LOAD), "arbitrage")
+    assert planner_with(arbitrage, tmp_path).intent() == Intent("arbitrage", arbitrage.steps[0], None)

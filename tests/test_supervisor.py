@@ -11,7 +11,7 @@ import pytest
 from ems import supervisor as supervisor_mod
 from ems.notifications import Notifications
 from ems.supervisor import LoopLagMonitor, Supervisor
-from conftest import until
+from support import until
 
 
 
@@ -104,7 +104,8 @@ def test_subsystem_that_returns_is_finished_and_not_restarted(fast_backoff: floa
         sup.add("migration", one_shot)
         sup.start()
         await until(lambda: sup.tasks["migration"].state == "finished", what="finished")
-        await asyncio.sleep(fast_backoff * 4)  # a restart, if any, would have happened by now
+        # Its keeper task has ended: nothing is left that could start it again.
+        await asyncio.wait_for(asyncio.shield(sup.tasks["migration"].task), 5.0)
         status = sup.status()
         await sup.stop(timeout_s=2.0)
         return status
@@ -118,11 +119,13 @@ def test_subsystem_that_returns_is_finished_and_not_restarted(fast_backoff: floa
 
 
 def test_stop_cancels_every_subsystem_and_runs_its_cleanup():
+    started: list[str] = []
     cleaned: list[str] = []
 
     def service(name: str, async_cleanup: bool) -> Callable[[], Any]:
         async def run() -> None:
             try:
+                started.append(name)
                 await asyncio.Event().wait()
             finally:
                 if async_cleanup:
@@ -136,8 +139,8 @@ def test_stop_cancels_every_subsystem_and_runs_its_cleanup():
         sup.add("safety", service("safety", True))
         sup.add("history", service("history", False))
         sup.start()
-        await until(lambda: all(i.state == "running" for i in sup.tasks.values()), what="all running")
-        await asyncio.sleep(0.05)
+        await until(lambda: all(i.state == "running" for i in sup.tasks.values()) and len(started) == 3,
+                    what="all running, inside their cleanup blocks")
         await asyncio.wait_for(sup.stop(timeout_s=2.0), 5.0)
         return sup
 
@@ -151,6 +154,7 @@ def test_stop_cancels_every_subsystem_and_runs_its_cleanup():
 
 
 def test_stop_does_not_hang_on_a_subsystem_that_ignores_cancellation(caplog: pytest.LogCaptureFixture):
+    started: list[str] = []
     cleaned: list[str] = []
 
     async def main() -> tuple[bool, bool]:
@@ -158,12 +162,14 @@ def test_stop_does_not_hang_on_a_subsystem_that_ignores_cancellation(caplog: pyt
 
         async def stubborn() -> None:
             try:
+                started.append("stubborn")
                 await asyncio.Event().wait()
             except asyncio.CancelledError:
                 await release.wait()  # a cleanup that takes far longer than the shutdown budget
 
         async def polite() -> None:
             try:
+                started.append("polite")
                 await asyncio.Event().wait()
             finally:
                 cleaned.append("polite")
@@ -172,7 +178,7 @@ def test_stop_does_not_hang_on_a_subsystem_that_ignores_cancellation(caplog: pyt
         sup.add("stubborn", stubborn)
         sup.add("polite", polite)
         sup.start()
-        await asyncio.sleep(0.05)
+        await until(lambda: len(started) == 2, what="both waiting inside their try blocks")
         await asyncio.wait_for(sup.stop(timeout_s=0.2), 5.0)  # must return although `stubborn` still runs
         stubborn_still_running = not sup.tasks["stubborn"].task.done()
         polite_done = sup.tasks["polite"].task.done()
@@ -223,18 +229,19 @@ def test_loop_lag_monitor_sees_a_task_that_blocks_the_loop():
         # Sample often: the monitor measures how late *its own* timer fires, which under-reports a block by
         # up to one interval (a 300 ms block reads 200-300 ms with the default 100 ms interval).
         sup.lag.interval_s = 0.01
+        go = asyncio.Event()
 
         async def blocker() -> None:
-            await asyncio.sleep(0.1)
-            time.sleep(0.3)  # blocking call on the event loop
+            await go.wait()
+            time.sleep(0.3)  # noqa: ASYNC251 - the point: a subsystem that blocks the loop
             await asyncio.Event().wait()
 
         sup.add("blocker", blocker)
         sup.start()
         await until(lambda: sup.lag.stats()["samples"] >= 5, what="samples before the block")
         before = sup.lag.stats()
+        go.set()
         await until(lambda: (sup.lag.stats()["max"] or 0) >= 250, what="lag of the block measured")
-        await asyncio.sleep(0.05)
         after = sup.lag.stats()
         await sup.stop(timeout_s=2.0)
         return before, after
@@ -251,7 +258,7 @@ def test_loop_lag_with_the_default_interval_shows_most_of_a_block():
         monitor = LoopLagMonitor()  # the supervisor's default: 100 ms interval
         task = asyncio.create_task(monitor.run())
         await until(lambda: len(monitor.samples_ms) >= 1, what="first sample")
-        time.sleep(0.3)
+        time.sleep(0.3)  # noqa: ASYNC251 - the point: the loop blocked for 300 ms
         await until(lambda: len(monitor.samples_ms) >= 3, what="samples after the block")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ems.config.schema import (BessConfig, EmsConfig, FeedinLimitationConfig, FeedinRule, ForecastConfig,
-                               GridTariffsConfig, HighLoadWindow)
+                               GridTariffsConfig, HighLoadWindow, SiteConfig)
 from ems.optimizer import optimize, plan_inputs_from_config
 from ems.optimizer.tariffs import (demand_charge_eur_per_kw, feedin_limit_kw, grid_fee_eur_per_kwh,
                                    in_daily_window, step_starts_s)
@@ -137,3 +137,32 @@ def test_config_feedin_limitation_and_demand_charge_reach_the_plan():
     plan = optimize(inp, "arbitrage")
     assert plan.status == "optimal"
     assert min(s.grid_power_w for s in plan.steps) >= -3000.0 - 1e-3
+
+
+def test_windows_and_rules_are_read_in_the_zone_given_and_vienna_by_default():
+    london = ZoneInfo("Europe/London")
+    starts = local_day(2024, 6, 1, step_s=3600)  # Vienna's day: London is an hour behind
+    fee = grid_fee_eur_per_kwh(tariffs(EVENING), starts, zone=london)
+    assert [local_hhmm(t) for t, f in zip(starts, fee) if f > 0.1 + 1e-12] == ["18:00", "19:00"]
+    assert np.array_equal(grid_fee_eur_per_kwh(tariffs(EVENING), starts, zone=VIENNA),
+                          grid_fee_eur_per_kwh(tariffs(EVENING), starts))
+    rules = (FeedinRule(start="12:00", end="13:00", limit_pct=0.0),)
+    dynamic = FeedinLimitationConfig(enabled=True, mode="dynamic", fixed_limit_pct=70.0, dynamic_rules=rules)
+    limit = feedin_limit_kw(dynamic, 10.0, starts, zone=london)
+    assert [local_hhmm(t) for t, kw in zip(starts, limit) if kw == 0.0] == ["13:00"]
+
+
+def test_site_timezone_reaches_the_plan_inputs_and_their_tariff_windows():
+    starts = local_day(2024, 6, 1, step_s=3600)
+    n = len(starts)
+
+    def inputs(site: SiteConfig):
+        cfg = EmsConfig(site=site, grid_tariffs=tariffs(EVENING), forecast=ForecastConfig(vat_pct=0.0))
+        return plan_inputs_from_config(cfg, start_ts=starts[0], step_s=3600, consumer_price_eur_per_kwh=[0.1] * n,
+                                       market_price_eur_per_kwh=[0.1] * n, load_kw=[1.0] * n, pv_kw=[0.0] * n,
+                                       soc0_pct=50.0)
+    vienna, london = inputs(SiteConfig()), inputs(SiteConfig(timezone="Europe/London"))
+    assert vienna.zone == VIENNA and london.zone == ZoneInfo("Europe/London")
+    dear = [k for k in range(n) if vienna.import_price_eur_per_kwh[k] > 0.2 + 1e-12]
+    assert dear == [17, 18]
+    assert [k for k in range(n) if london.import_price_eur_per_kwh[k] > 0.2 + 1e-12] == [18, 19]

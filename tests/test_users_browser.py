@@ -12,8 +12,9 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import expect
 
-from browser import chromium_page
-from conftest import Session, demo_config, wait_until
+from appliance import Session, create_user, demo_config
+from browser import Watch, chromium_page, login_through_form
+from support import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -21,58 +22,6 @@ XSS_NAME = '<img src=x onerror=alert(1)>'
 OPERATOR_PW = "tidal-ferry-9-lantern"
 VIEWER_PW = "copper-owl-42-meadow"
 NEW_PW = "granite-kite-17-harbour"
-
-
-class Watch:
-    """Records what must never happen on these pages."""
-
-    def __init__(self, page: Any):
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-        self.foreign: list[str] = []
-        self.allowed: list[tuple[str, str]] = []
-        page.on("console", self._console)
-        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
-        page.on("dialog", self._dialog)
-        page.on("request", lambda req: self.foreign.append(req.url)
-                if urlparse(req.url).hostname not in ("127.0.0.1", None) and not req.url.startswith("data:")
-                else None)
-
-    def expect_refusal(self, status: int, url: str) -> None:
-        """A refusal the test provokes on purpose: Chromium logs every 4xx response as a console error."""
-        self.allowed.append((f"status of {status} ", f"({url})"))
-
-    def _console(self, msg: Any) -> None:
-        if msg.type != "error":
-            return
-        text = f"{msg.text} ({msg.location.get('url', '')})"
-        if not any(status in text and text.endswith(url) for status, url in self.allowed):
-            self.errors.append(text)
-
-    def _dialog(self, dialog: Any) -> None:
-        self.dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    def assert_clean(self) -> None:
-        assert self.errors == [], "console errors (CSP violations count)"
-        assert self.dialogs == [], "no JavaScript dialog may open"
-        assert self.foreign == [], "the appliance must not load anything from outside"
-
-
-def login_through_form(page: Any, base_url: str, username: str, password: str) -> None:
-    page.goto(base_url + "/", wait_until="load")
-    assert urlparse(page.url).path == "/login", "an anonymous visitor is sent to the login page"
-    page.fill("[data-testid=login-username]", username)
-    page.fill("[data-testid=login-password]", password)
-    with page.expect_navigation(url=base_url + "/"):
-        page.click("[data-testid=login-submit]")
-
-
-def create_user(admin: Session, username: str, password: str, role: str, name: str = "") -> dict[str, Any]:
-    status, body = admin.request("POST", "/api/users", {"username": username, "password": password,
-                                                        "role": role, "name": name})
-    assert status == 201, body
-    return body["user"]
 
 
 def cookie_header(page: Any) -> str:
@@ -132,7 +81,9 @@ def test_admin_logs_in_through_the_form_and_the_menu_shows_role_rights_and_alert
         assert panel.is_hidden() and button.get_attribute("aria-expanded") == "false"
         assert page.evaluate("document.activeElement.id") == "user-menu-button", "focus returns to the button"
         page.reload(wait_until="load")
-        page.wait_for_timeout(500)  # the notifications poll has answered
+        # The notifications poll has answered once the badge is drawn from it (it then carries a level).
+        page.wait_for_function("() => document.getElementById('notif-badge').hasAttribute('data-level')",
+                               timeout=15000)
         assert page.locator("[data-testid=notif-badge]").is_hidden(), "seen warnings stay seen"
         watch.assert_clean()
 

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import yaml
 
-from conftest import demo_config
+from appliance import demo_config
 from ems.config import ConfigStore
 from ems.runtime import Listen, Runtime
 from ems.safety.watchdog import MAGIC_CLOSE, PET, HardwareWatchdog
-from test_safety_loop import Rig
+from safety_common import Rig
 
 
 def test_petting_stops_while_unhealthy_and_a_clean_stop_writes_the_magic_close(tmp_path: Path):

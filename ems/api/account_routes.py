@@ -4,9 +4,8 @@ Each route declares its action for the AuthPlugin; the flows themselves live in 
 """
 from __future__ import annotations
 
-import json
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 from urllib.parse import urlparse
 
 import bottle
@@ -14,27 +13,19 @@ import bottle
 from ..errors import ApiError
 from ..users.auth import SESSION_COOKIE, AuthResult
 from .auth_plugin import client_address, current_auth, is_tls
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
+from .facade import EmsFacade
+from .http import json_body
+from .http import json_response as _json
 
 log = logging.getLogger(__name__)
 
 Page = Callable[..., str]
 
 
-def _json(data: Any, status: int = 200) -> str:
-    bottle.response.status = status
-    bottle.response.content_type = "application/json"
-    bottle.response.set_header("Cache-Control", "no-store")
-    return json.dumps(data)
-
-
 def _body() -> dict[str, Any]:
     """A JSON object body, or the form fields of an HTML form post."""
     request = bottle.request
     if request.content_type.startswith("application/json"):
-        from .app import json_body  # one JSON body reader for the whole API
         body = json_body()
         if not isinstance(body, dict):
             raise ApiError(400, "must be a JSON object", "body")
@@ -56,24 +47,24 @@ def _same_origin() -> bool:
     return urlparse(origin).netloc == bottle.request.get_header("Host")
 
 
-def _apply_cookie(rt: "Runtime", result: AuthResult) -> None:
+def _apply_cookie(ems: EmsFacade, result: AuthResult) -> None:
     if result.set_session_cookie:
         bottle.response.set_cookie(SESSION_COOKIE, result.set_session_cookie,
-                                   **rt.security.cookie_options(secure=is_tls()))
+                                   **ems.security.cookie_options(secure=is_tls()))
     elif result.clear_session_cookie:
         bottle.response.delete_cookie(SESSION_COOKIE, path="/")
 
 
-def install(app: bottle.Bottle, rt: "Runtime", page: Page) -> None:
-    security = rt.security
-    wants_html = lambda: not bottle.request.content_type.startswith("application/json")  # noqa: E731
+def install(app: bottle.Bottle, ems: EmsFacade, page: Page) -> None:
+    security = ems.security
+    wants_html = lambda: not bottle.request.content_type.startswith("application/json")
 
     @app.get("/login", action=None)
     def login_page() -> str:
         if current_auth().principal is not None:
             return bottle.redirect(_safe_next(bottle.request.query.get("next")), 303)
         return page("login.tpl", "Log in", "/login", next=_safe_next(bottle.request.query.get("next")), error=None,
-                    allow_registration=rt.config.config.web.allow_registration)
+                    allow_registration=ems.config.config.web.allow_registration)
 
     @app.post("/login", action=None)
     def login() -> Any:
@@ -84,13 +75,13 @@ def install(app: bottle.Bottle, rt: "Runtime", page: Page) -> None:
                                 bottle.request.get_cookie(SESSION_COOKIE))
         for header, value in result.headers().items():
             bottle.response.set_header(header, value)
-        _apply_cookie(rt, result)
+        _apply_cookie(ems, result)
         if wants_html():
             if result.ok:
                 return bottle.redirect(_safe_next(body.get("next")), 303)
             bottle.response.status = result.status
             return page("login.tpl", "Log in", "/login", next=_safe_next(body.get("next")), error=result.message,
-                        allow_registration=rt.config.config.web.allow_registration,
+                        allow_registration=ems.config.config.web.allow_registration,
                         username=str(body.get("username") or "")[:64])
         if not result.ok:
             return _json({"error": result.message, "field": result.field}, result.status)
@@ -101,14 +92,14 @@ def install(app: bottle.Bottle, rt: "Runtime", page: Page) -> None:
         # POST only: a GET could be triggered by any page (<img src=/logout>).
         if not _same_origin():
             raise ApiError(403, "cross-site logout refused", "Origin")
-        _apply_cookie(rt, security.logout(bottle.request.get_cookie(SESSION_COOKIE)))
+        _apply_cookie(ems, security.logout(bottle.request.get_cookie(SESSION_COOKIE)))
         if wants_html():
             return bottle.redirect("/login", 303)
         return _json({"logged_out": True})
 
     @app.get("/register", action=None)
     def register_page() -> str:
-        if not rt.config.config.web.allow_registration:
+        if not ems.config.config.web.allow_registration:
             bottle.response.status = 403
             return page("error.tpl", "Registration closed", "/register", code=403,
                         message="Self-registration is turned off; ask an administrator for an account.")
@@ -116,7 +107,7 @@ def install(app: bottle.Bottle, rt: "Runtime", page: Page) -> None:
 
     @app.post("/register", action=None)
     def register() -> Any:
-        if not rt.config.config.web.allow_registration:
+        if not ems.config.config.web.allow_registration:
             raise ApiError(403, "self-registration is turned off", "web.allow_registration")
         if not _same_origin():
             raise ApiError(403, "cross-site registration refused", "Origin")
@@ -129,7 +120,7 @@ def install(app: bottle.Bottle, rt: "Runtime", page: Page) -> None:
                 return page("register.tpl", "Register", "/register", error=f"{exc.field}: {exc.message}",
                             form={k: str(body.get(k) or "")[:100] for k in ("username", "name", "email")})
             raise
-        rt.notifications.add("info", "users", f"new account '{user.username}' registered (viewer)")
+        ems.notifications.add("info", "users", f"new account '{user.username}' registered (viewer)")
         if wants_html():
             return bottle.redirect("/login", 303)
         return _json({"user": user.to_json()}, 201)
@@ -150,7 +141,7 @@ def install(app: bottle.Bottle, rt: "Runtime", page: Page) -> None:
             for header, value in result.headers().items():
                 bottle.response.set_header(header, value)
             return _json({"error": result.message, "field": result.field}, result.status)
-        _apply_cookie(rt, result)
+        _apply_cookie(ems, result)
         return _json({"changed": True, "csrf_token": result.csrf_token})
 
     @app.get("/api/me/tokens", action="own_account")
@@ -186,7 +177,7 @@ def install(app: bottle.Bottle, rt: "Runtime", page: Page) -> None:
     @app.post("/api/users", action="manage_users")
     def create_user() -> str:
         user = security.users.create_from_json(_body())
-        rt.notifications.add("info", "users", f"account '{user.username}' created ({user.role})")
+        ems.notifications.add("info", "users", f"account '{user.username}' created ({user.role})")
         return _json({"user": user.to_json()}, 201)
 
     @app.put("/api/users/<user_id:int>", action="manage_users")
@@ -196,7 +187,7 @@ def install(app: bottle.Bottle, rt: "Runtime", page: Page) -> None:
     @app.delete("/api/users/<user_id:int>", action="manage_users")
     def delete_user(user_id: int) -> str:
         user = security.delete_user(user_id)
-        rt.notifications.add("info", "users", f"account '{user.username}' deleted")
+        ems.notifications.add("info", "users", f"account '{user.username}' deleted")
         return _json({"deleted": user.to_json()})
 
     @app.post("/api/users/<user_id:int>/password", action="manage_users")

@@ -1,34 +1,33 @@
-"""The Bottle application: pages, the JSON API and the live event stream.
+"""The Bottle application: pages, the JSON API and the live event stream, built on the `EmsFacade`.
 
 Handlers run in cheroot's worker threads. They only read immutable snapshots (plant state, config)
-and the history store's per-thread read connections; changes go through ConfigStore, which hands
-notifications to the event loop. Every error leaves as JSON `{"error": ..., "field": ...}` with a 4xx
-code (5xx only for our own bugs, without a traceback), mapped here in one place.
+and the history store's per-thread read connections; changes go through the façade's config access,
+which hands notifications to the event loop. Every error leaves as JSON `{"error": ..., "field": ...}`
+with a 4xx code (5xx only for our own bugs, without a traceback), mapped in `http.error_plugin`.
 """
 from __future__ import annotations
 
 import json
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Iterator
 
 import bottle
 from bottle import request as brequest
 
 from .. import __version__
-from ..errors import ApiError, ConfigError
+from ..errors import ApiError
 from ..config.schema import ModbusDeviceConfig
 from ..config.validate import parse_config
-from ..devices import diagnostics
 from ..devices.profile import profile_to_json
-from ..optimizer import STRATEGIES, STRATEGY_NAMES
-from ..sim.events import apply_event, parse_event
+from ..optimizer.strategies import STRATEGIES, STRATEGY_NAMES
 from ..resources import web_dir
 from .account_routes import install as install_account_routes
 from .auth_plugin import SECURITY_HEADERS, AuthPlugin, check_declared, current_auth
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
+from .facade import EmsFacade
+from .http import error_plugin, json_body, number_query
+from .http import json_response as _json
+from .views import plan_json, state_json
 
 log = logging.getLogger(__name__)
 
@@ -44,73 +43,22 @@ CONFIG_ROUTES = {
     "history": ["/api/config/history"],
     "mqtt": ["/api/config/mqtt", "/api/mqtt/config"],
     "modbus": ["/api/config/modbus", "/api/modbus/config"],
+    "site": ["/api/config/site"],
     "feedin_limitation": ["/api/config/feedin_limitation", "/api/feedin_limitation/config"],
     "grid_connection": ["/api/config/grid_connection", "/api/grid_connection/config"],
     "grid_tariffs": ["/api/config/grid_tariffs"],
 }
-MAX_BODY_BYTES = 256 * 1024
-
-
-def _json(data: Any, status: int = 200) -> str:
-    bottle.response.status = status
-    bottle.response.content_type = "application/json"
-    bottle.response.set_header("Cache-Control", "no-store")
-    return json.dumps(data, allow_nan=False, default=str)
-
-
-def number_query(name: str, default: float, lo: float, hi: float, integer: bool = False) -> float:
-    """A numeric query parameter within [lo, hi], or ApiError 400 naming it."""
-    raw = bottle.request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        raise ApiError(400, f"must be {'an integer' if integer else 'a number'} (got {raw[:40]!r})", name) from None
-    if not (lo <= value <= hi):
-        raise ApiError(400, f"must be between {lo:g} and {hi:g} (got {raw[:40]})", name)
-    return value
-
-
-def json_body() -> Any:
-    if (bottle.request.content_length or 0) > MAX_BODY_BYTES:
-        raise ApiError(413, f"body larger than {MAX_BODY_BYTES} bytes", "body")
-    raw = bottle.request.body.read(MAX_BODY_BYTES + 1)
-    try:
-        return json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"not valid JSON: {exc}", "body") from None
-
-
-def _error_plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return callback(*args, **kwargs)
-        except ApiError as exc:
-            return _json({"error": exc.message, "field": exc.field}, exc.status)
-        except ConfigError as exc:
-            first = exc.problems[0]
-            return _json({"error": str(first), "field": first.path,
-                          "problems": [{"field": p.path, "message": p.message} for p in exc.problems]}, 400)
-        except bottle.HTTPResponse:
-            raise
-        except Exception:
-            log.exception("unhandled error in %s %s", bottle.request.method, bottle.request.path)
-            return _json({"error": "internal error (logged)"}, 500)
-    return wrapper
-
-
-def create_app(rt: "Runtime") -> bottle.Bottle:
+def create_app(ems: EmsFacade) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True)
-    app.install(_error_plugin)
-    app.install(AuthPlugin(rt.security))
+    app.install(error_plugin)
+    app.install(AuthPlugin(ems.security))
     web = web_dir()
     lookup = [str(web / "templates")]
-    sse_slots = threading.BoundedSemaphore(max(1, rt.config.config.web.threads - 4))
+    sse_slots = threading.BoundedSemaphore(max(1, ems.config.config.web.threads - 4))
 
     def page(name: str, title: str, active: str, **extra: Any) -> str:
         auth = current_auth()
-        me = rt.security.whoami(auth) if auth.ok else {"authenticated": False, "actions": []}
+        me: dict[str, Any] = ems.security.whoami(auth) if auth.ok else {"authenticated": False, "actions": []}
         nav = [(path, label) for path, label, action in NAV if action in me["actions"]]
         return bottle.template(name, template_lookup=lookup, title=title, active=active, nav=nav,
                                version=__version__, me=me, csrf_token=me.get("csrf_token") or "", **extra)
@@ -133,8 +81,9 @@ def create_app(rt: "Runtime") -> bottle.Bottle:
 
     @app.get("/monitoring", action="read")
     def monitoring() -> str:
-        return page("monitoring.tpl", "Monitoring", "/monitoring", simulator=rt.simulated_plant is not None,
-                    devices=sorted(rt.sim_servers) if rt.sim_servers else [])
+        sim = ems.simulator
+        return page("monitoring.tpl", "Monitoring", "/monitoring", simulator=sim is not None,
+                    devices=list(sim.device_names()) if sim else [])
 
     @app.get("/static/<path:path>", action=None)
     def static(path: str) -> Any:
@@ -146,14 +95,14 @@ def create_app(rt: "Runtime") -> bottle.Bottle:
 
     @app.get("/api/state", action="read")
     def state() -> str:
-        return _json(rt.state_json())
+        return _json(state_json(ems.snapshot()))
 
     @app.get("/api/notifications", action="read")
     def notifications() -> str:
         limit = int(number_query("limit", 50, 1, 500, integer=True))
         principal = current_auth().principal
-        acked = rt.notifications.acknowledged(principal.user_id) if principal else 0
-        items = rt.notifications.recent(limit)
+        acked = ems.notifications.acknowledged(principal.user_id) if principal else 0
+        items = ems.notifications.recent(limit)
         return _json({"notifications": [n.to_json() for n in items], "acknowledged_up_to": acked,
                       "unacknowledged": sum(1 for n in items if n.id > acked and n.level != "info")})
 
@@ -161,28 +110,28 @@ def create_app(rt: "Runtime") -> bottle.Bottle:
     def telemetry() -> str:
         minutes = number_query("minutes", 60, 1, 24 * 60)
         limit = int(number_query("limit", 1000, 1, 20_000, integer=True))
-        now = rt.clock.now()
-        return _json({"minutes": minutes, "rows": rt.history.telemetry_since(now - minutes * 60, limit)})
+        now = ems.now()
+        return _json({"minutes": minutes, "rows": ems.history.telemetry_since(now - minutes * 60, limit)})
 
     @app.get("/api/history/state", action="read")
     def history_state() -> str:
         hours = number_query("hours", 24, 0.01, 24 * 400)
         points = int(number_query("points", 500, 10, 5000, integer=True))
-        now = rt.clock.now()
-        return _json({"hours": hours, "rows": rt.history.state_history(now - hours * 3600, now, points)})
+        now = ems.now()
+        return _json({"hours": hours, "rows": ems.history.state_history(now - hours * 3600, now, points)})
 
     @app.get("/api/history/optimization", action="read")
     def history_optimization() -> str:
         days = number_query("days", 7, 0.01, 400)
-        return _json({"days": days, "runs": rt.history.optimization_runs(rt.clock.now() - days * 86400)})
+        return _json({"days": days, "runs": ems.history.optimization_runs(ems.now() - days * 86400)})
 
     for section, paths in CONFIG_ROUTES.items():
         def get_section(section: str = section) -> str:
-            return _json({section: rt.config.section_plain(section)})
+            return _json({section: ems.config.section_plain(section)})
 
         def set_section(section: str = section) -> str:
-            rt.config.update_section(section, json_body())
-            return _json({section: rt.config.section_plain(section), "saved": True})
+            ems.config.update_section(section, json_body())
+            return _json({section: ems.config.section_plain(section), "saved": True})
 
         for path in paths:
             app.route(path, "GET", get_section, action="read")
@@ -190,17 +139,18 @@ def create_app(rt: "Runtime") -> bottle.Bottle:
 
     @app.get("/api/forecast", action="read")
     def forecast() -> str:
-        return _json(rt.forecast.to_json())
+        return _json(ems.forecast_json())
 
     @app.get("/api/plan", action="read")
     def plan() -> str:
-        return _json(rt.planner.to_json())
+        return _json(plan_json(ems.plan()))
 
     @app.get("/api/strategies", action="read")
     def strategies() -> str:
-        cfg = rt.config.config.strategy
+        cfg = ems.config.config.strategy
+        plan = ems.plan().plan
         return _json({"strategies": [s.describe() for s in STRATEGIES.values()], "mode": cfg.mode,
-                      "current": cfg.current, "active": rt.planner.plan.strategy if rt.planner.plan else None})
+                      "current": cfg.current, "active": plan.strategy if plan else None})
 
     @app.post("/api/strategy", action="operate")
     def set_strategy() -> str:
@@ -208,35 +158,25 @@ def create_app(rt: "Runtime") -> bottle.Bottle:
         name = body.get("strategy") if isinstance(body, dict) else None
         if name not in STRATEGY_NAMES:
             raise ApiError(400, f"must be one of {', '.join(STRATEGY_NAMES)} (got {str(name)[:40]!r})", "strategy")
-        section = {**rt.config.section_plain("strategy"), "mode": "manual", "current": name}
-        rt.config.update_section("strategy", section)
-        return _json({"strategy": rt.config.section_plain("strategy")})
+        section = {**ems.config.section_plain("strategy"), "mode": "manual", "current": name}
+        ems.config.update_section("strategy", section)
+        return _json({"strategy": ems.config.section_plain("strategy")})
 
     @app.post("/api/strategy/auto", action="operate")
     def set_auto() -> str:
-        rt.config.update_section("strategy", {**rt.config.section_plain("strategy"), "mode": "auto"})
-        return _json({"strategy": rt.config.section_plain("strategy")})
+        ems.config.update_section("strategy", {**ems.config.section_plain("strategy"), "mode": "auto"})
+        return _json({"strategy": ems.config.section_plain("strategy")})
 
     @app.post("/api/simulator/events", action="operate")
     def simulator_event() -> str:
-        plant = rt.simulated_plant
-        if plant is None:
+        if ems.simulator is None:
             raise ApiError(409, "the simulator is off: events only drive the simulated plant", "simulator.enabled")
-        event = parse_event(json_body(), tuple(rt.sim_servers))
-        def apply() -> str:
-            what = apply_event(event, plant, rt.sim_servers)
-            rt.refresh_simulation()
-            return what
-
-        what = rt.call_on_loop(apply)
-        rt.notifications.add("info", "simulator", what)
-        rt.safety.wake()
-        return _json({"applied": what})
+        return _json({"applied": ems.simulator.post_event(json_body())})
 
     @app.get("/api/modbus/profiles", action="read")
     def modbus_profiles() -> str:
         key = brequest.query.get("profile")
-        profiles = rt.profiles if rt.profiles else {}
+        profiles = ems.profiles()
         if key:
             if key not in profiles:
                 raise ApiError(404, f"no profile {key[:64]!r} (allowed: {', '.join(sorted(profiles))})", "profile")
@@ -246,17 +186,12 @@ def create_app(rt: "Runtime") -> bottle.Bottle:
 
     @app.post("/api/modbus/test", action="configure")
     def modbus_test() -> str:
-        body = json_body()
-        device = parse_config(ModbusDeviceConfig, body, "device")
-        if device.profile not in rt.profiles:
+        device = parse_config(ModbusDeviceConfig, json_body(), "device")
+        profiles = ems.profiles()
+        if device.profile not in profiles:
             raise ApiError(400, f"{device.profile!r} is not a known profile "
-                                f"(allowed: {', '.join(sorted(rt.profiles))})", "device.profile")
-        running = rt.pollers.get(device.name)
-        same_link = running is not None and running.config == device
-        client = running.client if same_link else None  # a serial line must not be opened twice
-        result = rt.call_on_loop(lambda: diagnostics.test_connection(device, rt.profiles[device.profile],
-                                                                     client=client), timeout_s=60)
-        return _json(result)
+                                f"(allowed: {', '.join(sorted(profiles))})", "device.profile")
+        return _json(ems.test_modbus(device))
 
     @app.post("/api/notifications/ack", action="own_account")
     def ack_notifications() -> str:
@@ -266,8 +201,8 @@ def create_app(rt: "Runtime") -> bottle.Bottle:
             raise ApiError(400, f"must be a notification id (got {str(up_to)[:40]!r})", "up_to_id")
         principal = current_auth().principal
         assert principal is not None
-        rt.notifications.acknowledge(principal.user_id, up_to)
-        return _json({"acknowledged_up_to": rt.notifications.acknowledged(principal.user_id)})
+        ems.notifications.acknowledge(principal.user_id, up_to)
+        return _json({"acknowledged_up_to": ems.notifications.acknowledged(principal.user_id)})
 
     @app.get("/api/events", action="read")
     def events() -> Iterator[str]:
@@ -276,18 +211,18 @@ def create_app(rt: "Runtime") -> bottle.Bottle:
         bottle.response.content_type = "text/event-stream"
         bottle.response.set_header("Cache-Control", "no-cache")
         bottle.response.set_header("X-Accel-Buffering", "no")
-        interval_s = rt.config.config.web.sse_interval_s
+        interval_s = ems.config.config.web.sse_interval_s
 
         def stream() -> Iterator[str]:
             try:
                 yield "retry: 3000\n\n"
-                while not rt.stopping.is_set():
-                    yield f"event: state\ndata: {json.dumps(rt.state_json(), allow_nan=False)}\n\n"
-                    rt.stopping.wait(interval_s)
+                while not ems.stopping.is_set():
+                    yield f"event: state\ndata: {json.dumps(state_json(ems.snapshot()), allow_nan=False)}\n\n"
+                    ems.stopping.wait(interval_s)
             finally:
                 sse_slots.release()
         return stream()
 
-    install_account_routes(app, rt, page)
+    install_account_routes(app, ems, page)
     check_declared(app)
     return app

@@ -4,17 +4,19 @@ With no arguments it runs the bundled Austrian data: 2024 day-ahead prices, a 4,
 (BDEW H25), 8 kWp of PV, a 10 kWh / 5 kW battery. `add_parser` registers the command on the `ems`
 CLI; `main` runs it on its own (`python -m ems.backtest.cli --help`).
 Exit codes: 0 done, 2 bad input (a file, line and column, or the option, is named on stderr).
+Options that set a field of the battery, grid, tariff or planning policy are checked against that
+field's constraints (`ems.config.validate`, the same rules `check()` applies): one rule, one place.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
-import math
 import sys
 import time
 from datetime import date
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, TextIO
 
 from ..resources import data_file
 
@@ -30,17 +32,49 @@ DEFAULT_PV = "pv_per_kwp_2023_2024_hourly.csv"
 DEFAULT_PV_KWP = 8.0
 
 
-def _number(lo: float, hi: float, *, exclusive_lo: bool = False) -> Callable[[str], float]:
-    def parse(text: str) -> float:
+_CLASSES = {"bess": ("ems.config.schema", "BessConfig"), "grid": ("ems.config.schema", "GridConnectionConfig"),
+            "tariff": ("ems.backtest.replay", "Tariff"), "site": ("ems.backtest.replay", "Site"),
+            "policy": ("ems.backtest.replay", "RecedingHorizon")}
+_OPTION_OF: dict[str, str] = {}
+"""Key path of a problem `Site.check()` or `RecedingHorizon.check()` reports -> the option that sets it."""
+
+
+def _problem_key(where: str) -> str:
+    owner, name = where.split(".")
+    return name if owner in ("site", "policy") else where
+
+
+def _checked(where: str, parse: Callable[[str], Any] = float,
+             convert: Optional[Callable[[Any], Any]] = None) -> Callable[[str], Any]:
+    """argparse type of an option setting field `where` (`bess.capacity_kwh`, `policy.strategy`): the
+    value (after `convert`) is checked against that field's constraints. The dataclass is imported when
+    an option is parsed, not when the command is registered."""
+    owner, name = where.split(".")
+
+    def check(text: str) -> Any:
+        from ..config.validate import field_problem
+
         try:
-            value = float(text)
+            value = parse(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-        if not math.isfinite(value) or value < lo or value > hi or (exclusive_lo and value == lo):
-            bound = f"more than {lo:g}" if exclusive_lo else f"at least {lo:g}"
-            raise argparse.ArgumentTypeError(f"{text} must be {bound} and at most {hi:g}")
+        if convert is not None:
+            value = convert(value)
+        module, cls = _CLASSES[owner]
+        problem = field_problem(getattr(importlib.import_module(module), cls), name, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
         return value
-    return parse
+    return check
+
+
+def _field_option(group: Any, option: str, where: str, *, also: tuple[str, ...] = (),
+                  parse: Callable[[str], Any] = float, convert: Optional[Callable[[Any], Any]] = None,
+                  **kwargs: Any) -> None:
+    """An option setting field `where` (and the fields `also`), checked by `_checked`."""
+    for w in (where, *also):
+        _OPTION_OF[_problem_key(w)] = option
+    group.add_argument(option, type=_checked(where, parse, convert), **kwargs)
 
 
 def _day(text: str) -> date:
@@ -50,13 +84,9 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"'{text}' is not a date (YYYY-MM-DD)") from None
 
 
-def _fraction_or_pct(text: str) -> float:
+def _fraction_or_pct(value: float) -> float:
     """0.95 or 95 (%) → 0.95."""
-    value = _number(0.5, 100.0)(text)
-    value = value / 100.0 if value > 1.0 else value
-    if value < 0.5:
-        raise argparse.ArgumentTypeError(f"{text} must be 0.5..1 (or 50..100 %)")
-    return value
+    return value / 100.0 if value > 1.0 else value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,42 +96,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     data.add_argument("--load", help=f"site load: load_kw | load_w (default: bundled {DEFAULT_LOAD})")
     data.add_argument("--pv", help=f"PV: pv_kw | pv_w | pv_kw_per_kwp with --pv-kwp (default: bundled {DEFAULT_PV} "
                                    f"× {DEFAULT_PV_KWP:g} kWp)")
-    data.add_argument("--pv-kwp", type=_number(0, 1e6), help="PV plant size for a pv_kw_per_kwp file")
+    data.add_argument("--pv-kwp", type=float, help="PV plant size for a pv_kw_per_kwp file")
     data.add_argument("--from", dest="from_day", type=_day, help="first day (local date, YYYY-MM-DD)")
     data.add_argument("--to", dest="to_day", type=_day, help="last day, included (local date, YYYY-MM-DD)")
     data.add_argument("--step-min", type=int, choices=(15, 60), default=15, help="plan step in minutes (default 15)")
     bat = p.add_argument_group("battery")
-    bat.add_argument("--capacity-kwh", type=_number(0, 1e5, exclusive_lo=True), default=10.0, help="default 10")
-    bat.add_argument("--power-kw", type=_number(0, 1e5, exclusive_lo=True), default=5.0,
-                     help="charge and discharge power limit (default 5)")
-    bat.add_argument("--efficiency", type=_fraction_or_pct, default=0.95,
-                     help="one-way efficiency, applied on charge and on discharge (default 0.95 = 90.25 %% round trip)")
-    bat.add_argument("--min-soc", type=_number(0, 100), default=10.0, help="%% (default 10)")
-    bat.add_argument("--max-soc", type=_number(0, 100), default=95.0, help="%% (default 95)")
-    bat.add_argument("--soc0", type=_number(0, 100), help="SoC at the start in %% (default: --min-soc)")
-    bat.add_argument("--degradation-eur-per-kwh", type=_number(0, 10), default=0.02,
-                     help="battery wear per kWh discharged (default 0.02)")
+    _field_option(bat, "--capacity-kwh", "bess.capacity_kwh", default=10.0, help="default 10")
+    _field_option(bat, "--power-kw", "bess.max_charge_power_kw", also=("bess.max_discharge_power_kw",), default=5.0,
+                  help="charge and discharge power limit (default 5)")
+    _field_option(bat, "--efficiency", "bess.charge_efficiency", also=("bess.discharge_efficiency",),
+                  convert=_fraction_or_pct, default=0.95,
+                  help="one-way efficiency, applied on charge and on discharge: 0.5..1 or 50..100 (%%) "
+                       "(default 0.95 = 90.25 %% round trip)")
+    _field_option(bat, "--min-soc", "bess.min_soc_pct", default=10.0, help="%% (default 10)")
+    _field_option(bat, "--max-soc", "bess.max_soc_pct", default=95.0, help="%% (default 95)")
+    _field_option(bat, "--soc0", "site.soc0_pct", help="SoC at the start in %% (default: --min-soc)")
+    _field_option(bat, "--degradation-eur-per-kwh", "bess.degradation_cost_eur_per_kwh", default=0.02,
+                  help="battery wear per kWh discharged (default 0.02)")
     site = p.add_argument_group("tariff and grid")
-    site.add_argument("--surcharge-eur-per-kwh", type=_number(-1, 10), default=0.015,
-                      help="supplier surcharge on the market price (default 0.015)")
-    site.add_argument("--surcharge-pct", type=_number(0, 100), default=0.0,
-                      help="supplier margin in %% of |market price| (default 0)")
-    site.add_argument("--grid-fee-eur-per-kwh", type=_number(0, 10), default=0.0,
-                      help="grid energy fee per kWh imported (default 0; Austrian households pay about 0.11)")
-    site.add_argument("--vat-pct", type=_number(0, 100), default=20.0, help="VAT on the import price (default 20)")
-    site.add_argument("--feed-in-eur-per-kwh", type=_number(-10, 10),
-                      help="fixed feed-in tariff (default: export earns the market price)")
-    site.add_argument("--grid-limit-kw", type=_number(0, 1e5, exclusive_lo=True), default=30.0,
-                      help="grid connection import limit (default 30)")
-    site.add_argument("--feedin-limit-kw", type=_number(0, 1e5), help="export limit (default: the grid limit)")
+    _field_option(site, "--surcharge-eur-per-kwh", "tariff.surcharge_eur_per_kwh", default=0.015,
+                  help="supplier surcharge on the market price (default 0.015)")
+    _field_option(site, "--surcharge-pct", "tariff.surcharge_pct", default=0.0,
+                  help="supplier margin in %% of |market price| (default 0)")
+    _field_option(site, "--grid-fee-eur-per-kwh", "tariff.grid_fee_eur_per_kwh", default=0.0,
+                  help="grid energy fee per kWh imported (default 0; Austrian households pay about 0.11)")
+    _field_option(site, "--vat-pct", "tariff.vat_pct", default=20.0, help="VAT on the import price (default 20)")
+    _field_option(site, "--feed-in-eur-per-kwh", "tariff.feed_in_tariff_eur_per_kwh",
+                  help="fixed feed-in tariff (default: export earns the market price)")
+    _field_option(site, "--grid-limit-kw", "grid.max_power_kw", default=30.0,
+                  help="grid connection import limit (default 30)")
+    _field_option(site, "--feedin-limit-kw", "grid.max_feedin_kw", help="export limit (default: the grid limit)")
     ems = p.add_argument_group("EMS")
-    ems.add_argument("--strategy", default="arbitrage",
-                     help="auto | arbitrage | peak_shaving | self_consumption | load_balancing: the strategy of "
-                          "every plan (default arbitrage, the cost-minimising one; auto = as the runtime's auto "
-                          "mode chooses per plan)")
-    ems.add_argument("--replan-every-h", type=_number(0, 744), default=4.0,
-                     help="intraday replans between price publications, in hours (0 = only on new prices; default 4)")
-    ems.add_argument("--publication-time", default="13:00", help="local time next-day prices appear (default 13:00)")
+    _field_option(ems, "--strategy", "policy.strategy", parse=str, default="arbitrage",
+                  help="auto | arbitrage | peak_shaving | self_consumption | load_balancing: the strategy of "
+                       "every plan (default arbitrage, the cost-minimising one; auto = as the runtime's auto "
+                       "mode chooses per plan)")
+    _field_option(ems, "--replan-every-h", "policy.replan_every_h", convert=lambda h: h or None, default=4.0,
+                  help="intraday replans between price publications, in hours (0 = only on new prices; default 4)")
+    _field_option(ems, "--publication-time", "policy.publication_hhmm", parse=str, default="13:00",
+                  help="local time next-day prices appear (default 13:00)")
     ems.add_argument("--day-at-a-time", action="store_true",
                      help="also run a planner that plans each calendar day on its own (the naive reference)")
     ems.add_argument("--no-optimum", action="store_true", help="skip the perfect-foresight optimum")
@@ -130,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _progress_printer(stream) -> Callable[[str, float], None]:
+def _progress_printer(stream: TextIO) -> Callable[[str, float], None]:
     """Percentages on one line on a terminal; one line per finished controller elsewhere (logs)."""
     tty = hasattr(stream, "isatty") and stream.isatty()
     last: dict[str, int] = {}
@@ -160,9 +193,6 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     load = args.load or str(data_file(DEFAULT_LOAD))
     pv = args.pv or str(data_file(DEFAULT_PV))
     pv_kwp = args.pv_kwp if args.pv_kwp is not None or args.pv else DEFAULT_PV_KWP
-    if args.min_soc >= args.max_soc:
-        print(f"error: --min-soc {args.min_soc:g} must be below --max-soc {args.max_soc:g}", file=err)
-        return EXIT_BAD_INPUT
     if args.from_day and args.to_day and args.to_day < args.from_day:
         print(f"error: --to {args.to_day} is before --from {args.from_day}", file=err)
         return EXIT_BAD_INPUT
@@ -180,7 +210,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     problems = site.check() + policy.check()
     if problems:
         for key, message in problems:
-            print(f"error: {key}: {message}", file=err)
+            option = _OPTION_OF.get(key)
+            print(f"error: {option} ({key}): {message}" if option else f"error: {key}: {message}", file=err)
         return EXIT_BAD_INPUT
     t0 = time.perf_counter()
     try:

@@ -15,7 +15,6 @@ Pure numpy and stdlib: no pandas (see DOMAIN.md, "Memory of imports").
 """
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from dataclasses import dataclass
@@ -25,8 +24,9 @@ from typing import Optional
 
 import numpy as np
 
+from ..data import SeriesFileError, read_series_file
+from ..localtime import site_zone
 from ..optimizer.inputs import resample_mean
-from ..optimizer.tariffs import LOCAL_TZ
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +43,8 @@ POWER_LIMIT_KW = 1e6
 MARKET_RESOLUTIONS_S = (900, 3600)
 
 
-class BacktestDataError(ValueError):
+class BacktestDataError(SeriesFileError):
     """A file the backtest cannot use: which file, which line (1 = header) and column, and what is wrong."""
-
-    def __init__(self, file: str, message: str, line: Optional[int] = None, column: Optional[str] = None):
-        self.file = file
-        self.line = line
-        self.column = column
-        self.message = message
-        where = file + (f":{line}" if line is not None else "")
-        super().__init__(f"{where}: " + (f"column '{column}': " if column else "") + message)
 
 
 @dataclass(frozen=True)
@@ -116,70 +108,23 @@ class BacktestData:
                             self.pv_kw[first:stop], dict(self.sources))
 
 
-def _parse_ts(text: str, file: str, line: int) -> float:
-    raw = text.strip()
-    try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        raise BacktestDataError(file, f"'{raw}' is not an ISO-8601 timestamp (e.g. 2024-01-01T00:00:00+01:00)",
-                                line, "timestamp") from None
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise BacktestDataError(file, f"'{raw}' has no UTC offset (write e.g. 2024-01-01T00:00:00+01:00; "
-                                      "without it local times repeat at the autumn DST change)", line, "timestamp")
-    return moment.timestamp()
+def _plausible_price(value: float, text: str, column: str) -> Optional[str]:
+    return f"{text} is implausible for {column} (check the unit)" if abs(value) > PRICE_ABS_LIMIT_EUR_PER_KWH else None
+
+
+def _plausible_power(value: float, text: str, column: str) -> Optional[str]:
+    return None if 0.0 <= value <= POWER_LIMIT_KW else f"{text} must be a non-negative power"
 
 
 def read_series_csv(path: str | Path, allowed: dict[str, float], role: str) -> RawSeries:
     """One `timestamp,<column>` file; `allowed` maps accepted column names to their unit factor."""
-    file = str(path)
     try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            rows = list(csv.reader(fh))
-    except FileNotFoundError:
-        raise BacktestDataError(file, f"no such file (the {role} series)") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise BacktestDataError(file, f"cannot be read: {err}") from None
-    if not rows or not any(cell.strip() for cell in rows[0]):
-        raise BacktestDataError(file, f"is empty: expected a header 'timestamp,<quantity>_<unit>' for {role}", 1)
-    header = [cell.strip() for cell in rows[0]]
-    allowed_text = ", ".join(allowed)
-    if len(header) != 2:
-        raise BacktestDataError(file, f"header has {len(header)} columns, expected 2: 'timestamp,<one of "
-                                      f"{allowed_text}>'", 1)
-    if header[0].lower() != "timestamp":
-        raise BacktestDataError(file, "the first column must be called 'timestamp'", 1, header[0])
-    column = header[1].lower()
-    if column not in allowed:
-        raise BacktestDataError(file, f"is not a {role} column (allowed: {allowed_text})", 1, header[1])
-    factor = allowed[column]
-    ts: list[float] = []
-    values: list[float] = []
-    for index, row in enumerate(rows[1:], start=2):
-        if not row or all(not cell.strip() for cell in row):
-            continue  # blank lines (a trailing newline) carry nothing
-        if len(row) != 2:
-            raise BacktestDataError(file, f"has {len(row)} fields, expected 2 (timestamp,{column})", index)
-        t = _parse_ts(row[0], file, index)
-        text = row[1].strip()
-        try:
-            value = float(text)
-        except ValueError:
-            raise BacktestDataError(file, f"'{text}' is not a number", index, column) from None
-        if not math.isfinite(value):
-            raise BacktestDataError(file, f"'{text}' is not a finite number", index, column)
-        value *= factor
-        if role == "prices" and abs(value) > PRICE_ABS_LIMIT_EUR_PER_KWH:
-            raise BacktestDataError(file, f"{text} is implausible for {column} (check the unit)", index, column)
-        if role != "prices" and not 0.0 <= value <= POWER_LIMIT_KW:
-            raise BacktestDataError(file, f"{text} must be a non-negative power", index, column)
-        if ts and t <= ts[-1]:
-            what = "repeats" if t == ts[-1] else "goes back before"
-            raise BacktestDataError(file, f"timestamp {row[0].strip()} {what} the previous line's: rows must be "
-                                          "in time order, one per interval", index, "timestamp")
-        ts.append(t)
-        values.append(value)
+        series = read_series_file(path, allowed, role, _plausible_price if role == "prices" else _plausible_power)
+    except SeriesFileError as err:
+        raise BacktestDataError(err.file, err.message, err.line, err.column) from None
+    file, column, ts = series.path, series.column, series.ts
     if len(ts) < 2:
-        raise BacktestDataError(file, f"has {len(ts)} data rows, need at least 2 to know the interval", len(rows))
+        raise BacktestDataError(file, f"has {len(ts)} data rows, need at least 2 to know the interval", series.n_rows)
     arr_ts = np.asarray(ts)
     gaps = np.diff(arr_ts)
     interval = float(np.median(gaps))
@@ -193,27 +138,17 @@ def read_series_csv(path: str | Path, allowed: dict[str, float], role: str) -> R
     bad = np.flatnonzero(~ok)
     if len(bad):
         k = int(bad[0])
-        line = _data_line(rows, k + 1)
+        line = series.lines[k + 1]
         raise BacktestDataError(file, f"{gaps[k] / 60:g} min after the previous row, but the file's interval is "
                                       f"{interval / 60:g} min (a gap or a missing row before this line)",
                                 line, "timestamp")
-    return RawSeries(file, column, arr_ts, np.asarray(values), int(interval), int(gaps[-1]), int(gaps.max()))
-
-
-def _data_line(rows: list[list[str]], data_index: int) -> int:
-    """File line (1-based, header = 1) of the `data_index`-th non-blank data row."""
-    seen = -1
-    for line, row in enumerate(rows[1:], start=2):
-        if row and any(cell.strip() for cell in row):
-            seen += 1
-            if seen == data_index:
-                return line
-    return len(rows)
+    return RawSeries(file, column, arr_ts, np.asarray(series.values), int(interval), int(gaps[-1]),
+                     int(gaps.max()))
 
 
 def local_midnight_ts(day: date) -> float:
     """Epoch seconds of 00:00 Europe/Vienna on `day`."""
-    return datetime.combine(day, time(0), LOCAL_TZ).timestamp()
+    return datetime.combine(day, time(0), site_zone()).timestamp()
 
 
 def align(prices: RawSeries, load: RawSeries, pv: RawSeries, step_s: int, *, pv_kwp: Optional[float] = None,
@@ -275,4 +210,4 @@ def load_backtest_data(prices_path: str | Path, load_path: str | Path, pv_path: 
 
 
 def _fmt(ts: float) -> str:
-    return datetime.fromtimestamp(ts, LOCAL_TZ).strftime("%Y-%m-%d %H:%M %Z")
+    return datetime.fromtimestamp(ts, site_zone()).strftime("%Y-%m-%d %H:%M %Z")

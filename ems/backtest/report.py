@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..atomic import write_atomic
-from ..optimizer.tariffs import LOCAL_TZ
+from ..localtime import site_zone
 from .data import local_midnight_ts
 from .replay import CONTROLLER_TITLES, BacktestResult
 
@@ -38,7 +38,7 @@ def _esc(text: object) -> str:
 
 
 def _local_day(ts: float) -> date:
-    return datetime.fromtimestamp(ts, LOCAL_TZ).date()
+    return datetime.fromtimestamp(ts, site_zone()).date()
 
 
 def _period_text(result: BacktestResult) -> str:
@@ -51,8 +51,10 @@ def _period_text(result: BacktestResult) -> str:
 def _setup_lines(result: BacktestResult) -> list[str]:
     site, b, t = result.site, result.site.bess, result.site.tariff
     p = result.policy
-    surcharge = f"{100 * t.surcharge_eur_per_kwh:g} ct" + (f" + {t.surcharge_pct:g} % of |market|" if t.surcharge_pct else "")
-    export = "market price" if t.feed_in_tariff_eur_per_kwh is None else f"{100 * t.feed_in_tariff_eur_per_kwh:g} ct/kWh fixed"
+    surcharge = (f"{100 * t.surcharge_eur_per_kwh:g} ct"
+                 + (f" + {t.surcharge_pct:g} % of |market|" if t.surcharge_pct else ""))
+    export = ("market price" if t.feed_in_tariff_eur_per_kwh is None
+              else f"{100 * t.feed_in_tariff_eur_per_kwh:g} ct/kWh fixed")
     feedin = "" if site.grid.max_feedin_kw is None else f", feed-in ≤ {site.grid.max_feedin_kw:g} kW"
     cadence = "only when prices are published" if p.replan_every_h is None else f"every {p.replan_every_h:g} h"
     horizon = ("to the end of the known prices (next-day prices from " + p.publication_hhmm + ")"

@@ -14,7 +14,7 @@ from .validate import constrained as c
 HHMM = r"([01]\d|2[0-3]):[0-5]\d|24:00"
 HHMM_DOC = "HH:MM, 00:00 to 24:00"
 
-StrategyName = Literal["arbitrage", "peak_shaving", "self_consumption", "load_balancing"]
+StrategyName = str  # a name in the strategy registry, `ems.optimizer.strategies.STRATEGIES` (StrategyConfig.check)
 DeviceRole = Literal["bms", "pcs", "meter", "dso"]
 
 
@@ -53,9 +53,15 @@ class StrategyConfig:
     horizon_h: int = c(24, min=1, max=72)
 
     def check(self) -> list[tuple[str, str]]:
-        if self.mode == "manual" and self.current is None:
-            return [("current", "is required when mode is manual (allowed: arbitrage, peak_shaving, "
-                                "self_consumption, load_balancing)")]
+        if self.current is None and self.mode != "manual":
+            return []
+        # The registry is the one list of strategies; imported here because its modules import this schema.
+        from ..optimizer.strategies import STRATEGIES
+        allowed = ", ".join(STRATEGIES)
+        if self.current is None:
+            return [("current", f"is required when mode is manual (allowed: {allowed})")]
+        if self.current not in STRATEGIES:
+            return [("current", f"{self.current!r} is not allowed (allowed: {allowed})")]
         return []
 
 

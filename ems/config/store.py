@@ -6,6 +6,7 @@ system never sees a half-applied or invalid configuration.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from pathlib import Path
@@ -20,7 +21,7 @@ from .validate import parse_config, to_plain
 
 log = logging.getLogger(__name__)
 
-Subscriber = Callable[[EmsConfig], None]
+Subscriber = Callable[[EmsConfig], object]  # the result is ignored
 
 
 def parse_yaml_config(text: str) -> EmsConfig:
@@ -46,13 +47,13 @@ class ConfigStore:
     """The one live configuration of the process, thread-safe, persisted to `path`."""
 
     def __init__(self, path: str | Path, config: EmsConfig,
-                 dispatch: Callable[[Callable[[], None]], None] | None = None):
+                 dispatch: Callable[[Callable[[], None]], object] | None = None):
         self.path = Path(path)
         self._config = config
         self._lock = threading.Lock()
         self._subscribers: dict[str, list[Subscriber]] = {}
         # Checks beyond the schema (e.g. that a device's profile exists), run before anything is written.
-        self.validators: list[Callable[[EmsConfig], None]] = []
+        self.validators: list[Callable[[EmsConfig], object]] = []  # raise ConfigError to refuse
         # How subscriber calls are delivered; the runtime sets this to the event loop's call_soon_threadsafe.
         self._dispatch = dispatch or (lambda fn: fn())
 
@@ -64,7 +65,7 @@ class ConfigStore:
     def config(self) -> EmsConfig:
         return self._config
 
-    def set_dispatch(self, dispatch: Callable[[Callable[[], None]], None]) -> None:
+    def set_dispatch(self, dispatch: Callable[[Callable[[], None]], object]) -> None:
         self._dispatch = dispatch
 
     def subscribe(self, section: str, callback: Subscriber) -> None:
@@ -92,7 +93,7 @@ class ConfigStore:
             self._config = new_config
         log.info("config section %s changed and saved to %s", section, self.path)
         for callback in self._subscribers.get(section, []):
-            self._dispatch(lambda cb=callback: self._notify(cb, section, new_config))
+            self._dispatch(functools.partial(self._notify, callback, section, new_config))
         return new_config
 
     @staticmethod

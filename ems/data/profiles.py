@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import bisect
 import calendar
-import csv
-import io
 import logging
 from datetime import datetime
 from functools import lru_cache
-from importlib.resources import files
 from typing import Literal
 from zoneinfo import ZoneInfo
+
+from . import read_series
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +33,6 @@ LOAD_FILE_ANNUAL_KWH = {"household": 4000.0, "commercial": 50000.0}
 LoadKind = Literal["household", "commercial"]
 
 
-@lru_cache(maxsize=None)
-def _read_series(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Parse one bundled CSV once per process; the tuples are shared by every ProfileSeries."""
-    text = (files("ems") / "data" / name).read_text(encoding="utf-8")
-    rows = []
-    reader = csv.reader(io.StringIO(text))
-    next(reader)  # header
-    for row in reader:
-        if row:
-            rows.append((datetime.fromisoformat(row[0]).timestamp(), float(row[1])))
-    rows.sort(key=lambda r: r[0])
-    log.debug("loaded %s: %d samples", name, len(rows))
-    return tuple(r[0] for r in rows), tuple(r[1] for r in rows)
-
-
 def _local_year_start_s(year: int) -> float:
     return datetime(year, 1, 1, tzinfo=LOCAL_TZ).timestamp()
 
@@ -60,7 +44,7 @@ def _year_table(name: str, year: int) -> tuple[list[float], list[float]]:
     The padding makes the year cyclic, so 31 Dec 23:50 interpolates towards 1 Jan 00:00 instead of
     falling off the end of the data.
     """
-    epoch_s, values = _read_series(name)
+    epoch_s, values = read_series(name)
     start_s, end_s = _local_year_start_s(year), _local_year_start_s(year + 1)
     lo = bisect.bisect_left(epoch_s, start_s)
     hi = bisect.bisect_left(epoch_s, end_s)
@@ -77,7 +61,7 @@ def _year_table(name: str, year: int) -> tuple[list[float], list[float]]:
 @lru_cache(maxsize=None)
 def _choose_data_year(name: str) -> int:
     """PREFERRED_YEAR when the file has it, otherwise the year with the most samples (latest on a tie)."""
-    epoch_s, _ = _read_series(name)
+    epoch_s, _ = read_series(name)
     counts: dict[int, int] = {}
     for t in epoch_s:
         y = datetime.fromtimestamp(t, LOCAL_TZ).year

@@ -274,15 +274,15 @@ def decode_values(registers: Mapping[str, RegisterDef], words_by_name: Mapping[s
     (or reads "not implemented") decodes to None.
     """
     values: dict[str, Any] = {}
-    pending = []
+    pending: list[tuple[RegisterDef, Sequence[int], str]] = []
     for name, words in words_by_name.items():
         reg = registers[name]
         if reg.scale_register is None:
             values[name] = decode(reg, words)
         else:
-            pending.append((reg, words))
-    for reg, words in pending:
-        sf = values.get(reg.scale_register)  # None: not read, or "not implemented"
+            pending.append((reg, words, reg.scale_register))
+    for reg, words, scale_register in pending:
+        sf = values.get(scale_register)  # None: not read, or "not implemented"
         values[reg.name] = None if sf is None else decode(reg, words, sf=int(sf))
     return values
 

@@ -29,9 +29,10 @@ def key_registers(profile: Profile) -> list[RegisterDef]:
         names.add(profile.status_codes.register)
     names.update(a.register for a in profile.alarms)
     if profile.dso is not None:
-        names.update(i.register for i in (*profile.dso.trip, *profile.dso.steps))
+        names.update(i.register for i in profile.dso.trip)
+        names.update(i.register for i in profile.dso.steps)
     regs = profile.registers
-    names.update(regs[n].scale_register for n in list(names) if regs[n].scale_register in regs)
+    names.update(sf for n in list(names) if (sf := regs[n].scale_register) is not None and sf in regs)
     return [regs[n] for n in sorted(names, key=lambda n: (regs[n].function, regs[n].address)) if regs[n].readable]
 
 

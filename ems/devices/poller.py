@@ -26,6 +26,7 @@ import random
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
+from ..backoff import Backoff, backoff_delay
 from ..bus import TelemetryBus
 from ..clock import Clock
 from ..config.schema import ModbusDeviceConfig
@@ -49,8 +50,7 @@ def backoff_s(attempt: int, jitter: float, minimum_s: float = BACKOFF_MIN_S, max
     """Delay before reconnect `attempt` (0 = first retry): doubling from `minimum_s` up to `maximum_s`,
     then scaled into [50 %, 100 %] by `jitter` in [0, 1) so devices that failed together do not retry
     in lockstep."""
-    base = min(maximum_s, minimum_s * 2.0 ** min(attempt, 32))
-    return base * (0.5 + 0.5 * min(1.0, max(0.0, jitter)))
+    return backoff_delay(attempt, minimum_s, maximum_s, jitter=0.5, random_value=jitter)
 
 
 class _NeedRead(Exception):
@@ -157,7 +157,7 @@ class DevicePoller:
 
     async def run(self) -> None:
         """Connect, poll at the device's interval, reconnect with backoff; runs until cancelled."""
-        attempt = 0
+        backoff = Backoff(self.backoff_min_s, self.backoff_max_s, jitter=0.5, random=self._jitter)
         try:
             while True:
                 self.state = "connecting"
@@ -173,7 +173,7 @@ class DevicePoller:
                     while True:
                         started = self.clock.monotonic()
                         if await self.poll_once(client):
-                            attempt = 0
+                            backoff.reset()
                         if cancel_requested():
                             raise asyncio.CancelledError
                         elapsed = self.clock.monotonic() - started
@@ -188,8 +188,7 @@ class DevicePoller:
                     client.close()
                 if cancel_requested():
                     raise asyncio.CancelledError
-                delay = backoff_s(attempt, self._jitter(), self.backoff_min_s, self.backoff_max_s)
-                attempt += 1
+                delay = backoff.next_delay()
                 self.next_retry_s = delay
                 await asyncio.sleep(delay)
         finally:
@@ -361,6 +360,7 @@ class DevicePoller:
                 await client.write(16, regs[0].address, [w for words in encoded for w in words])
             else:
                 for reg, words in zip(regs, encoded):
+                    assert reg.write_function is not None, "the profile check makes RTC registers writable"
                     await client.write(reg.write_function, reg.address, words)
         except (DeviceExceptionResponse, CodecError) as exc:
             self._error(f"RTC sync failed: {exc}", self.clock.now())
@@ -411,7 +411,7 @@ class DevicePoller:
         if client is None or not client.connected:
             raise DeviceConnectError(self.name, f"offline ({self.last_error or self.state}): {target} not written",
                                      target)
-        sends = []
+        sends: list[tuple[RegisterDef, int, list[int]]] = []
         for reg, v in self._plan_write(target, value):
             if not reg.writable or reg.write_function is None:
                 raise DeviceWriteError(self.name, "is read-only", reg.name)
@@ -421,11 +421,11 @@ class DevicePoller:
                 if sf is None:
                     raise DeviceWriteError(self.name, f"scale factor {reg.scale_register} not read yet", reg.name)
             try:
-                sends.append((reg, encode(reg, v, sf=int(sf) if sf is not None else None)))
+                sends.append((reg, reg.write_function, encode(reg, v, sf=int(sf) if sf is not None else None)))
             except CodecError as exc:
                 raise DeviceWriteError(self.name, exc.message, reg.name) from None
-        for reg, words in sends:
-            await client.write(reg.write_function, reg.address, words)
+        for reg, write_function, words in sends:
+            await client.write(write_function, reg.address, words)
             if verify and reg.readable:
                 back = await client.read(reg.function, reg.address, reg.count)
                 if back != list(words):

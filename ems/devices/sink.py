@@ -79,6 +79,7 @@ class ModbusSetpointSink:
     async def _write(self, power_w: float, limit_pct: float | None, enable: bool = True) -> None:
         pcs = self.pcs
         c = pcs.profile.controls
+        assert c is not None, "checked in __init__: the PCS profile has controls"
         connection = pcs.connection_id
         if enable and c.remote_enable is not None:
             # a poll counts only if it started after the enable was written (one in flight may predate it)
@@ -103,6 +104,7 @@ class ModbusSetpointSink:
                 log.warning("%s: heartbeat not written: %s", device.name, exc)
 
     def _grid_setpoint_w(self, power_w: float) -> float:
+        assert self._state is not None and self._now is not None, "checked in __init__ for grid-steered PCSs"
         state, now = self._state(), self._now()
         load_w, pv_w = state.value("load.power_w", now), state.value("pv.power_w", now)
         missing = [p for p, v in (("load.power_w", load_w), ("pv.power_w", pv_w)) if v is None]
@@ -125,6 +127,7 @@ class ModbusSetpointSink:
     async def release(self) -> None:
         """Hand control back to the PCS (remote enable off): on a DSO shutdown order."""
         c = self.pcs.profile.controls
+        assert c is not None, "checked in __init__: the PCS profile has controls"
         if c.remote_enable is not None:
             await self.pcs.write("remote_enable", False)
             self._enabled_on = None

@@ -166,6 +166,13 @@ def _group_count(group: Mapping[str, Any], counts: Mapping[str, int]) -> int | N
     return counts.get(key)
 
 
+def _known_count(group: Mapping[str, Any], counts: Mapping[str, int]) -> int:
+    """The repeat count of a group that is not the (single) unknown one."""
+    count = _group_count(group, counts)
+    assert count is not None, f"repeat count of {group['name']} unknown"
+    return count
+
+
 def _derive_counts(model: Mapping[str, Any], length: int | None, counts: Mapping[str, int]) -> dict[str, int]:
     """Fill in one unknown top-level repeat count from the model length, as SunSpec clients do."""
     counts = dict(counts)
@@ -179,7 +186,7 @@ def _derive_counts(model: Mapping[str, Any], length: int | None, counts: Mapping
     (group,) = unknown
     key = group["count"] if isinstance(group.get("count"), str) else group["name"]
     fixed = sum(_point_size(p) for p in top.get("points", ())) - 2 + sum(
-        _group_count(g, counts) * _group_size(g, counts, g["name"]) for g in top.get("groups", ()) if g is not group)
+        _known_count(g, counts) * _group_size(g, counts, g["name"]) for g in top.get("groups", ()) if g is not group)
     one = _group_size(group, counts, group["name"])
     n, rest = divmod(length - fixed, one) if one else (0, 0)
     if n < 0 or rest:

@@ -18,10 +18,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .series import (DAY_S, MARKET_TZ, NAN, QUARTER_HOUR_S, Series, fill_gaps, from_wall_clock_grid, is_missing,
                      regular_from_rows, to_wall_clock_grid, wall_clock_s)
+
+if TYPE_CHECKING:  # the bundled profiles are read on first use
+    from ..data.profiles import LoadKind
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +98,10 @@ def seasonal_persistence(values: Sequence[float], horizon: int, period: int = SL
     return [filled[i % period] for i in range(horizon)]
 
 
-def standard_profile_kw(start_ts: float, steps: int, kind: str, annual_kwh: float) -> list[float]:
+def standard_profile_kw(start_ts: float, steps: int, kind: LoadKind, annual_kwh: float) -> list[float]:
     """The bundled BDEW profile (household or commercial) at each interval's midpoint, scaled to annual_kwh."""
     from ..data.profiles import load_profile
-    profile = load_profile(kind, annual_kwh)  # type: ignore[arg-type]
+    profile = load_profile(kind, annual_kwh)
     return [max(0.0, profile.value_at(start_ts + i * STEP_S + STEP_S / 2)) for i in range(steps)]
 
 
@@ -152,7 +155,7 @@ def fit_load(request: dict[str, Any]) -> dict[str, Any]:
             p90 = point + np.percentile(resid, 90)
     if not np.all(np.isfinite(point)):
         raise ValueError("Holt-Winters produced non-finite values")
-    clip = lambda a: [round(max(0.0, float(v)), 6) for v in a]  # noqa: E731  load is never negative
+    clip = lambda a: [round(max(0.0, float(v)), 6) for v in a]  # load is never negative
     return {"model": model, "point": clip(point), "p10": clip(np.minimum(p10, point)),
             "p90": clip(np.maximum(p90, point))}
 
@@ -160,7 +163,7 @@ def fit_load(request: dict[str, Any]) -> dict[str, Any]:
 # -- orchestration (parent process) ---------------------------------------------------------------
 
 def forecast_load(history: LoadHistory, start_ts: float, steps: int, run_fit: RunFit | None,
-                  profile_kind: str = "household", annual_kwh: float = 4000.0) -> tuple[Series, str | None]:
+                  profile_kind: LoadKind = "household", annual_kwh: float = 4000.0) -> tuple[Series, str | None]:
     """A load forecast (kW, 15-min) for `steps` intervals from `start_ts` (on the 15-minute grid, right
     after the history). `run_fit` runs `fit_load` (in the worker); it may raise, and then the next model
     down the ladder is used. Returns the series and the fit error, if any."""
@@ -190,9 +193,8 @@ def forecast_load(history: LoadHistory, start_ts: float, steps: int, run_fit: Ru
         wall_values = seasonal_persistence(history.values_kw, wall_steps)
     if wall_values is None:
         values = standard_profile_kw(start_ts, steps, profile_kind, annual_kwh)
-        return Series(start_ts, STEP_S, values, "kw", "standard_profile", "standard_profile"), error
+        return Series(start_ts, STEP_S, tuple(values), "kw", "standard_profile", "standard_profile"), error
     # The wall grid starts right after the history; map each UTC interval back onto its local slot.
-    pick = lambda vs: from_wall_clock_grid(history.wall_end, STEP_S, vs, start_ts, steps, MARKET_TZ)  # noqa: E731
-    values = pick(wall_values)
-    return Series(start_ts, STEP_S, values, "kw", "history", model, (),
+    pick = lambda vs: from_wall_clock_grid(history.wall_end, STEP_S, vs, start_ts, steps, MARKET_TZ)
+    return Series(start_ts, STEP_S, tuple(pick(wall_values)), "kw", "history", model, (),
                   {q: tuple(pick(v)) for q, v in quantiles.items()}), error

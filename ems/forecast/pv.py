@@ -18,9 +18,13 @@ worker process; `forecast_pv` (parent side) only builds the request and reads th
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from .series import DAY_S, QUARTER_HOUR_S, Series, is_missing, regular_from_rows
+from .series import DAY_S, MARKET_TZ, QUARTER_HOUR_S, Series, is_missing, regular_from_rows
+
+if TYPE_CHECKING:  # numpy is imported lazily, in the worker process only
+    import numpy as np
+    import numpy.typing as npt
 
 log = logging.getLogger(__name__)
 
@@ -60,27 +64,28 @@ def forecast_pv(request: dict[str, Any], run_fit: RunFit | None) -> tuple[Series
     the fit fails the forecast is zero (the cautious assumption for a plan) and the error is returned."""
     start_ts, steps = float(request["start_ts"]), int(request["steps"])
     if request["site"]["kwp"] <= 0:
-        return Series(start_ts, STEP_S, [0.0] * steps, "kw", "config", "no_pv"), None
+        return Series(start_ts, STEP_S, (0.0,) * steps, "kw", "config", "no_pv"), None
     if run_fit is None:
-        return Series(start_ts, STEP_S, [0.0] * steps, "kw", "none", "unavailable"), "no fit runner"
+        return Series(start_ts, STEP_S, (0.0,) * steps, "kw", "none", "unavailable"), "no fit runner"
     try:
         result = run_fit(request)
-        point = [float(v) for v in result["point"]]
+        point = tuple(float(v) for v in result["point"])
         if len(point) != steps:
             raise ValueError(f"fit returned {len(point)} values for {steps}")
-        quantiles = {q: tuple(float(v) for v in result[q]) for q in ("p10", "p90") if q in result}
+        quantiles: dict[str, tuple[float, ...]] = {q: tuple(float(v) for v in result[q])
+                                                   for q in ("p10", "p90") if q in result}
         return Series(start_ts, STEP_S, point, "kw", str(result["source"]), str(result["model"]), (),
                       quantiles), None
     except Exception as exc:
         error = str(exc) or type(exc).__name__
         log.warning("PV forecast failed, assuming no PV: %s", error)
-        return Series(start_ts, STEP_S, [0.0] * steps, "kw", "none", "unavailable"), error
+        return Series(start_ts, STEP_S, (0.0,) * steps, "kw", "none", "unavailable"), error
 
 
 # -- the fit (worker process) ---------------------------------------------------------------------
 
-def clear_sky_pv_kw(mid_ts: Sequence[float], site: dict[str, Any], cloud_pct: Any = None, temp_c: Any = None,
-                    wind_m_s: Any = None) -> tuple[Any, Any]:
+def clear_sky_pv_kw(mid_ts: npt.ArrayLike, site: dict[str, Any], cloud_pct: Any = None, temp_c: Any = None,
+                    wind_m_s: Any = None) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
     """DC power (kW) at the instants `mid_ts`: (clear-sky at 25 °C without losses, weather-based or None).
 
     The clear-sky figure is the yardstick history ratios are taken against; the weather-based one is
@@ -136,20 +141,19 @@ def _interp_weather(mid_ts: Any, weather: list[list[Any]]) -> tuple[Any, Any, An
 def climatology_ratio(month: int, site: dict[str, Any]) -> float:
     """The month's typical measured/clear-sky energy ratio: the bundled per-kWp PV data (2023–2024)
     against this site's clear-sky output for the same hours."""
-    import csv
-    import io
     from datetime import datetime
-    from importlib.resources import files
 
     import numpy as np
 
-    text = (files("ems") / "data" / "pv_per_kwp_2023_2024_hourly.csv").read_text(encoding="utf-8")
+    from ..data import read_series
+    from ..data.profiles import PV_FILE
+
+    # The file's timestamps are Europe/Vienna local time (ems/data/SOURCES.md): its months are MARKET_TZ's.
     ts, kw = [], []
-    for row in list(csv.reader(io.StringIO(text)))[1:]:
-        t = datetime.fromisoformat(row[0])
-        if t.month == month:
-            ts.append(t.timestamp() + 1800.0)
-            kw.append(float(row[1]))
+    for start, value in zip(*read_series(PV_FILE)):
+        if datetime.fromtimestamp(start, MARKET_TZ).month == month:
+            ts.append(start + 1800.0)
+            kw.append(value)
     clear, _ = clear_sky_pv_kw(ts, {**site, "kwp": 1.0})
     total = float(np.sum(clear))
     return float(np.clip(np.sum(kw) / total, 0.05, 1.0)) if total > 0 else 0.5
@@ -219,6 +223,7 @@ def fit_pv(request: dict[str, Any]) -> dict[str, Any]:
         result.update(model="clear_sky_x_climatology", ratio=pr, source="bundled")
     if weather and covered.any():
         _, physical = clear_sky_pv_kw(mid, site, cloud, temp, wind)
+        assert physical is not None  # given cloud cover, the weather model always runs
         point = np.where(covered, physical, point)
         for q in ("p10", "p90"):
             if q in result:

@@ -95,7 +95,7 @@ class Series:
         return self.start_ts + n * self.step_s
 
     def replace(self, **changes: Any) -> "Series":
-        data = {"start_ts": self.start_ts, "step_s": self.step_s, "values": self.values, "unit": self.unit,
+        data: dict[str, Any] = {"start_ts": self.start_ts, "step_s": self.step_s, "values": self.values, "unit": self.unit,
                 "source": self.source, "model": self.model, "is_forecast": self.is_forecast,
                 "quantiles": self.quantiles}
         data.update(changes)
@@ -128,7 +128,7 @@ class Series:
             if self.step_s % step_s:
                 raise ValueError(f"cannot resample step {self.step_s} s to {step_s} s (not a divisor)")
             k = self.step_s // step_s
-            rep = lambda vs: tuple(v for v in vs for _ in range(k))  # noqa: E731
+            rep = lambda vs: tuple(v for v in vs for _ in range(k))
             return self.replace(step_s=step_s, values=rep(self.values), is_forecast=rep(self.is_forecast),
                                 quantiles={n: rep(v) for n, v in self.quantiles.items()})
         if step_s % self.step_s:
@@ -248,8 +248,10 @@ def fill_gaps(values: Sequence[float], period: int) -> list[float]:
         right = next((k for k in range(i + 1, n) if not is_missing(out[k])), None)
         if left is not None and right is not None:
             out[i] = out[left] + (out[right] - out[left]) * (i - left) / (right - left)
-        elif left is not None or right is not None:
-            out[i] = out[left if left is not None else right]  # type: ignore[index]
+        elif left is not None:
+            out[i] = out[left]
+        elif right is not None:
+            out[i] = out[right]
         else:
             out[i] = mean
     return out

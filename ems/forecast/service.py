@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..backoff import backoff_delay
+from ..clock import track_blocking_work
 from .load import HISTORY_DAYS as LOAD_HISTORY_DAYS
 from .load import forecast_load, history_from_rows, standard_profile_kw
 from .load import STEP_S
@@ -29,6 +31,7 @@ from .weather import OpenWeatherMapClient, WeatherFeed
 from .worker import run_worker
 
 if TYPE_CHECKING:
+    from ..clock import Clock
     from ..config import ConfigStore
     from ..config.schema import ForecastConfig
     from ..history import HistoryStore
@@ -75,6 +78,7 @@ def in_daemon_thread(fn: Callable[..., Any], *args: Any) -> "asyncio.Future[Any]
             pass
 
     threading.Thread(target=target, name=f"forecast-{getattr(fn, '__name__', 'call')}", daemon=True).start()
+    track_blocking_work(future)
     return future
 
 
@@ -112,14 +116,14 @@ class ForecastSnapshot:
     status: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        part = lambda s: None if s is None else s.to_json()  # noqa: E731
+        part = lambda s: None if s is None else s.to_json()
         return {"ts": self.created_ts, "horizon_h": self.horizon_h, "price": part(self.price),
                 "consumer_price": part(self.consumer_price), "load": part(self.load), "pv": part(self.pv),
                 "status": self.status}
 
 
 class ForecastService:
-    def __init__(self, config: "ConfigStore", history: "HistoryStore | None", clock: Any, data_dir: Path,
+    def __init__(self, config: "ConfigStore", history: "HistoryStore | None", clock: "Clock", data_dir: Path,
                  worker: Worker = run_worker, min_fetch_interval_s: float = MIN_REAL_S_BETWEEN_FETCHES):
         self._config = config
         self._history = history
@@ -171,7 +175,7 @@ class ForecastService:
                 if now >= self._next_price_ts and self._may_fetch():
                     await self._refresh_prices(now)
                 if self._weather is not None and now >= self._next_weather_ts and \
-                        time.monotonic() - self._last_weather_fetch_mono >= self._min_fetch_interval_s:
+                        self._clock.monotonic() - self._last_weather_fetch_mono >= self._min_fetch_interval_s:
                     await self._refresh_weather(now)
                 if now >= self._next_refit_ts and (refit is None or refit.done()):
                     self._next_refit_ts = now + self._cfg().refit_interval_h * 3600.0
@@ -238,13 +242,13 @@ class ForecastService:
         feed = self._feed
         if feed is None or not feed.source.is_network:
             return True
-        return time.monotonic() - self._last_network_fetch_mono >= self._min_fetch_interval_s
+        return self._clock.monotonic() - self._last_network_fetch_mono >= self._min_fetch_interval_s
 
     async def _refresh_prices(self, now: float) -> None:
         feed = self._feed
         assert feed is not None
         if feed.source.is_network:
-            self._last_network_fetch_mono = time.monotonic()
+            self._last_network_fetch_mono = self._clock.monotonic()
         # The source's own timeouts bound the call; this outer bound covers its retries as well.
         limit_s = 4 * self._cfg().http_timeout_s + 30.0
         try:
@@ -259,10 +263,10 @@ class ForecastService:
         feed = self._weather
         assert feed is not None
         if feed.status.consecutive_failures:
-            backoff = min(WEATHER_REFRESH_S, 300.0 * 2 ** (feed.status.consecutive_failures - 1))
+            backoff = backoff_delay(feed.status.consecutive_failures - 1, 300.0, WEATHER_REFRESH_S)
         else:
             backoff = WEATHER_REFRESH_S
-        self._last_weather_fetch_mono = time.monotonic()
+        self._last_weather_fetch_mono = self._clock.monotonic()
         ok = await in_daemon_thread(feed.refresh, now)
         self._next_weather_ts = now + (WEATHER_REFRESH_S if ok else backoff)
         if ok:
@@ -358,7 +362,7 @@ class ForecastService:
             load_status, pv_status = self._load_status, self._pv_status
         if load is None or load.end_ts <= start:
             values = standard_profile_kw(start, int((end - start) // STEP_S), cfg.load_profile, cfg.annual_load_kwh)
-            load = Series(start, STEP_S, values, "kw", "standard_profile", "standard_profile")
+            load = Series(start, STEP_S, tuple(values), "kw", "standard_profile", "standard_profile")
         else:
             load = load.slice(start, end)
         pv = None if pv is None else pv.slice(start, end)
@@ -375,7 +379,4 @@ class ForecastService:
         speed = float(getattr(self._clock, "speed", 1.0)) or 1.0
         real_s = min(MAX_REAL_SLEEP_S, max(MIN_REAL_SLEEP_S, plant_s / speed))
         assert self._wake is not None
-        try:
-            await asyncio.wait_for(self._wake.wait(), real_s)
-        except asyncio.TimeoutError:
-            pass
+        await self._clock.wait(self._wake, real_s)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_atomic
-from .prices import FetchError, http_get, with_retries
+from .prices.http import FetchError, http_get, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,11 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one (a missing or malformed section)."""
+    return value if isinstance(value, dict) else {}
+
+
 def parse_owm_forecast(payload: bytes, source: str = "openweathermap") -> list[WeatherPoint]:
     """Parse `/forecast` JSON (units=metric): {"cod":"200","list":[{"dt": s, "main":{"temp": °C},
     "clouds":{"all": %}, "wind":{"speed": m/s}}, …]}. Entries without time or cloud cover are skipped
@@ -61,13 +66,13 @@ def parse_owm_forecast(payload: bytes, source: str = "openweathermap") -> list[W
             skipped += 1
             continue
         ts = _number(item.get("dt"))
-        clouds = item.get("clouds") if isinstance(item.get("clouds"), dict) else {}
+        clouds = _object(item.get("clouds"))
         cloud = _number(clouds.get("all"))
         if ts is None or cloud is None or not 0 <= cloud <= 100:
             skipped += 1
             continue
-        main = item.get("main") if isinstance(item.get("main"), dict) else {}
-        wind = item.get("wind") if isinstance(item.get("wind"), dict) else {}
+        main = _object(item.get("main"))
+        wind = _object(item.get("wind"))
         temp = _number(main.get("temp"))
         speed = _number(wind.get("speed"))
         points.append(WeatherPoint(ts, cloud, temp if temp is not None and -80 < temp < 70 else None,

@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import time
 from typing import Any, Callable
 
 from ..bus import TelemetryBus
-from ..clock import Clock
+from ..clock import Clock, track_blocking_work
 from ..config import ConfigStore
 from ..state import PlantState
 from .store import HistoryStore
@@ -58,18 +57,18 @@ class HistoryRecorder:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        last_flush = last_prune = time.monotonic()
+        last_flush = last_prune = self.clock.monotonic()
         try:
             while True:
                 cfg = self.config.config.history
-                await asyncio.sleep(cfg.sample_interval_s)
+                await self.clock.sleep(cfg.sample_interval_s)
                 now = self.clock.now()
                 self.pending.append(telemetry_row(self.bus.snapshot(), now, self.setpoint_w()))
-                if time.monotonic() - last_flush >= cfg.flush_interval_s:
-                    last_flush = time.monotonic()
+                if self.clock.monotonic() - last_flush >= cfg.flush_interval_s:
+                    last_flush = self.clock.monotonic()
                     await self.flush()
-                if time.monotonic() - last_prune >= PRUNE_INTERVAL_S:
-                    last_prune = time.monotonic()
+                if self.clock.monotonic() - last_prune >= PRUNE_INTERVAL_S:
+                    last_prune = self.clock.monotonic()
                     await loop.run_in_executor(self._executor, self.store.prune, now, cfg.retention_days)
         finally:
             self._finish_on_stop()
@@ -93,7 +92,7 @@ class HistoryRecorder:
         batch, self.pending = self.pending, []
         future = self._executor.submit(self._write, batch)
         self._in_flight = (batch, future)
-        ok = await asyncio.wrap_future(future)
+        ok = await track_blocking_work(asyncio.wrap_future(future))
         self._in_flight = None
         if not ok:
             # Keep the rows for the next attempt (a full disk may clear), but bounded: memory is small too.

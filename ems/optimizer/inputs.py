@@ -10,17 +10,23 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
+from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 
 from ..config.schema import BessConfig, EmsConfig, GridConnectionConfig
+from ..localtime import site_zone
 from . import tariffs
 
 MAX_STEPS = 31 * 96
 """A month of quarter-hours: the most one solve is allowed to plan (memory and solve-time bound)."""
 
 PER_STEP_FIELDS = ("import_price_eur_per_kwh", "export_price_eur_per_kwh", "load_kw", "pv_kw")
+
+PerStep = Union[Sequence[float], npt.NDArray[np.float64]]
+"""Per-step values as a caller hands them over: a list, a tuple or a numpy array (PlanInputs keeps a tuple)."""
 
 
 class PlanInputError(ValueError):
@@ -42,7 +48,7 @@ def _number(name: str, value: object, lo: float, hi: float) -> float:
     return v
 
 
-def _as_tuple(name: str, values: Sequence[float], n: int) -> tuple[float, ...]:
+def _as_tuple(name: str, values: PerStep, n: int) -> tuple[float, ...]:
     try:
         arr = np.asarray(values, dtype=float).reshape(-1)
     except (TypeError, ValueError) as err:
@@ -66,23 +72,25 @@ class PlanInputs:
     `terminal_soc_value_eur_per_kwh`: what a kWh left stored at the end is worth (None = auto,
     see `terminal_value_eur_per_kwh`). `terminal_soc_min_pct`: a hard floor for the end SoC.
     `demand_charge_eur_per_kw`: real price of the billing period's peak import above `peak_so_far_kw`.
+    `zone`: the site's time zone (`site.timezone`), in which tariff windows and messages are local time.
     """
 
     start_ts: float
     step_s: int
-    import_price_eur_per_kwh: Sequence[float]
-    export_price_eur_per_kwh: Sequence[float]
-    load_kw: Sequence[float]
-    pv_kw: Sequence[float]
+    import_price_eur_per_kwh: PerStep
+    export_price_eur_per_kwh: PerStep
+    load_kw: PerStep
+    pv_kw: PerStep
     soc0_pct: float
     bess: BessConfig = field(default_factory=BessConfig)
     grid: GridConnectionConfig = field(default_factory=GridConnectionConfig)
-    feedin_limit_kw: Optional[Sequence[float]] = None
+    feedin_limit_kw: Optional[PerStep] = None
     terminal_soc_value_eur_per_kwh: Optional[float] = None
     terminal_soc_min_pct: Optional[float] = None
     demand_charge_eur_per_kw: float = 0.0
     peak_so_far_kw: float = 0.0
     no_export_at_negative_prices: bool = False
+    zone: ZoneInfo = field(default_factory=site_zone)
 
     def __post_init__(self) -> None:
         step = self.step_s
@@ -115,6 +123,8 @@ class PlanInputs:
         _number("peak_so_far_kw", self.peak_so_far_kw, 0.0, 1e6)
         for name, msg in self.bess.check():
             raise PlanInputError(f"bess.{name}", msg)
+        if not isinstance(self.zone, ZoneInfo):
+            raise PlanInputError("zone", f"must be a ZoneInfo (got {self.zone!r})")
 
     @property
     def n(self) -> int:
@@ -160,7 +170,7 @@ class PlanInputs:
         return max(0.0, eta_d * (median_price - self.bess.degradation_cost_eur_per_kwh))
 
 
-def resample_mean(series_start_ts: Sequence[float], values: Sequence[float], start_ts: float,
+def resample_mean(series_start_ts: npt.ArrayLike, values: npt.ArrayLike, start_ts: float,
                   step_s: float, n: int, interval_s: Optional[float] = None) -> np.ndarray:
     """Time-weighted mean of a piecewise-constant series over each of `n` plan steps.
 
@@ -223,17 +233,19 @@ def plan_inputs_from_config(cfg: EmsConfig, *, start_ts: float, step_s: int,
 
     `consumer_price_eur_per_kwh` is what the price forecast calls the consumer price (market price
     with supplier surcharges, flat grid fee and VAT); the time-variable grid fee of `grid_tariffs`
-    (local-time windows) is added on top, with VAT. Export earns the market price unless
-    `export_price_eur_per_kwh` says otherwise. Feed-in limit and demand charge come from the config.
+    (windows in the site's local time, `site.timezone`) is added on top, with VAT. Export earns the
+    market price unless `export_price_eur_per_kwh` says otherwise. Feed-in limit and demand charge
+    come from the config.
     """
+    zone = site_zone(cfg.site.timezone)
     n = len(load_kw)
     starts = tariffs.step_starts_s(start_ts, step_s, n)
     consumer = np.asarray(consumer_price_eur_per_kwh, dtype=float)
     if consumer.shape != (n,):
         raise PlanInputError("consumer_price_eur_per_kwh", f"has {consumer.size} values, expected {n}")
-    fee = tariffs.grid_fee_eur_per_kwh(cfg.grid_tariffs, starts) * (1.0 + cfg.forecast.vat_pct / 100.0)
+    fee = tariffs.grid_fee_eur_per_kwh(cfg.grid_tariffs, starts, zone=zone) * (1.0 + cfg.forecast.vat_pct / 100.0)
     export_price = market_price_eur_per_kwh if export_price_eur_per_kwh is None else export_price_eur_per_kwh
-    feedin = tariffs.feedin_limit_kw(cfg.feedin_limitation, cfg.forecast.pv_peak_kwp, starts, pv_kw)
+    feedin = tariffs.feedin_limit_kw(cfg.feedin_limitation, cfg.forecast.pv_peak_kwp, starts, pv_kw, zone=zone)
     return PlanInputs(
         start_ts=start_ts, step_s=step_s,
         import_price_eur_per_kwh=consumer + fee, export_price_eur_per_kwh=export_price,
@@ -244,4 +256,5 @@ def plan_inputs_from_config(cfg: EmsConfig, *, start_ts: float, step_s: int,
         demand_charge_eur_per_kw=tariffs.demand_charge_eur_per_kw(cfg.grid_tariffs),
         peak_so_far_kw=peak_so_far_kw,
         no_export_at_negative_prices=no_export_at_negative_prices,
+        zone=zone,
     )

@@ -26,6 +26,9 @@ solve still show both anywhere (solver ties), binaries for exactly those steps a
 Likewise import and export in the same step are a money pump only where export pays more than import
 costs; those steps get a binary too. Elsewhere both at once cost at least as much as their net, so
 extraction nets them.
+
+One module on purpose, past the usual size: the column layout, the row blocks, the binaries and the
+repair loop are one piece of reasoning (the argument above), and each relies on the others' details.
 """
 from __future__ import annotations
 
@@ -34,7 +37,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Iterable, Optional, Union
+from typing import TYPE_CHECKING, Iterable, Optional, Union
+from zoneinfo import ZoneInfo
 
 import highspy
 import numpy as np
@@ -43,7 +47,9 @@ from .inputs import PlanInputs
 from .plan import (Flows, Plan, PlanStatus, cost_no_battery_eur, plan_cost_eur, plan_steps)
 from .strategies import Strategy, get_strategy
 from .strategies.base import Weights
-from .tariffs import LOCAL_TZ
+
+if TYPE_CHECKING:
+    from highspy._core import _Highs
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +64,10 @@ pays either (it would need (1 − η_c·η_d)·w_u > η_c·η_d·w_d, impossible
 MAX_REPAIR_ROUNDS = 3
 DEFAULT_TIME_LIMIT_S = 10.0
 
+_HighsClass: type[_Highs]
 try:  # the bare core class: no Python callbacks, and no banner printed on stdout at construction
-    from highspy._core import _Highs as _HighsClass
+    from highspy._core import _Highs as _CoreHighs
+    _HighsClass = _CoreHighs
 except ImportError:  # pragma: no cover - other highspy layouts
     _HighsClass = highspy.Highs
 
@@ -311,7 +319,7 @@ def build_model(inputs: PlanInputs, strategy: Strategy, battery_binary_steps: It
     return LpModel(mb.finish(), cols, strategy.name, tuple(battery_steps), tuple(grid_steps))
 
 
-def to_highs(arrays: LpArrays, time_limit_s: float = DEFAULT_TIME_LIMIT_S):
+def to_highs(arrays: LpArrays, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> _Highs:
     """A silent HiGHS instance holding the model, ready to `run()`."""
     h = _HighsClass()
     h.setOptionValue("output_flag", False)
@@ -329,7 +337,7 @@ def to_highs(arrays: LpArrays, time_limit_s: float = DEFAULT_TIME_LIMIT_S):
     return h
 
 
-_STATUS = {
+_STATUS: dict[highspy.HighsModelStatus, PlanStatus] = {
     highspy.HighsModelStatus.kOptimal: "optimal",
     highspy.HighsModelStatus.kInfeasible: "infeasible",
     highspy.HighsModelStatus.kUnboundedOrInfeasible: "infeasible",
@@ -367,8 +375,8 @@ def extract_flows(model: LpModel, x: np.ndarray) -> Flows:
                  take(cols.curtail))
 
 
-def _local(ts: float) -> str:
-    return datetime.fromtimestamp(ts, LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
+def _local(ts: float, zone: ZoneInfo) -> str:
+    return datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M")
 
 
 def diagnose_infeasible(inputs: PlanInputs) -> str:
@@ -400,13 +408,14 @@ def diagnose_infeasible(inputs: PlanInputs) -> str:
         if len(short):
             k = int(recovering[short[0]])
             return (f"SoC {inputs.soc0_pct:g} % is below min_soc_pct {b.min_soc_pct:g} %: recovering it "
-                    f"needs {b.max_charge_power_kw:g} kW of charging at {_local(starts[k])}, but with "
+                    f"needs {b.max_charge_power_kw:g} kW of charging at {_local(starts[k], inputs.zone)}, but with "
                     f"load {load[k]:.2f} kW and PV {pv[k]:.2f} kW the grid import limit "
                     f"{inputs.max_import_kw:g} kW does not allow it")
     over = load - pv - b.max_discharge_power_kw - inputs.max_import_kw
     if np.any(over > 1e-9):
         k = int(np.argmax(over > 1e-9))
-        return (f"at {_local(starts[k])} the load {load[k]:.2f} kW exceeds PV {pv[k]:.2f} kW + grid import "
+        when = _local(starts[k], inputs.zone)
+        return (f"at {when} the load {load[k]:.2f} kW exceeds PV {pv[k]:.2f} kW + grid import "
                 f"limit {inputs.max_import_kw:g} kW + battery discharge {b.max_discharge_power_kw:g} kW")
     return ("no schedule satisfies all limits together (grid import limit, SoC window, BMS power limits, "
             "terminal SoC); check the forecasts against the grid_connection and bess settings")
@@ -448,7 +457,7 @@ def _solve_without_simultaneous_flows(inputs: PlanInputs, strategy: Strategy, we
         if result.status == "time_limit":
             raise _SolveFailed("time_limit", f"no optimal plan within the time limit of {time_limit_s:g} s "
                                              f"(HiGHS: {result.model_status})")
-        if result.status != "optimal":
+        if result.status != "optimal" or result.x is None:  # an optimal result always has x
             raise _SolveFailed("error", f"HiGHS: {result.model_status}")
         t0 = time.perf_counter()
         flows = extract_flows(model, result.x)

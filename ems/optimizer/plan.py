@@ -14,6 +14,7 @@ from typing import Any, Literal, Optional
 
 import numpy as np
 
+from ..battery_energy import battery_step
 from .inputs import PlanInputs
 
 log = logging.getLogger(__name__)
@@ -214,17 +215,17 @@ def greedy_self_consumption_flows(inputs: PlanInputs) -> Flows:
     c, d, s, imp, exp_, cur = (np.zeros(n) for _ in range(6))
     for k in range(n):
         net = inputs.load_kw[k] - inputs.pv_kw[k]
+        ac_kw, energy = battery_step(energy, net, dt, min_energy=e_min, max_energy=e_max,
+                                     max_charge=b.max_charge_power_kw, max_discharge=b.max_discharge_power_kw,
+                                     charge_efficiency=b.charge_efficiency,
+                                     discharge_efficiency=b.discharge_efficiency)
         if net < 0:
-            room_kw = max(0.0, e_max - energy) / (b.charge_efficiency * dt)
-            c[k] = min(-net, b.max_charge_power_kw, room_kw)
-            energy += b.charge_efficiency * c[k] * dt
+            c[k] = -ac_kw
             surplus = -net - c[k]
             exp_[k] = 0.0 if pe[k] < 0 else min(surplus, cap[k])
             cur[k] = surplus - exp_[k]
         else:
-            avail_kw = max(0.0, energy - e_min) * b.discharge_efficiency / dt
-            d[k] = min(net, b.max_discharge_power_kw, avail_kw)
-            energy -= d[k] * dt / b.discharge_efficiency
+            d[k] = ac_kw
             imp[k] = net - d[k]
         s[k] = energy
     return Flows(c, d, s, imp, exp_, cur)

@@ -1,7 +1,7 @@
 """Receding-horizon planning: re-plan every `strategy.replan_interval_min`, on new forecasts, on a strategy
 change and when the SoC drifts from the plan; solve off the event loop; never leave the plant without a plan.
 
-The planner only proposes: the real-time layer (`ems.dispatch`) turns the current step into a request and
+The planner only proposes: the real-time layer (`ems.optimizer.realtime`) turns the current step into a request and
 the safety loop decides. A failed or infeasible solve becomes the self-consumption fallback plan plus a
 notification; every run is recorded in the history for analytics.
 """
@@ -16,12 +16,12 @@ from typing import Any
 from ..bus import TelemetryBus
 from ..clock import Clock
 from ..config import ConfigStore
-from ..dispatch import Intent
 from ..forecast.service import ForecastService, ForecastSnapshot
 from ..history import HistoryStore
 from ..notifications import Notifications
 from . import (Plan, PlanInputError, PlanInputs, choose_strategy, fallback_self_consumption_plan,
                         leading_finite_steps, optimize, plan_inputs_from_config, resample_mean)
+from .strategies import STRATEGIES, Intent
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class Planner:
         self.last_error: str | None = None
         self.runs = 0
         self._wake = asyncio.Event()
-        self._started_mono = time.monotonic()
+        self._started_mono = clock.monotonic()
         config.subscribe("strategy", lambda _cfg: self.replan_soon())
         for section in ("bess", "grid_connection", "feedin_limitation", "grid_tariffs"):
             config.subscribe(section, lambda _cfg: self.replan_soon())
@@ -107,18 +107,15 @@ class Planner:
         step = plan.step_at(self.clock.now())
         if step is None:
             return Intent(None, None)
-        peak_w = max(s.grid_power_w for s in plan.steps) if plan.strategy == "peak_shaving" else None
-        return Intent(plan.strategy, step, peak_import_w=peak_w)
+        strategy = STRATEGIES.get(plan.strategy)  # it takes what its real-time rule needs of the plan
+        return strategy.intent(plan, step) if strategy is not None else Intent(plan.strategy, step)
 
     async def run(self) -> None:
         while True:
             reason = self._due()
             if reason:
                 await self.replan(reason)
-            try:
-                await asyncio.wait_for(self._wake.wait(), CHECK_INTERVAL_S)
-            except asyncio.TimeoutError:
-                pass
+            await self.clock.wait(self._wake, CHECK_INTERVAL_S)
 
     def _due(self) -> str | None:
         if self._wake.is_set():
@@ -155,7 +152,7 @@ class Planner:
             inputs = build_inputs(cfg, snapshot, now, float(soc))
         except PlanInputError as exc:
             # Right after start the forecasts are still being built: that is not worth a notification.
-            self._fail(f"cannot plan: {exc}", notify=time.monotonic() - self._started_mono > STARTUP_GRACE_S)
+            self._fail(f"cannot plan: {exc}", notify=self.clock.monotonic() - self._started_mono > STARTUP_GRACE_S)
             return None
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
@@ -186,9 +183,3 @@ class Planner:
         if notify and message != self.last_error:
             self.notifications.add("warning", "optimizer", message)
         self.last_error = message
-
-    def to_json(self) -> dict[str, Any]:
-        record = self.record
-        return {"plan": record.plan.to_json() if record else None,
-                "planned_at": record.planned_at if record else None,
-                "runs": self.runs, "last_error": self.last_error}

@@ -1,24 +1,29 @@
 """Grid fees and feed-in limits per plan step, from the `grid_tariffs` and `feedin_limitation` config.
 
 Pure: step start times (epoch seconds) are passed in; every time rule is read in the site's local time
-(Europe/Vienna), because DSOs publish windows as wall-clock times ("17:00–19:00 in winter") and a
-window must stay at 17:00 across a DST change. A step belongs to the window that contains its start.
+(the `zone` argument: `site.timezone`, see `ems.localtime`; the default zone, Europe/Vienna, where none is
+given), because DSOs publish windows as wall-clock times ("17:00–19:00 in winter") and a window must
+stay at 17:00 across a DST change. A step belongs to the window that contains its start.
 """
 from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from ..config.schema import FeedinLimitationConfig, FeedinRule, GridTariffsConfig, HighLoadWindow
+from ..localtime import hhmm_to_minutes, in_daily_window, site_zone  # noqa: F401 (hhmm_to_minutes: re-exported)
 
 log = logging.getLogger(__name__)
 
-LOCAL_TZ = ZoneInfo("Europe/Vienna")
-MINUTES_PER_DAY = 24 * 60
+Instants = Union[Sequence[float], np.ndarray]
+"""Step start times, epoch s (`step_starts_s` gives an array)."""
+
+LOCAL_TZ = site_zone()
+"""The default site zone, for importers that know no config (backtests, benches); planning passes its zone."""
 
 # Network levels whose power price is billed on the highest quarter-hour of the month (E-Control
 # SNE-VO). On NE7 (households) the power price is a flat charge the battery cannot lower.
@@ -30,30 +35,12 @@ def step_starts_s(start_ts: float, step_s: float, n: int) -> np.ndarray:
     return float(start_ts) + float(step_s) * np.arange(int(n), dtype=float)
 
 
-def hhmm_to_minutes(text: str) -> int:
-    """'17:30' → 1050; '24:00' → 1440 (end of day)."""
-    hours, minutes = text.split(":")
-    return int(hours) * 60 + int(minutes)
-
-
-def in_daily_window(minute_of_day: int, start: str, end: str) -> bool:
-    """Whether a local minute of the day lies in [start, end); start > end wraps past midnight.
-
-    start == end is an empty window (write 00:00–24:00 for the whole day).
-    """
-    lo, hi = hhmm_to_minutes(start), hhmm_to_minutes(end)
-    if lo < hi:
-        return lo <= minute_of_day < hi
-    if lo > hi:
-        return minute_of_day >= lo or minute_of_day < hi
-    return False
-
-
-def _local_month_and_minute(starts_s: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _local_month_and_minute(starts_s: Instants, zone: Optional[ZoneInfo]) -> tuple[np.ndarray, np.ndarray]:
+    zone = zone or site_zone()
     months = np.empty(len(starts_s), dtype=np.int64)
     minutes = np.empty(len(starts_s), dtype=np.int64)
     for k, ts in enumerate(starts_s):
-        local = datetime.fromtimestamp(float(ts), LOCAL_TZ)
+        local = datetime.fromtimestamp(float(ts), zone)
         months[k] = local.month
         minutes[k] = local.hour * 60 + local.minute
     return months, minutes
@@ -65,8 +52,9 @@ def _window_applies(window: HighLoadWindow, month: int, minute: int) -> bool:
     return in_daily_window(minute, window.start, window.end)
 
 
-def grid_fee_eur_per_kwh(cfg: GridTariffsConfig, starts_s: Sequence[float]) -> np.ndarray:
-    """Grid energy fee per step: base tariff × the multiplier of the high-load window in force.
+def grid_fee_eur_per_kwh(cfg: GridTariffsConfig, starts_s: Instants, *,
+                         zone: Optional[ZoneInfo] = None) -> np.ndarray:
+    """Grid energy fee per step: base tariff × the multiplier of the high-load window in force (in `zone`).
 
     Disabled tariffs cost 0 (the energy price then carries everything the user configured). Where
     windows overlap, the highest multiplier applies: a DSO that lists two windows bills the dearer.
@@ -77,7 +65,7 @@ def grid_fee_eur_per_kwh(cfg: GridTariffsConfig, starts_s: Sequence[float]) -> n
     fee = np.full(n, float(cfg.base_tariff_eur_per_kwh))
     if not cfg.high_load_windows:
         return fee
-    months, minutes = _local_month_and_minute(starts_s)
+    months, minutes = _local_month_and_minute(starts_s, zone)
     for k in range(n):
         multipliers = [w.multiplier for w in cfg.high_load_windows
                        if _window_applies(w, int(months[k]), int(minutes[k]))]
@@ -115,11 +103,12 @@ def feedin_reference_kw(pv_peak_kwp: float, pv_forecast_kw: Optional[Sequence[fl
     return 0.0
 
 
-def feedin_limit_kw(cfg: FeedinLimitationConfig, pv_peak_kwp: float, starts_s: Sequence[float],
-                    pv_forecast_kw: Optional[Sequence[float]] = None) -> Optional[np.ndarray]:
+def feedin_limit_kw(cfg: FeedinLimitationConfig, pv_peak_kwp: float, starts_s: Instants,
+                    pv_forecast_kw: Optional[Sequence[float]] = None, *,
+                    zone: Optional[ZoneInfo] = None) -> Optional[np.ndarray]:
     """Maximum export per step in kW, or None when feed-in limitation is off.
 
-    `fixed`: fixed_limit_pct of the PV peak at all times. `dynamic`: the time rules (local time);
+    `fixed`: fixed_limit_pct of the PV peak at all times. `dynamic`: the time rules (local time in `zone`);
     outside every rule fixed_limit_pct applies, so a gap in the rules never means "unlimited".
     """
     if not cfg.enabled or cfg.mode == "off":
@@ -128,6 +117,6 @@ def feedin_limit_kw(cfg: FeedinLimitationConfig, pv_peak_kwp: float, starts_s: S
     n = len(starts_s)
     if cfg.mode == "fixed" or not cfg.dynamic_rules:
         return np.full(n, reference_kw * cfg.fixed_limit_pct / 100.0)
-    _, minutes = _local_month_and_minute(starts_s)
+    _, minutes = _local_month_and_minute(starts_s, zone)
     pct = np.array([_rule_pct(cfg.dynamic_rules, int(m), cfg.fixed_limit_pct) for m in minutes])
     return reference_kw * pct / 100.0

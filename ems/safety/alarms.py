@@ -5,7 +5,8 @@ shutdown. An alarm entry is either a text, or something that carries its own sev
 `severity` and `text`, or an object with those attributes, e.g. a profile's `AlarmDef`). Texts are
 looked up in `KNOWN_ALARM_SEVERITY`, built from `STANDARD_ALARMS` — the plant-level alarm
 vocabulary a source without severities of its own reports (the built-in simulator's BMS uses these
-bits and texts; the faults that open its contactors are `shutdown`); an unknown text is a `warning` (notified, not a stop). An entry that
+bits and texts; the faults that open its contactors are `shutdown`); an unknown text is a
+`warning` (notified, not a stop). An entry that
 declares a severity this module does not know is taken as `critical`: a garbled declaration must
 not pass as harmless.
 """
@@ -40,8 +41,9 @@ def alarm_severity(alarm: Any) -> Severity:
     if isinstance(alarm, str):
         return KNOWN_ALARM_SEVERITY.get(alarm, "warning")
     declared = alarm.get("severity") if isinstance(alarm, Mapping) else getattr(alarm, "severity", None)
-    if declared in SEVERITY_RANK:
-        return declared  # type: ignore[return-value]
+    for severity in ("info", "warning", "critical", "shutdown"):
+        if declared == severity:
+            return severity
     return "critical"
 
 

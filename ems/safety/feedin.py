@@ -1,9 +1,10 @@
 """Feed-in limitation: how much the site may export at the grid point right now.
 
-Pure: the local minute of the day is passed in (the caller converts with Europe/Vienna, because DSOs
-publish windows as wall-clock times). Modes: `off` (or `enabled: false`) → no limitation; `fixed` →
-`fixed_limit_pct` at all times; `dynamic` → the time rules. Where rules overlap the most restrictive
-one applies, and outside every rule `fixed_limit_pct` applies: a gap in the rules never means
+Pure: the local minute of the day is passed in (the caller converts with the site's time zone, see
+`ems.localtime`, whose HH:MM helpers these are, because DSOs publish windows as wall-clock times).
+Modes: `off` (or `enabled: false`) → no limitation; `fixed` → `fixed_limit_pct` at all times;
+`dynamic` → the time rules. Where rules overlap the most restrictive one applies, and outside every
+rule `fixed_limit_pct` applies: a gap in the rules never means
 "unlimited" (the optimizer's `feedin_limit_kw` reads the rules the same way, so plan and clamp agree).
 A percentage refers to the PV peak power with `pv_integration_enabled`, otherwise to the grid
 connection's feed-in rating.
@@ -15,41 +16,10 @@ from datetime import time
 from typing import Sequence
 
 from ..config.schema import FeedinLimitationConfig, FeedinRule
+from ..localtime import MINUTES_PER_DAY, hhmm_to_minutes, in_daily_window, to_minutes_of_day
 
-MINUTES_PER_DAY = 24 * 60
-
-
-def hhmm_to_minutes(text: str) -> int:
-    """'17:30' → 1050; '24:00' → 1440 (the end of the day). ValueError names the bad text."""
-    hours, sep, minutes = str(text).partition(":")
-    if not sep or not hours.isdigit() or not minutes.isdigit() or len(minutes) != 2:
-        raise ValueError(f"time {text!r} is not HH:MM")
-    value = int(hours) * 60 + int(minutes)
-    if int(minutes) > 59 or value > MINUTES_PER_DAY:
-        raise ValueError(f"time {text!r} is not between 00:00 and 24:00")
-    return value
-
-
-def to_minutes_of_day(local_time: time | float) -> float:
-    """A local wall-clock time as minutes since midnight (seconds count as fractions of a minute).
-
-    Anything unreadable is NaN: "time unknown", which the dynamic rules read restrictively.
-    """
-    if isinstance(local_time, time):
-        return local_time.hour * 60 + local_time.minute + (local_time.second + local_time.microsecond / 1e6) / 60
-    if isinstance(local_time, bool) or not isinstance(local_time, (int, float)):
-        return math.nan
-    return float(local_time)
-
-
-def in_daily_window(minute: float, start: str, end: str) -> bool:
-    """Whether `minute` lies in [start, end); start > end wraps past midnight; start == end is empty."""
-    lo, hi = hhmm_to_minutes(start), hhmm_to_minutes(end)
-    if lo < hi:
-        return lo <= minute < hi
-    if lo > hi:
-        return minute >= lo or minute < hi
-    return False
+__all__ = ["MINUTES_PER_DAY", "export_limit_w", "feedin_limit_pct", "hhmm_to_minutes", "in_daily_window",
+           "to_minutes_of_day"]
 
 
 def _pct(value: float) -> float:

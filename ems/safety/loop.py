@@ -13,23 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from dataclasses import replace
-from datetime import datetime
 from typing import Callable, Protocol, Sequence
-from zoneinfo import ZoneInfo
 
 from ..bus import TelemetryBus
 from ..clock import Clock
 from ..config import ConfigStore
+from ..localtime import minute_of_day, site_zone
 from ..notifications import Notifications
 from ..state import Measurement, PlantState
+from .reasons import Reason, ReasonCode, limited_category
 from .rules import DecisionInputs, PowerControlDecision, decide
 
 log = logging.getLogger(__name__)
 
-LOCAL_TZ = ZoneInfo("Europe/Vienna")
 WRITE_ATTEMPTS = 3
 WRITE_TIMEOUT_S = 2.0
 UTILISATION_HYSTERESIS_PCT = 5.0
@@ -52,7 +50,7 @@ def _percentiles(samples: Sequence[float]) -> dict[str, float | None]:
     data = sorted(samples)
     if not data:
         return {"p50": None, "p99": None, "max": None}
-    pick = lambda p: round(data[min(len(data) - 1, int(p * len(data)))], 3)  # noqa: E731
+    pick = lambda p: round(data[min(len(data) - 1, int(p * len(data)))], 3)
     return {"p50": pick(0.5), "p99": pick(0.99), "max": round(data[-1], 3)}
 
 
@@ -96,18 +94,15 @@ class SafetyLoop:
         try:
             while True:
                 period_s = self.config.config.power_control.safety_period_s
-                start = time.monotonic()
+                start = self.clock.monotonic()
                 if last_start is not None and not self._wake.is_set():
                     self.period_jitter_ms.append(abs(start - last_start - period_s) * 1000.0)
                 self._wake.clear()
                 last_start = start
                 await self.cycle()
-                self.cycle_ms.append((time.monotonic() - start) * 1000.0)
-                try:
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, start + period_s - time.monotonic()))
+                self.cycle_ms.append((self.clock.monotonic() - start) * 1000.0)
+                if await self.clock.wait(self._wake, start + period_s - self.clock.monotonic()):
                     last_start = None  # an early cycle: its period is not a jitter sample
-                except asyncio.TimeoutError:
-                    pass
         finally:
             if self.config.config.power_control.auto_write:
                 await self._enter_safe_state("safety loop stopped")
@@ -115,27 +110,29 @@ class SafetyLoop:
     async def cycle(self) -> PowerControlDecision:
         cfg = self.config.config
         pc = cfg.power_control
-        started = time.monotonic()
+        started = self.clock.monotonic()
         now = self.clock.now()
         state = self.bus.snapshot()
         try:
             requested_w = float(self.dispatcher(state, now))
-            planner_note = None
+            planner_note: Reason | None = None
         except Exception:
             log.exception("the real-time layer failed; the safety loop goes on with a 0 W request")
-            requested_w, planner_note = 0.0, "real-time layer failed: 0 W requested"
+            requested_w = 0.0
+            planner_note = Reason(ReasonCode.REALTIME_FAILED, "real-time layer failed: 0 W requested")
         try:
-            local = datetime.fromtimestamp(now, LOCAL_TZ)
+            local_minute = minute_of_day(now, site_zone(cfg.site.timezone))
             # Configured timeouts are real seconds; readings age in plant time, which may run faster.
             pc_plant = replace(pc, stale_timeout_s=pc.stale_timeout_s * self.clock.speed)
             decision = decide(DecisionInputs(
-                state=state, requested_w=requested_w, now=now, local_time=local.hour * 60 + local.minute,
+                state=state, requested_w=requested_w, now=now, local_time=local_minute,
                 bess=cfg.bess, power_control=pc_plant, grid=cfg.grid_connection, feedin=cfg.feedin_limitation,
                 pv_peak_kw=self.pv_peak_kw(), offline_devices=tuple(self.offline_devices())))
         except Exception:
             log.exception("safety decision failed; entering the safe state")
-            decision = PowerControlDecision(0.0, requested_w, "safety", ("internal error in the decision",), 0.0)
-        if planner_note:
+            internal_error = Reason(ReasonCode.INTERNAL_ERROR, "internal error in the decision")
+            decision = PowerControlDecision(0.0, requested_w, "safety", (internal_error,), 0.0)
+        if planner_note is not None:
             decision = _with_reason(decision, planner_note)
 
         write_ok = True
@@ -148,7 +145,8 @@ class SafetyLoop:
             if not write_ok:
                 decision = _with_reason(replace(decision, setpoint_w=0.0, limit_w=0.0, charge_limit_w=0.0,
                                                 state="shutdown" if decision.remote_shutdown_requested else "safety"),
-                                        f"PCS write failed {WRITE_ATTEMPTS} times")
+                                        Reason(ReasonCode.PCS_WRITE_FAILED, f"PCS write failed {WRITE_ATTEMPTS} times",
+                                               {"attempts": WRITE_ATTEMPTS}))
         try:
             self._publish(decision, now)
             self._notify_changes(decision, state, now)
@@ -157,10 +155,10 @@ class SafetyLoop:
         self.last_decision = decision
         self.cycles += 1
 
-        inputs_fresh = not any(r.startswith(("no fresh value", "device offline", "internal error"))
-                               for r in decision.reasons)
-        in_budget = time.monotonic() - started < pc.safety_period_s
-        self.healthy = write_ok and inputs_fresh and in_budget and planner_note is None
+        # Unknown inputs, an internal error, a failed real-time layer or PCS write: no watchdog petting.
+        blocked = any(code.blocks_health for code in decision.codes)
+        in_budget = self.clock.monotonic() - started < pc.safety_period_s
+        self.healthy = write_ok and not blocked and in_budget
         if self.healthy:
             self.pet_watchdogs()
         return decision
@@ -188,6 +186,12 @@ class SafetyLoop:
         await self._enter_safe_state("PCS write failed")
         return False
 
+    async def retire_sink(self, why: str) -> None:
+        """Before the device list changes, while the old PCS's link is still up: its safe state, written
+        here because the safety loop is the only writer. The runtime then hands it the new sink."""
+        self._last_written = None
+        await self._enter_safe_state(why)
+
     async def _enter_safe_state(self, why: str) -> None:
         try:
             await asyncio.wait_for(asyncio.shield(self.sink.safe_state()), WRITE_TIMEOUT_S)
@@ -198,7 +202,7 @@ class SafetyLoop:
     # -- telling others -----------------------------------------------------------------------------
     def _publish(self, d: PowerControlDecision, now: float) -> None:
         max_age_s = 3 * self.config.config.power_control.safety_period_s * self.clock.speed
-        reason = "; ".join(d.reasons) if d.reasons else None
+        reason = "; ".join(d.messages) if d.reasons else None
         self.bus.publish({
             "control.remote_shutdown_requested": Measurement(d.remote_shutdown_requested, now, "ems", max_age_s),
             "control.active_power_limit_w": Measurement(d.limit_w, now, "ems", max_age_s),
@@ -209,8 +213,8 @@ class SafetyLoop:
     def _notify_changes(self, d: PowerControlDecision, state: PlantState, now: float) -> None:
         previous = self.last_decision
         if previous is None or previous.state != d.state:
-            detail = ", ".join(d.reasons) or "all inputs fresh, no limit active"
-            waiting = all(r.startswith(("no fresh value", "device offline")) for r in d.reasons)
+            detail = ", ".join(d.messages) or "all inputs fresh, no limit active"
+            waiting = all(code.awaiting_input for code in d.codes)
             if previous is None and d.state == "safety" and waiting:
                 # The first cycle after start: devices are still connecting. Safe, expected, not an alarm.
                 self.notifications.add("info", "safety", f"starting in the safe state until every input is fresh "
@@ -220,8 +224,7 @@ class SafetyLoop:
             elif d.state == "safety":
                 self.notifications.add("error", "safety", f"safe state: {detail}")
             elif d.state == "limited":
-                category = "dso" if any(r.startswith("DSO limit") for r in d.reasons) else \
-                    "feedin" if any(r.startswith("feed-in") for r in d.reasons) else "safety"
+                category = limited_category(d.reasons)
                 self.notifications.add("warning", category, f"power limited: {detail}")
             elif previous is not None:
                 self.notifications.add("info", "safety", "power control back to normal")
@@ -238,12 +241,12 @@ class SafetyLoop:
 
     def to_json(self) -> dict[str, object]:
         d = self.last_decision
-        body: dict[str, object] = d.to_json() if d is not None else {"state": None, "mode": None, "reasons": []}
+        body: dict[str, object] = d.to_json() if d is not None else {"state": None, "reasons": [], "reason_codes": []}
         body.update({"healthy": self.healthy, "cycles": self.cycles, "write_failures": self.write_failures,
                      "auto_write": self.config.config.power_control.auto_write,
                      "cycle_ms": _percentiles(self.cycle_ms), "period_jitter_ms": _percentiles(self.period_jitter_ms)})
         return body
 
 
-def _with_reason(d: PowerControlDecision, reason: str) -> PowerControlDecision:
+def _with_reason(d: PowerControlDecision, reason: Reason) -> PowerControlDecision:
     return replace(d, reasons=(*d.reasons, reason))

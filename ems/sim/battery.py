@@ -10,6 +10,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 
+from ..battery_energy import battery_step
 from ..safety.alarms import STANDARD_ALARMS
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class BatteryModel:
     soh_pct: float = 100.0
     nominal_voltage_v: float = 400.0
     ambient_temperature_c: float = 25.0
-    temperature_c: float | None = None  # None = start at ambient
+    temperature_c: float = math.nan  # NaN (or None) = start at ambient
     thermal_time_constant_s: float = 3600.0
     # Fraction of power lost as cell I²R heat at a 1C rate; sets the internal resistance.
     cell_loss_fraction_at_1c: float = 0.02
@@ -116,7 +117,7 @@ class BatteryModel:
         if not (0 < self.charge_efficiency <= 1 and 0 < self.discharge_efficiency <= 1):
             raise ValueError("efficiencies must be in (0, 1]")
         self.soc_pct = min(100.0, max(0.0, float(self.soc_pct)))
-        if self.temperature_c is None:
+        if self.temperature_c is None or math.isnan(self.temperature_c):
             self.temperature_c = float(self.ambient_temperature_c)
         self.voltage_v = self.open_circuit_voltage_v
         self._update_status()
@@ -188,17 +189,13 @@ class BatteryModel:
         p = float(requested_power_w)
         if not math.isfinite(p):
             p = 0.0
-        if p > 0:
-            p = min(p, self.max_discharge_power_w)
-            if dt_s > 0:
-                p = min(p, self.stored_energy_kwh * _J_PER_KWH * self.discharge_efficiency / dt_s)
-        elif p < 0:
-            p = -min(-p, self.max_charge_power_w)
-            if dt_s > 0:
-                headroom_kwh = self.capacity_kwh - self.stored_energy_kwh
-                p = -min(-p, max(0.0, headroom_kwh) * _J_PER_KWH / self.charge_efficiency / dt_s)
-        if dt_s == 0:
-            p = 0.0
+        # The energy step in J, W and s: the request comes back unchanged unless a limit cuts it.
+        stored_j = self.stored_energy_kwh * _J_PER_KWH
+        capacity_j = self.capacity_kwh * _J_PER_KWH
+        p, new_j = battery_step(stored_j, p, dt_s, min_energy=0.0, max_energy=capacity_j,
+                                max_charge=self.max_charge_power_w, max_discharge=self.max_discharge_power_w,
+                                charge_efficiency=self.charge_efficiency,
+                                discharge_efficiency=self.discharge_efficiency)
 
         ac_kwh = abs(p) * dt_s / _J_PER_KWH
         if p > 0:
@@ -211,9 +208,8 @@ class BatteryModel:
             self.losses_kwh += ac_kwh - stored_delta_kwh
         else:
             stored_delta_kwh = 0.0
-        if stored_delta_kwh:
-            new_soc = self.soc_pct + stored_delta_kwh / self.capacity_kwh * 100.0
-            self.soc_pct = min(100.0, max(0.0, new_soc))
+        if new_j != stored_j:
+            self.soc_pct = min(100.0, max(0.0, new_j / capacity_j * 100.0))
 
         # DC power into the cells (> 0 charging) -> current via OCV, then terminal voltage with IR.
         dc_w = stored_delta_kwh * _J_PER_KWH / dt_s if dt_s > 0 else 0.0

@@ -90,8 +90,8 @@ def cmd_sim_device(args: argparse.Namespace) -> int:
             cfg = load_config(Path(args.config))
         except ConfigError as err:
             print(f"{args.config}: {len(err.problems)} error(s)", file=sys.stderr)
-            for problem in err.problems:
-                print(str(problem), file=sys.stderr)
+            for config_problem in err.problems:
+                print(str(config_problem), file=sys.stderr)
             return EXIT_USAGE
     try:
         tcp = _parse_tcp(args.tcp) if args.tcp else None

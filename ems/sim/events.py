@@ -60,10 +60,13 @@ def apply_event(event: SimEvent, plant: PlantSimulator, servers: Mapping[str, An
     elif event.type == "dso_normal":
         plant.dso.set_state("normal")
     elif event.type == "device_offline":
+        assert event.device is not None, "parse_event gives device events a device"
         servers[event.device].go_silent()
     elif event.type == "device_online":
+        assert event.device is not None, "parse_event gives device events a device"
         servers[event.device].heal()
     elif event.type in ("alarm", "clear_alarm"):
+        assert event.alarm is not None, "parse_event gives alarm events an alarm"
         bit = 1 << ALARM_NAMES[event.alarm]
         battery = plant.battery
         battery.forced_alarm_bits = battery.forced_alarm_bits | bit if event.type == "alarm" \

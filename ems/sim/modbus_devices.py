@@ -16,6 +16,10 @@ So the EMS is tested, benchmarked and demonstrated through real Modbus frames wi
 Built on pymodbus 3.16's `SimDevice` with an `action` hook, not on the datastore classes that pymodbus
 deprecates for v4 (`ModbusServerContext`, `ModbusSequentialDataBlock`); pin `pymodbus>=3.16,<4`.
 Addresses a profile does not define answer "illegal data address", as most real devices do.
+
+One module on purpose: the register image, the write hooks, fault injection and the server lifecycle are
+one device's behaviour, and splitting them would only pass the same device state between files. The plant
+between the devices (`plant_link`) and RTU wire time (`rtu_timing`) live beside it.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence, TypedDict
 
 from pymodbus.constants import ExcCodes
 from pymodbus.pdu import ModbusPDU
@@ -193,6 +197,13 @@ class WriteRecord:
     ts: float
 
 
+class _ServerHooks(TypedDict):
+    """The pymodbus server keywords both listener types get."""
+
+    trace_packet: Callable[[bool, bytes], bytes]
+    trace_pdu: Callable[[bool, ModbusPDU], ModbusPDU]
+
+
 # --- the device ------------------------------------------------------------------------------------------
 
 class DeviceServer:
@@ -261,6 +272,7 @@ class DeviceServer:
                 return None
             return [image[a] for a in range(address, address + count)]
 
+        assert marker.sunspec is not None, "only called for a SunSpec profile"
         return sunspec.discovered_profile(marker, sunspec.discover(read, marker.sunspec.base_addresses))
 
     def _init_controls(self) -> None:
@@ -388,6 +400,7 @@ class DeviceServer:
 
     def _apply_controls(self) -> None:
         c = self.profile.controls
+        assert c is not None, "only called when controls_plant"
         regs = self.profile.registers
         link = self.plant
         if c.remote_enable:
@@ -493,8 +506,9 @@ class DeviceServer:
             return ExcCodes.ILLEGAL_FUNCTION
         writing = set_values is not None
         if not writing and function in (5, 6):
-            return self._fill(table, start, address, 1, registers)  # pymodbus re-reads a single write
-        n = len(set_values) if writing else count
+            self._fill(table, start, address, 1, registers)  # pymodbus re-reads a single write
+            return None
+        n = len(set_values) if set_values is not None else count
         if table in _BIT_TABLES and not writing:
             last = self._last_request
             n = last[2] if last and last[0] == function and last[1] == address else 16 * count
@@ -505,9 +519,10 @@ class DeviceServer:
             await self._line_time(function, n, exception=True)
             return ExcCodes.ILLEGAL_ADDRESS
         await self._line_time(function, n)
-        if not writing:
+        if set_values is None:
             self._refresh()
-            return self._fill(table, start, address, n, registers)
+            self._fill(table, start, address, n, registers)
+            return None
         return self._write(function, table, address, [int(v) for v in set_values])
 
     def _fill(self, table: str, start: int, address: int, n: int, registers: list[int]) -> None:
@@ -550,7 +565,7 @@ class DeviceServer:
         return None
 
     def _sim_device(self) -> SimDevice:
-        blocks = []
+        blocks: list[list[SimData]] = []
         for table in ("c", "d", "h", "i"):
             addresses = sorted(self._image[table])
             runs: list[tuple[int, int]] = []
@@ -565,7 +580,8 @@ class DeviceServer:
             else:
                 data = [SimData(a, count=n, values=0, datatype=DataType.REGISTERS) for a, n in runs]
                 blocks.append(data or [SimData(0, datatype=DataType.INVALID)])
-        return SimDevice(self.unit_id, simdata=tuple(blocks), action=self._action)
+        coils, discrete_inputs, holding, inputs = blocks
+        return SimDevice(self.unit_id, simdata=(coils, discrete_inputs, holding, inputs), action=self._action)
 
     # --- lifetime ----------------------------------------------------------------------------------------
 
@@ -573,11 +589,13 @@ class DeviceServer:
         """Listen (TCP) or open the serial port (RTU); again after `stop()` on the same port."""
         if self._server is not None:
             return
-        hooks = dict(trace_packet=self._trace_packet, trace_pdu=self._trace_pdu)
+        hooks = _ServerHooks(trace_packet=self._trace_packet, trace_pdu=self._trace_pdu)
+        server: ModbusTcpServer | ModbusSerialServer
         if self.tcp is not None:
             server = ModbusTcpServer(self._sim_device(), address=(self.tcp[0], self.port or 0), **hooks)
         else:
             line = self.rtu
+            assert line is not None, "exactly one of tcp and rtu (checked in __init__)"
             server = ModbusSerialServer(self._sim_device(), port=line.port, baudrate=line.baudrate,
                                         parity=line.parity, stopbits=line.stopbits, **hooks)
         try:
@@ -587,7 +605,10 @@ class DeviceServer:
                 await server.shutdown()
             raise OSError(f"simulated {self.profile.key} cannot listen on {self.where}: {exc}") from None
         if self.tcp is not None:
-            self.port = server.transport.sockets[0].getsockname()[1]
+            # pymodbus declares `transport` a BaseTransport; a TCP listener's is the asyncio.Server it created
+            listener = server.transport
+            assert isinstance(listener, asyncio.Server)
+            self.port = listener.sockets[0].getsockname()[1]
         self._server = server
         log.info("simulated %s (%s) serving on %s, unit %d", self.profile.key, self.profile.meta.kind,
                  self.where, self.unit_id)
@@ -603,7 +624,9 @@ class DeviceServer:
     def where(self) -> str:
         if self.tcp is not None:
             return f"tcp {self.tcp[0]}:{self.port}"
-        return f"rtu {self.rtu.port} {self.rtu.baudrate} 8{self.rtu.parity}{self.rtu.stopbits}"
+        line = self.rtu
+        assert line is not None, "exactly one of tcp and rtu (checked in __init__)"
+        return f"rtu {line.port} {line.baudrate} 8{line.parity}{line.stopbits}"
 
     async def __aenter__(self) -> "DeviceServer":
         await self.start()

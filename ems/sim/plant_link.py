@@ -2,7 +2,6 @@
 command (remote enable, setpoint, grid setpoint, limit %) in, so the simulated battery really moves."""
 from __future__ import annotations
 
-import asyncio
 from typing import Callable
 
 from ..clock import Clock
@@ -57,8 +56,8 @@ class PlantLink:
                   on_step: Callable[[PlantSample], None] | None = None) -> None:
         """Step the plant on the clock until cancelled; `on_step` sees each new sample (e.g. to publish the
         points no simulated device measures, such as PV and load behind a grid meter)."""
-        while True:
-            await asyncio.sleep(step_s)
+        while True:  # step first: the devices show fresh readings from the task's start
             sample = self.step(clock.now())
             if on_step is not None:
                 on_step(sample)
+            await clock.sleep(step_s)

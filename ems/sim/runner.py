@@ -5,7 +5,6 @@ It is also the setpoint sink while no real PCS is configured; only the safety lo
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from ..bus import TelemetryBus
@@ -46,9 +45,9 @@ class SimulatedPlant:
         self.setpoint_w = 0.0
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.sim_config.step_s)
+        while True:  # step first: readings are fresh from the task's start, however long start-up took
             self.step()
+            await self.clock.sleep(self.sim_config.step_s)
 
     def step(self) -> PlantSample:
         now = self.clock.now()

@@ -65,7 +65,8 @@ class AuthResult:
     principal: Principal | None = None
     session: Session | None = None
     field: str | None = None
-    set_session_cookie: str | None = dataclasses.field(default=None, repr=False)  # a new session token to send as the cookie (after login)
+    # A new session token to send as the cookie (after login).
+    set_session_cookie: str | None = dataclasses.field(default=None, repr=False)
     clear_session_cookie: bool = False  # the browser's cookie is dead: delete it
     retry_after_s: int | None = None
     bearer_challenge: bool = False  # a bad API token: answer with WWW-Authenticate: Bearer

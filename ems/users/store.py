@@ -327,7 +327,7 @@ class UserStore:
     def _allocate_id(self, records: Mapping[int, Any]) -> int:
         """The next never-used id; the counter is written first, so a crash can skip an id, never reuse one."""
         meta_table = self._db.table(_META)
-        meta = meta_table.get(doc_id=_META_ID) or {}
+        meta: Mapping[str, Any] = meta_table.get(doc_id=_META_ID) or {}
         counter = meta.get("next_user_id", 1) if isinstance(meta, Mapping) else 1
         user_id = max(int(counter) if isinstance(counter, int) else 1, max(records, default=0) + 1)
         meta_table.upsert(_document({"next_user_id": user_id + 1}, _META_ID))
@@ -339,7 +339,7 @@ class UserStore:
         def enabled_admins(recs: Mapping[int, Mapping[str, Any]]) -> int:
             return sum(1 for d in recs.values() if d["role"] == "admin" and not d["disabled"])
 
-        changed = {k: v for k, v in records.items() if k != user_id}
+        changed: dict[int, Mapping[str, Any]] = {k: v for k, v in records.items() if k != user_id}
         if after is not None:
             changed[user_id] = after
         if enabled_admins(records) > 0 and enabled_admins(changed) == 0:

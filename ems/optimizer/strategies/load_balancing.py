@@ -13,6 +13,8 @@ expression c − d/(η_c·η_d) is unchanged by such burning (d = η_c·η_d·c 
 equals the real lift of g while the battery only charges, so valleys are filled by storing and the
 model's no-simultaneous-flows argument (see `model.py`) keeps holding. While discharging it
 overstates the drop in g, which only makes discharging into a valley look worse than it is.
+
+In real time the grid is held at the plan's grid power for the step, whatever load and PV do.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..inputs import PlanInputs
-from .base import Strategy
+from .base import NO_METER, Intent, Meter, PlanStepLike, Request, Strategy
 
 if TYPE_CHECKING:
     from ..model import ColumnIndex, ModelBuilder
@@ -71,3 +73,9 @@ class LoadBalancing(Strategy):
         # c − d/(η_c·η_d) − g_lo ≥ −net
         builder.add_rows(n, steps.repeat(3), np.column_stack([c, d, np.full(n, hi_lo[1])]).ravel(),
                          np.tile([1.0, -stored_per_discharged, -1.0], n), -net, INF)
+
+    def realtime(self, meter: Meter, step: PlanStepLike, intent: Intent) -> Request:
+        site_w = meter.site_w
+        if site_w is None:
+            return NO_METER
+        return Request(site_w - float(step.grid_power_w), f"load balancing: grid held at {step.grid_power_w:.0f} W")

@@ -7,6 +7,8 @@ exporting it (0.1·π̄); discharging into the grid (0.1·π̄·…) loses again
 A stored kWh left at the end is worth half of π̄·η_d: enough to keep PV rather than export it, not
 enough to hold energy back from the own load inside the horizon. Where exporting costs money
 (negative export price) the real price is kept, so PV is curtailed rather than paid away.
+
+In real time it keeps the grid at 0 W: the base rule (`Strategy.realtime`), which also runs without a plan.
 """
 from __future__ import annotations
 

@@ -11,12 +11,10 @@
   var IDLE_W = 10;                 // |P| below this is "idle"
   var DASH = '\u2014';             // "—"
 
-  var STRATEGY_NAMES = {
-    self_consumption: 'Self-consumption',
-    arbitrage: 'Arbitrage',
-    peak_shaving: 'Peak shaving',
-    load_balancing: 'Load balancing'
-  };
+  // Strategy titles by name, from the registry (GET /api/strategies); until they arrive a name is shown
+  // prettified ("peak_shaving" -> "Peak shaving").
+  var strategyTitles = {};
+  var shownStrategy = null;       // the name the strategy card shows, to re-title it when titles arrive
 
   // ---------------------------------------------------------------- helpers
 
@@ -64,7 +62,7 @@
 
   function humanStrategy(name) {
     if (typeof name !== 'string' || !name) return DASH;
-    if (Object.prototype.hasOwnProperty.call(STRATEGY_NAMES, name)) return STRATEGY_NAMES[name];
+    if (Object.prototype.hasOwnProperty.call(strategyTitles, name)) return strategyTitles[name];
     var s = name.replace(/[_-]+/g, ' ').trim();
     return s ? s.charAt(0).toUpperCase() + s.slice(1) : DASH;
   }
@@ -116,6 +114,7 @@
     // Strategy
     var active = get(st, 'strategy', 'active');
     var mode = get(st, 'strategy', 'mode');
+    shownStrategy = active;
     setText($('kpi-strategy-value'), humanStrategy(active));
     setText($('kpi-strategy-sub'), (typeof mode === 'string' && mode) ? 'mode: ' + mode : '\u00a0');
 
@@ -336,6 +335,22 @@
       });
   }
 
+  /** Strategy titles from the registry; the card is re-titled once they are known. */
+  function loadStrategyTitles() {
+    fetchJson('/api/strategies')
+      .then(function (body) {
+        var list = Array.isArray(get(body, 'strategies')) ? body.strategies : [];
+        var titles = {};
+        for (var i = 0; i < list.length; i++) {
+          var name = get(list[i], 'name'), title = get(list[i], 'title');
+          if (typeof name === 'string' && typeof title === 'string' && title) titles[name] = title;
+        }
+        strategyTitles = titles;
+        if (shownStrategy !== null) setText($('kpi-strategy-value'), humanStrategy(shownStrategy));
+      })
+      .catch(function (e) { if (window.console) console.warn('strategy titles unavailable:', e && e.message); });
+  }
+
   function onState(st, fromEvent) {
     try {
       renderState(st);
@@ -351,6 +366,7 @@
   function start() {
     initChart();
     seedChart();
+    loadStrategyTitles();
     U.liveState(onState);
   }
 

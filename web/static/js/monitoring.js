@@ -61,7 +61,7 @@
     var disabled = $('pc-disabled');
     if (disabled) disabled.hidden = pc.enabled !== false;
 
-    var sp = isNum(pc.effective_setpoint_w) ? pc.effective_setpoint_w : pc.setpoint_w;
+    var sp = pc.effective_setpoint_w;
     var spText = fmtW(sp);
     if (isNum(sp) && Math.abs(sp) >= 1) spText += sp > 0 ? ' (discharging)' : ' (charging)';
     setText($('pc-setpoint'), spText);
@@ -70,15 +70,18 @@
     setText($('pc-limit'), lim);
     setText($('pc-export'), fmtW(pc.export_limit_w));
 
+    // reasons[i] is the text people read, reason_codes[i] its code (what code may branch on).
     var reasons = [];
+    var codes = Array.isArray(pc.reason_codes) ? pc.reason_codes : [];
     if (Array.isArray(pc.reasons)) {
       for (var i = 0; i < pc.reasons.length; i++) {
         var r = pc.reasons[i];
-        if (typeof r === 'string' && r) reasons.push({ text: r });
-        else if (r && typeof r === 'object') reasons.push({ text: String(r.text || r.reason || r.name || JSON.stringify(r)) });
+        if (typeof r === 'string' && r) reasons.push({ text: r, code: typeof codes[i] === 'string' ? codes[i] : '' });
       }
     }
-    fillList($('pc-reasons'), reasons, 'none');
+    fillList($('pc-reasons'), reasons, 'none', function (li, item) {
+      if (item.code) li.setAttribute('data-code', item.code);
+    });
   }
 
   // ---------------------------------------------------------------- grid connection

@@ -1,8 +1,9 @@
 /* Phoenyra EMS – dashboard: the optimizer's plan.
  * Two charts from GET /api/plan (24 h plan powers; import price + planned SoC) and the strategy's reason
  * under the strategy card. The plan is fetched every 60 s, and at once when the live state (DOM event
- * "ems:state", sent by dashboard.js for every /api/state or SSE state) shows another strategy, profit or
- * reason. Charts are only redrawn when the plan changed. Must never throw on missing fields.
+ * "ems:state", sent by dashboard.js for every /api/state or SSE state) shows a new plan (its planned_at),
+ * another strategy, profit or reason. Charts are only redrawn when the plan changed. Must never throw on
+ * missing fields.
  */
 (function () {
   'use strict';
@@ -315,7 +316,10 @@
     stateSeen = true;
     renderReason(strat.reason, strat.fallback === true, strat.status);
     var profit = get(st, 'expected_profit_24h_eur');
-    lastStateKey = [strat.active, isNum(profit) ? profit : null, strat.reason, strat.status, strat.fallback].join('|');
+    // planned_at identifies the plan: a re-plan with the same strategy, profit and reason still has new steps.
+    var plannedAt = isNum(strat.planned_at) ? strat.planned_at : null;
+    lastStateKey = [plannedAt, strat.active, isNum(profit) ? profit : null, strat.reason, strat.status,
+      strat.fallback].join('|');
     if (lastStateKey !== fetchedKey) fetchPlan();
   }
 

@@ -1,0 +1,92 @@
+"""The web boundary: everything the web app may read from or ask of the running EMS, and nothing else.
+
+The Bottle app depends on this façade, not on the runtime: every field is a narrow, typed reader or
+command, so a route test builds the app on a fake façade in milliseconds (no sockets, no devices), and
+the runtime keeps its internals to itself. Handlers run in web threads: readers return immutable
+snapshots; commands that touch the event loop's objects are marshalled onto it by the runtime.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol
+
+from ..config.schema import EmsConfig, ModbusDeviceConfig
+from ..devices.profile import Profile
+from ..notifications import Notifications
+from ..optimizer.plan import Plan
+from ..state import PlantState
+from ..users.auth import Security
+
+
+class ConfigAccess(Protocol):
+    """The live configuration: read a section, validate + save + apply a changed one (ConfigStore)."""
+
+    @property
+    def config(self) -> EmsConfig: ...
+
+    def section_plain(self, section: str) -> Any: ...
+
+    def update_section(self, section: str, data: Any) -> EmsConfig: ...
+
+
+class HistoryQueries(Protocol):
+    """The read side of the history store (per-thread read connections)."""
+
+    def telemetry_since(self, since_ts: float, limit: int) -> list[dict[str, Any]]: ...
+
+    def state_history(self, since_ts: float, until_ts: float, max_points: int) -> list[dict[str, Any]]: ...
+
+    def optimization_runs(self, since_ts: float, limit: int = 500) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class PlanView:
+    """The planner's current plan as the web sees it."""
+
+    plan: Plan | None
+    planned_at: float | None
+    runs: int
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class RuntimeSnapshot:
+    """One consistent reading of the running EMS for `/api/state` and the live events."""
+
+    now: float
+    plant: PlantState
+    config: EmsConfig
+    power_control: Mapping[str, Any]  # the safety loop's last decision and health figures
+    devices: Mapping[str, Any]  # device name → poller status
+    plan: PlanView
+    version: str
+    uptime_s: float
+    speed: float
+    loop_lag_ms: Mapping[str, Any]
+    tasks: Mapping[str, Any]
+    history_rows_written: int
+
+
+@dataclass(frozen=True)
+class SimulatorControl:
+    """Scripted events for the simulated plant (demo, training, tests); absent on real hardware."""
+
+    device_names: Callable[[], tuple[str, ...]]
+    post_event: Callable[[Any], str]  # validate (ApiError 400) and apply a JSON event; what happened
+
+
+@dataclass(frozen=True)
+class EmsFacade:
+    security: Security
+    config: ConfigAccess
+    notifications: Notifications
+    history: HistoryQueries
+    now: Callable[[], float]
+    snapshot: Callable[[], RuntimeSnapshot]
+    plan: Callable[[], PlanView]
+    forecast_json: Callable[[], dict[str, Any]]
+    profiles: Callable[[], Mapping[str, Profile]]
+    test_modbus: Callable[[ModbusDeviceConfig], dict[str, Any]]
+    simulator: SimulatorControl | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
