@@ -29,12 +29,12 @@ from ems.optimizer.model import build_model, extract_flows, solve_model, to_high
 from ems.optimizer.strategies import STRATEGY_NAMES, get_strategy
 from ems.resources import data_file
 from ems.data.profiles import load_profile, pv_profile
-from ems.optimizer.tariffs import LOCAL_TZ
+from ems.localtime import site_zone
 
 SIZES = (96, 192, 672)
 REPEATS = {96: 40, 192: 25, 672: 10}
 CVXPY_REPEATS = {96: 10, 192: 6, 672: 3}
-LP_START = datetime(2024, 9, 3, tzinfo=LOCAL_TZ)  # a week with a wide spread and no negative price
+LP_START = datetime(2024, 9, 3, tzinfo=site_zone())  # a week with a wide spread and no negative price
 STEP_S = 900
 BESS = BessConfig(capacity_kwh=10.0, max_charge_power_kw=5.0, max_discharge_power_kw=5.0)
 GRID = GridConnectionConfig(max_power_kw=17.0, max_feedin_kw=6.0)
@@ -186,7 +186,7 @@ def negative_price_day(price_ts: np.ndarray, price: np.ndarray) -> float:
     """Local midnight of the 2024 day with the most negative hours (the MIP's real-world case)."""
     counts: dict[datetime, int] = {}
     for t, p in zip(price_ts, price):
-        local = datetime.fromtimestamp(t, LOCAL_TZ)
+        local = datetime.fromtimestamp(t, site_zone())
         if local.year == 2024 and p < 0:
             key = local.replace(hour=0, minute=0, second=0)
             counts[key] = counts.get(key, 0) + 1

@@ -60,7 +60,7 @@ from ems.optimizer.realtime import Intent, realtime_request
 from ems.history.store import RAW_RETENTION_DAYS, TELEMETRY_COLUMNS, HistoryStore
 from ems.notifications import Notifications
 from ems.optimizer import PlanInputs, resample_mean
-from ems.optimizer.tariffs import LOCAL_TZ
+from ems.localtime import site_zone
 from ems.optimizer.planner import plan_once
 from ems.resources import data_file, demo_config_text
 from ems.runtime import NoSetpointSink, load_profiles
@@ -76,7 +76,7 @@ PHASE_S = float(os.environ.get("BENCH_SAFETY_PHASE_S", "14"))
 PLANT_START = "2024-06-15T09:30:00+02:00"  # PV above the load: the battery charges, the setpoint moves
 LP_STEPS = 672
 LP_STEP_S = 900
-LP_PRICES_FROM = datetime(2024, 9, 3, tzinfo=LOCAL_TZ)
+LP_PRICES_FROM = datetime(2024, 9, 3, tzinfo=site_zone())
 HISTORY_DAYS = 30
 HISTORY_RAW_STEP_S = 5.0  # the demo's history.sample_interval_s
 HISTORY_OLD_STEP_S = 60.0  # rows older than the raw retention: pruned anyway, only their 15-min sums stay

@@ -26,8 +26,6 @@ def site_zone(name: str = DEFAULT_TIMEZONE) -> ZoneInfo:
 
 def zone_problem(name: str) -> str | None:
     """Why `name` is not a usable time zone, or None (for config validation)."""
-    if name in ("UTC", DEFAULT_TIMEZONE):
-        return None
     try:
         site_zone(name)
     except ValueError:

@@ -64,9 +64,10 @@ def test_the_numbers_of_each_user() -> None:
     b = Backoff(supervisor.BACKOFF_MIN_S, supervisor.BACKOFF_MAX_S)
     assert [b.next_delay() for _ in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
     # Device reconnects: 0.5 s … 30 s, jittered into [50 %, 100 %].
-    from ems.devices.poller import backoff_s
-    assert [backoff_s(a, jitter=1.0) for a in range(8)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
-    assert backoff_s(3, jitter=0.0) == 2.0
+    from ems.devices import poller
+    reconnect = [backoff_delay(a, poller.BACKOFF_MIN_S, poller.BACKOFF_MAX_S, jitter=poller.RECONNECT_JITTER, random_value=r)
+                 for a, r in [*((a, 1.0) for a in range(8)), (3, 0.0)]]
+    assert reconnect == [0.5, 1, 2, 4, 8, 16, 30, 30, 2.0]
     # Price refresh after failures: 60 s doubling up to 30 min.
     from ems.forecast.prices import next_refresh_ts
     now = 1_700_000_000.0  # far from the publication time: only the backoff candidate is earlier than an hour

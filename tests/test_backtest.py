@@ -24,7 +24,7 @@ from ems.backtest.cli import add_parser
 from ems.backtest.replay import known_until_ts, summarise
 from ems.backtest.report import format_table, render_html, write_report
 from ems.config.schema import BessConfig, GridConnectionConfig
-from ems.optimizer.tariffs import LOCAL_TZ
+from ems.localtime import site_zone
 
 TOL = 1e-6
 ROUND_TRIP_BATTERY = BessConfig(capacity_kwh=10.0, max_charge_power_kw=5.0, max_discharge_power_kw=5.0,
@@ -35,7 +35,7 @@ PLAIN_SITE = Site(bess=ROUND_TRIP_BATTERY, tariff=PLAIN_TARIFF)
 
 
 def local(*args: int) -> datetime:
-    return datetime(*args, tzinfo=LOCAL_TZ)
+    return datetime(*args, tzinfo=site_zone())
 
 
 def write_csv(path: Path, column: str, start: datetime, step_s: int, values: Sequence[float]) -> Path:
@@ -43,7 +43,7 @@ def write_csv(path: Path, column: str, start: datetime, step_s: int, values: Seq
     t0 = start.timestamp()
     rows = [f"timestamp,{column}"]
     for k, v in enumerate(values):
-        stamp = datetime.fromtimestamp(t0 + k * step_s, LOCAL_TZ).isoformat()
+        stamp = datetime.fromtimestamp(t0 + k * step_s, site_zone()).isoformat()
         rows.append(f"{stamp},{v}")
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return path

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from ems.config.schema import FeedinLimitationConfig, FeedinRule
 from ems.config.validate import parse_config
-from ems.safety.feedin import export_limit_w, feedin_limit_pct, hhmm_to_minutes, in_daily_window, to_minutes_of_day
+from ems.localtime import hhmm_to_minutes, in_daily_window, to_minutes_of_day
+from ems.safety.feedin import export_limit_w, feedin_limit_pct
 
 
 def hm(text: str) -> int:

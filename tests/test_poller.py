@@ -13,7 +13,8 @@ from ems.config.schema import BessConfig, ModbusDeviceConfig, SimulatorConfig
 from ems.errors import DeviceError
 
 from ems.devices.client import DeviceConnectError, DeviceVerifyError, DeviceWriteError
-from ems.devices.poller import DevicePoller, backoff_s
+from ems.backoff import backoff_delay
+from ems.devices.poller import BACKOFF_MAX_S, BACKOFF_MIN_S, RECONNECT_JITTER, DevicePoller
 from ems.sim.modbus_devices import DeviceServer
 from ems.sim.plant_link import PlantLink
 from ems.devices.sink import ModbusSetpointSink
@@ -55,11 +56,16 @@ class Rig:
             await s.stop()
 
 
+def reconnect_delay(attempt: int, r: float, minimum_s: float = BACKOFF_MIN_S, maximum_s: float = BACKOFF_MAX_S) -> float:
+    """The poller's reconnect delay for `attempt` with the random draw `r`."""
+    return backoff_delay(attempt, minimum_s, maximum_s, jitter=RECONNECT_JITTER, random_value=r)
+
+
 def test_backoff_doubles_up_to_the_cap_and_jitter_spreads_it():
-    assert [backoff_s(a, jitter=0.999999, minimum_s=0.5, maximum_s=30) for a in range(8)] == \
+    assert [reconnect_delay(a, 0.999999, minimum_s=0.5, maximum_s=30) for a in range(8)] == \
         pytest.approx([0.5, 1, 2, 4, 8, 16, 30, 30], rel=1e-5)
-    assert backoff_s(3, jitter=0.0, minimum_s=0.5, maximum_s=30) == pytest.approx(2.0)  # half of 4 s
-    assert backoff_s(1000, jitter=0.5) == pytest.approx(0.75 * 30)  # no overflow far out
+    assert reconnect_delay(3, 0.0, minimum_s=0.5, maximum_s=30) == pytest.approx(2.0)  # half of 4 s
+    assert reconnect_delay(1000, 0.5) == pytest.approx(0.75 * 30)  # no overflow far out
 
 
 def test_a_device_killed_and_restarted_goes_offline_then_online_again():

@@ -10,8 +10,8 @@ import pytest
 from ems.config.schema import (BessConfig, EmsConfig, FeedinLimitationConfig, FeedinRule, ForecastConfig,
                                GridTariffsConfig, HighLoadWindow, SiteConfig)
 from ems.optimizer import optimize, plan_inputs_from_config
-from ems.optimizer.tariffs import (demand_charge_eur_per_kw, feedin_limit_kw, grid_fee_eur_per_kwh,
-                                   in_daily_window, step_starts_s)
+from ems.localtime import in_daily_window
+from ems.optimizer.tariffs import demand_charge_eur_per_kw, feedin_limit_kw, grid_fee_eur_per_kwh, step_starts_s
 
 VIENNA = ZoneInfo("Europe/Vienna")
 

@@ -16,7 +16,7 @@ from ..optimizer.inputs import MAX_STEPS
 from ..optimizer.model import binary_steps_from_weights, build_model, extract_flows, to_highs
 from ..optimizer.plan import Flows, Plan
 from ..optimizer.strategies import get_strategy
-from ..optimizer.tariffs import LOCAL_TZ
+from ..localtime import site_zone
 from .data import BacktestData
 from .realise import empty_flows, follow_flows
 from .results import ControllerRun
@@ -76,7 +76,7 @@ def run_perfect_foresight(data: BacktestData, site: Site, *, exact: bool = False
         plan = optimize(inputs, "arbitrage", reason="perfect foresight", time_limit_s=time_limit_s)
         if plan.status != "optimal":
             log.warning("perfect-foresight window from %s not solved: %s: %s",
-                        datetime.fromtimestamp(inputs.start_ts, LOCAL_TZ), plan.status, plan.message)
+                        datetime.fromtimestamp(inputs.start_ts, site_zone()), plan.status, plan.message)
             return None
         energy = follow_flows(data, site, plan_flows(plan, site.bess), first, stop - first, energy, pe, out)
         windows += 1

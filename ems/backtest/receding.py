@@ -11,7 +11,7 @@ import numpy as np
 from ..optimizer import PlanInputs, choose_strategy, fallback_self_consumption_plan, optimize
 from ..optimizer.inputs import MAX_STEPS, PlanInputError
 from ..optimizer.plan import Flows, Plan
-from ..optimizer.tariffs import LOCAL_TZ, hhmm_to_minutes
+from ..localtime import hhmm_to_minutes, site_zone
 from .data import BacktestData
 from .realise import empty_flows, realise_step
 from .results import ControllerRun
@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def _local_midnight_after(ts: float, days: int) -> float:
-    local = datetime.fromtimestamp(ts, LOCAL_TZ)
-    return datetime.combine(local.date() + timedelta(days=days), dtime(0), LOCAL_TZ).timestamp()
+    local = datetime.fromtimestamp(ts, site_zone())
+    return datetime.combine(local.date() + timedelta(days=days), dtime(0), site_zone()).timestamp()
 
 
 def known_until_ts(ts: float, policy: RecedingHorizon) -> float:
@@ -31,7 +31,7 @@ def known_until_ts(ts: float, policy: RecedingHorizon) -> float:
     (`calendar_day`: always today's end)."""
     if policy.horizon == "calendar_day":
         return _local_midnight_after(ts, 1)
-    local = datetime.fromtimestamp(ts, LOCAL_TZ)
+    local = datetime.fromtimestamp(ts, site_zone())
     published = local.hour * 60 + local.minute >= hhmm_to_minutes(policy.publication_hhmm)
     return _local_midnight_after(ts, 2 if published else 1)
 
@@ -137,7 +137,7 @@ def _plan(data: BacktestData, site: Site, policy: RecedingHorizon, forecaster: O
                             terminal_soc_value_eur_per_kwh=terminal)
     except Exception as err:  # a bad forecast must not end the replay: plan on the real data, count it
         log.warning("forecast for %s unusable (%s): greedy fallback for this run",
-                    datetime.fromtimestamp(start_ts, LOCAL_TZ), err)
+                    datetime.fromtimestamp(start_ts, site_zone()), err)
         inputs = chunk_inputs(data, site, first, stop, soc0_pct, pi, pe)
         return fallback_self_consumption_plan(inputs)
     if policy.strategy == "auto":

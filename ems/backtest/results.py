@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 
 from ..optimizer.plan import Flows
-from ..optimizer.tariffs import LOCAL_TZ
+from ..localtime import site_zone
 from .data import BacktestData
 from .scenario import RecedingHorizon, Site, site_prices
 
@@ -79,8 +79,8 @@ def month_labels(data: BacktestData) -> tuple[np.ndarray, tuple[str, ...]]:
     index = np.empty(data.n, dtype=np.int64)
     first = 0
     while first < data.n:
-        local = datetime.fromtimestamp(data.start_ts + first * data.step_s, LOCAL_TZ)
-        nxt = datetime(local.year + local.month // 12, local.month % 12 + 1, 1, tzinfo=LOCAL_TZ).timestamp()
+        local = datetime.fromtimestamp(data.start_ts + first * data.step_s, site_zone())
+        nxt = datetime(local.year + local.month // 12, local.month % 12 + 1, 1, tzinfo=site_zone()).timestamp()
         stop = min(data.n, int(math.ceil((nxt - data.start_ts) / data.step_s)))
         index[first:stop] = len(labels)
         labels.append(f"{local.year}-{local.month:02d}")

@@ -26,7 +26,7 @@ import random
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from ..backoff import Backoff, backoff_delay
+from ..backoff import Backoff
 from ..bus import TelemetryBus
 from ..clock import Clock
 from ..config.schema import ModbusDeviceConfig
@@ -46,11 +46,8 @@ FRESH_POLLS = 3.0  # a value stays fresh for three poll intervals
 CONTROL_NAMES = ("remote_enable", "active_power_set_w", "grid_power_set_w", "active_power_limit_pct", "heartbeat")
 
 
-def backoff_s(attempt: int, jitter: float, minimum_s: float = BACKOFF_MIN_S, maximum_s: float = BACKOFF_MAX_S) -> float:
-    """Delay before reconnect `attempt` (0 = first retry): doubling from `minimum_s` up to `maximum_s`,
-    then scaled into [50 %, 100 %] by `jitter` in [0, 1) so devices that failed together do not retry
-    in lockstep."""
-    return backoff_delay(attempt, minimum_s, maximum_s, jitter=0.5, random_value=jitter)
+RECONNECT_JITTER = 0.5
+"""Reconnect delays are scaled into [50 %, 100 %] so devices that failed together do not retry in lockstep."""
 
 
 class _NeedRead(Exception):
@@ -157,7 +154,7 @@ class DevicePoller:
 
     async def run(self) -> None:
         """Connect, poll at the device's interval, reconnect with backoff; runs until cancelled."""
-        backoff = Backoff(self.backoff_min_s, self.backoff_max_s, jitter=0.5, random=self._jitter)
+        backoff = Backoff(self.backoff_min_s, self.backoff_max_s, jitter=RECONNECT_JITTER, random=self._jitter)
         try:
             while True:
                 self.state = "connecting"

@@ -15,15 +15,13 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from ..config.schema import FeedinLimitationConfig, FeedinRule, GridTariffsConfig, HighLoadWindow
-from ..localtime import hhmm_to_minutes, in_daily_window, site_zone  # noqa: F401 (hhmm_to_minutes: re-exported)
+from ..localtime import in_daily_window, site_zone
 
 log = logging.getLogger(__name__)
 
 Instants = Union[Sequence[float], np.ndarray]
 """Step start times, epoch s (`step_starts_s` gives an array)."""
 
-LOCAL_TZ = site_zone()
-"""The default site zone, for importers that know no config (backtests, benches); planning passes its zone."""
 
 # Network levels whose power price is billed on the highest quarter-hour of the month (E-Control
 # SNE-VO). On NE7 (households) the power price is a flat charge the battery cannot lower.

@@ -16,10 +16,7 @@ from datetime import time
 from typing import Sequence
 
 from ..config.schema import FeedinLimitationConfig, FeedinRule
-from ..localtime import MINUTES_PER_DAY, hhmm_to_minutes, in_daily_window, to_minutes_of_day
-
-__all__ = ["MINUTES_PER_DAY", "export_limit_w", "feedin_limit_pct", "hhmm_to_minutes", "in_daily_window",
-           "to_minutes_of_day"]
+from ..localtime import MINUTES_PER_DAY, in_daily_window, to_minutes_of_day
 
 
 def _pct(value: float) -> float:
