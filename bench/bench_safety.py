@@ -57,7 +57,9 @@ from ems.sim.modbus_devices import DeviceServer, WriteRecord, serve_plant, simul
 from ems.sim.plant_link import PlantLink
 from ems.devices.sink import ModbusSetpointSink, PcsSink
 from ems.optimizer.realtime import Intent, realtime_request
-from ems.history.store import RAW_RETENTION_DAYS, TELEMETRY_COLUMNS, HistoryStore
+from ems.config.schema import HistoryConfig
+from ems.history.channels import MEASURED
+from ems.history.store import HistoryStore
 from ems.notifications import Notifications
 from ems.optimizer import PlanInputs, resample_mean
 from ems.localtime import site_zone
@@ -79,7 +81,8 @@ LP_STEP_S = 900
 LP_PRICES_FROM = datetime(2024, 9, 3, tzinfo=site_zone())
 HISTORY_DAYS = 30
 HISTORY_RAW_STEP_S = 5.0  # the demo's history.sample_interval_s
-HISTORY_OLD_STEP_S = 60.0  # rows older than the raw retention: pruned anyway, only their 15-min sums stay
+HISTORY_OLD_STEP_S = 60.0  # rows older than the raw tier: pruned anyway, only their aggregates stay
+RAW_RETENTION_S = HistoryConfig().raw_retention_h * 3600
 WAIT_S = 5.0  # longest wait for one PCS write before the bench gives up
 TARGET_MARGIN_MS = 100.0
 JITTER_TARGET_MS = 50.0
@@ -127,14 +130,14 @@ def lp_inputs(cfg: Any) -> PlanInputs:
 def fill_history(store: HistoryStore, now: float) -> int:
     """30 days of telemetry through the store's own write path, then pruned as the recorder prunes."""
     first = now - HISTORY_DAYS * 86400
-    raw_from = now - RAW_RETENTION_DAYS * 86400
+    raw_from = now - RAW_RETENTION_S
     rows: list[dict[str, Any]] = []
     written = 0
     ts = first
     while ts < now:
         phase = (ts % 86400) / 86400 * 2 * math.pi
         row: dict[str, Any] = {"ts": ts}
-        for j, column in enumerate(TELEMETRY_COLUMNS):
+        for j, column in enumerate(MEASURED):
             row[column] = 1000.0 * math.sin(phase + j) + (ts % 7)
         rows.append(row)
         if len(rows) == 720:
@@ -142,7 +145,7 @@ def fill_history(store: HistoryStore, now: float) -> int:
             rows = []
         ts += HISTORY_RAW_STEP_S if ts >= raw_from else HISTORY_OLD_STEP_S
     written += store.write_telemetry(rows)
-    store.prune(now, 400)
+    store.prune(now)
     return written
 
 
@@ -356,7 +359,7 @@ async def bench(tmp: Path) -> dict[str, Any]:
     plan = plan_once(cfg, inputs)
     say(f"plan: {plan.strategy} {plan.status}, {len(plan.steps)} steps")
     queries = ((now - HISTORY_DAYS * 86400, now, 5000),  # the 15-min table
-               (now - RAW_RETENTION_DAYS * 86400 + 3600, now, 5000))  # the raw rows
+               (now - 3600, now, 5000))  # the raw rows
     history_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="history-query")
 
     def query(i: int) -> int:

@@ -33,7 +33,10 @@ from .optimizer.realtime import realtime_request
 from .errors import ApiError, ConfigError, ConfigProblem
 from .forecast.service import ForecastService
 from .history import HistoryRecorder, HistoryStore
+from .history.analytics import Analytics
+from .manual import ManualRequest
 from .notifications import Notifications
+from .optimizer.inputs import prices_in_force
 from .optimizer.planner import Planner
 from .resources import profiles_dir
 from .safety.loop import SafetyLoop
@@ -125,12 +128,16 @@ class Runtime:
         self.supervisor = Supervisor(self.notifications, measure_lag=getattr(self.clock, "real_time", True))
         self.bus = TelemetryBus()
         self.service = ServiceNotifier()
-        self.history = HistoryStore(data_dir / "history.db")
+        self.history = HistoryStore(data_dir / "history.db", cfg.history,
+                                    report=lambda level, message: self.notifications.add(level, "history", message))
+        config.subscribe("history", self._apply_history_config)
+        self.analytics = Analytics(self.history, lambda: self.config.config, self.clock.now)
         # Real time, not plant time: a simulator running 60x must not expire logins 60x faster.
         self.security = Security.open(data_dir)
         self.simulation = self._make_simulation(cfg) if cfg.simulator.enabled else None
         self.hardware_watchdog = HardwareWatchdog(cfg.power_control.hardware_watchdog_path) \
             if cfg.power_control.hardware_watchdog_path else None
+        self.manual = ManualRequest()
         self.safety = SafetyLoop(self.bus, self.clock, config, self._request_w, NoSetpointSink(),
                                  self.notifications, self._pet_watchdogs, offline_devices=self._offline_devices)
         self.pollers: dict[str, DevicePoller] = {}
@@ -141,7 +148,7 @@ class Runtime:
         config.subscribe("modbus", lambda _cfg: asyncio.ensure_future(self._apply_modbus_change()))
         self.forecast = ForecastService(config, self.history, self.clock, data_dir)
         self.planner = Planner(config, self.clock, self.bus, self.forecast, self.history, self.notifications)
-        self.recorder = HistoryRecorder(self.history, self.bus, self.clock, config, self._setpoint_w)
+        self.recorder = HistoryRecorder(self.history, self.bus, self.clock, config, self._history_context)
         self.web: WebServer | None = None
         self.bound: tuple[str, int] | None = None
 
@@ -211,11 +218,30 @@ class Runtime:
             self.hardware_watchdog.pet()
 
     def _request_w(self, state: PlantState, now: float) -> float:
-        return realtime_request(state, now, self.planner.intent()).power_w
+        manual = self.manual.active(now)  # a bounded-time manual request replaces the plan's, never the limits
+        return manual.power_w if manual is not None else realtime_request(state, now, self.planner.intent()).power_w
 
-    def _setpoint_w(self) -> float | None:
+    def request_setpoint(self, power_w: Any, duration_s: Any, source: str) -> dict[str, Any]:
+        """A manual battery request for a bounded time (thread-safe); the safety loop still clamps it."""
+        bess = self.config.config.bess
+        setpoint = self.manual.set(power_w, duration_s, self.clock.now(), source,
+                                   1000.0 * max(bess.max_charge_power_kw, bess.max_discharge_power_kw))
+        self.notifications.add("info", "control", f"manual request {setpoint.power_w:.0f} W from {source} "
+                                                  f"for {float(duration_s):.0f} s (the safety limits still apply)")
+        return setpoint.to_json()
+
+    def _history_context(self, now: float) -> dict[str, Any]:
+        """What a history row holds besides the measurements: the safety loop's decision and the prices."""
         d = self.safety.last_decision
-        return None if d is None else d.setpoint_w
+        forecast = self.forecast.snapshot()
+        import_price, export_price = prices_in_force(self.config.config, forecast.consumer_price, forecast.price, now)
+        return {"setpoint_w": None if d is None else d.setpoint_w,
+                "pv_curtailed_w": None if d is None else d.pv_curtailment_w,
+                "export_limit_w": None if d is None else d.export_limit_w,
+                "import_price_eur_per_kwh": import_price, "export_price_eur_per_kwh": export_price}
+
+    def _apply_history_config(self, cfg: EmsConfig) -> None:
+        self.history.config = cfg.history  # read by the writer thread at its next batch or prune
 
     # -- the web boundary ----------------------------------------------------------------------------
     def facade(self) -> EmsFacade:
@@ -223,6 +249,7 @@ class Runtime:
         sim = self.simulation
         return EmsFacade(
             security=self.security, config=self.config, notifications=self.notifications, history=self.history,
+            analytics=self.analytics,
             now=self.clock.now, snapshot=self.snapshot, plan=self.plan_view, forecast_json=self.forecast.to_json,
             profiles=lambda: self.profiles, test_modbus=self._test_modbus,
             simulator=SimulatorControl(sim.device_names, self._post_sim_event) if sim is not None else None,
@@ -241,7 +268,7 @@ class Runtime:
             devices={name: poller.status() for name, poller in self.pollers.items()},
             plan=self.plan_view(), version=__version__, uptime_s=self.clock.monotonic() - self.started_mono,
             speed=self.clock.speed, loop_lag_ms=self.supervisor.lag.stats(), tasks=self.supervisor.status(),
-            history_rows_written=self.recorder.rows_written)
+            history_rows_written=self.recorder.rows_written, history=self.recorder.store_status)
 
     def _test_modbus(self, device: ModbusDeviceConfig) -> dict[str, Any]:
         running = self.pollers.get(device.name)

@@ -21,7 +21,10 @@ from ems.config import ConfigStore, EmsConfig
 from ems.config.validate import parse_config
 from ems.history import recorder as recorder_mod
 from ems.history.recorder import HistoryRecorder
-from ems.history.store import BUCKET_S, RAW_RETENTION_DAYS, TELEMETRY_COLUMNS, HistoryStore
+from ems.config.schema import HistoryConfig
+from ems.history.channels import MEASURED
+from ems.history.schema import QUARTER_S as BUCKET_S
+from ems.history.store import HistoryStore
 from ems.state import Measurement
 from support import until
 
@@ -51,7 +54,7 @@ def test_rows_written_in_one_batch_are_read_back(store: HistoryStore):
     assert [r["ts"] for r in rows] == [T0 + i for i in range(10)]
     assert [r["soc_pct"] for r in rows] == [50.0 + i for i in range(10)]
     assert all(r["grid_power_w"] == -1200.5 and r["setpoint_w"] is None and r["pv_power_w"] is None for r in rows)
-    assert set(rows[0]) == {"ts", *TELEMETRY_COLUMNS}
+    assert set(rows[0]) == {"ts", *MEASURED}
 
 
 def test_telemetry_since_keeps_the_newest_rows_oldest_first(store: HistoryStore):
@@ -73,136 +76,208 @@ def test_rows_survive_closing_and_reopening_the_file(tmp_path: Path):
         second.close()
 
 
-# -- store: averaged history ----------------------------------------------------------------------
+# -- store: tiers and ranged state -----------------------------------------------------------------
 
-def test_state_history_averages_raw_rows_into_at_most_max_points_buckets(store: HistoryStore):
-    # One row every 10 s for 10 minutes; 6 points over 600 s = 100 s buckets of 10 rows each.
-    store.write_telemetry([row(T0 + 10 * i, soc_pct=float(i), grid_power_w=2.0 * i,
-                               pv_power_w=None if i % 2 else 100.0) for i in range(60)])
-    points = store.state_history(T0, T0 + 600, 6)
-    assert len(points) == 6
-    for k, p in enumerate(points):
-        members = range(10 * k, 10 * k + 10)
-        assert p["ts"] == T0 + 100 * k  # the first sample of the bucket
-        assert p["soc_pct"] == pytest.approx(statistics.mean(members))  # 4.5, 14.5, ...
-        assert p["grid_power_w"] == pytest.approx(statistics.mean(2.0 * i for i in members))
+def tiers(raw_h: float = 48, minute_days: int = 365, **extra: Any) -> HistoryConfig:
+    return HistoryConfig(raw_retention_h=raw_h, minute_retention_days=minute_days, **extra)
+
+
+@pytest.mark.parametrize("span_s, points, tier", [
+    (3600, 500, "raw"),  # 7.2 s buckets: only raw samples are that fine
+    (3600, 30, "1min"),  # 120 s buckets: whole minutes are fine enough, and cheaper
+    (DAY, 500, "1min"),  # 173 s
+    (7 * DAY, 500, "15min"),  # 20 min
+    (30 * DAY, 500, "1h"),  # 86 min
+    (365 * DAY, 500, "1h"),
+])
+def test_the_coarsest_tier_fine_enough_for_the_points_is_chosen(store: HistoryStore, span_s, points, tier):
+    store.write_telemetry([row(T0 + 400 * DAY, soc_pct=1.0)])  # "now" for the retention windows
+    end = T0 + 400 * DAY
+    assert store.tier_for(end - span_s, end, points) == tier
+
+
+def test_a_range_older_than_a_tier_falls_back_to_the_next_coarser_one(tmp_path: Path):
+    s = HistoryStore(tmp_path / "h.db", tiers(raw_h=48, minute_days=30))
+    try:
+        now = T0 + 400 * DAY
+        s.write_telemetry([row(now, soc_pct=1.0)])
+        assert s.tier_for(now - 47 * 3600, now - 46 * 3600, 500) == "raw"
+        assert s.tier_for(now - 49 * 3600, now - 48.5 * 3600, 500) == "1min"  # raw rows are gone by then
+        assert s.tier_for(now - 31 * DAY, now - 31 * DAY + 3600, 500) == "15min"
+        assert s.tier_for(now - 31 * DAY, now - 30 * DAY, 10) == "1h"
+    finally:
+        s.close()
+
+
+def test_state_range_gives_mean_min_and_max_per_bucket_from_raw_rows(store: HistoryStore):
+    # One row every 10 s for 10 minutes; 60 points over 600 s: 10 s buckets, one sample each (raw tier).
+    store.write_telemetry([row(T0 + 10 * i, soc_pct=float(i), pv_power_w=None if i % 2 else 100.0)
+                           for i in range(60)])
+    body = store.state_range(T0, T0 + 600, 60, ["soc_pct", "pv_power_w"])
+    assert body["tier"] == "raw" and body["channels"] == ["soc_pct", "pv_power_w"]
+    assert [p["soc_pct"] for p in body["rows"]] == [float(i) for i in range(60)]
+    assert set(body["rows"][0]) == {"ts", "n", "soc_pct", "soc_pct_min", "soc_pct_max", "pv_power_w",
+                                    "pv_power_w_min", "pv_power_w_max"}
+    # 6 buckets of 100 s from the 1-minute tier would be 120 s; 20 points = 30 s raw buckets of 3 rows.
+    coarse = store.state_range(T0, T0 + 600, 20, ["soc_pct", "pv_power_w"])
+    assert coarse["tier"] == "raw" and len(coarse["rows"]) == 20
+    for k, p in enumerate(coarse["rows"]):
+        members = [3 * k, 3 * k + 1, 3 * k + 2]
+        assert p["ts"] == pytest.approx(T0 + 30 * k)
+        assert (p["soc_pct"], p["soc_pct_min"], p["soc_pct_max"]) == pytest.approx(
+            (statistics.mean(members), min(members), max(members)))
         assert p["pv_power_w"] == 100.0  # the missing (odd) samples do not pull the average down
-        assert p["load_power_w"] is None
 
 
-def test_state_history_leaves_out_rows_outside_the_range(store: HistoryStore):
+def test_state_range_leaves_out_rows_outside_the_range_and_names_bad_channels(store: HistoryStore):
     store.write_telemetry([row(T0 - 5, soc_pct=1000.0), row(T0 + 5, soc_pct=10.0), row(T0 + 15, soc_pct=20.0),
                            row(T0 + 200, soc_pct=1000.0)])
-    points = store.state_history(T0, T0 + 100, 10)
-    assert [(p["ts"], p["soc_pct"]) for p in points] == [(T0 + 5, 10.0), (T0 + 15, 20.0)]
+    points = store.state_range(T0, T0 + 100, 10)["rows"]
+    assert [(p["ts"], p["soc_pct"]) for p in points] == [(T0, 10.0), (T0 + 10, 20.0)]
+    with pytest.raises(ValueError, match="nonsense"):
+        store.state_range(T0, T0 + 100, 10, ["soc_pct", "nonsense"])
 
 
-def test_state_history_never_returns_more_than_max_points_raw_buckets(store: HistoryStore):
-    store.write_telemetry([row(T0 + 10 * i, soc_pct=float(i)) for i in range(11)])  # T0 .. T0 + 100 inclusive
-    assert len(store.state_history(T0, T0 + 100, 10)) <= 10
-
-
-def test_long_ranges_come_from_the_15_min_table_with_running_sums_across_batches(store: HistoryStore):
+def test_minute_and_quarter_buckets_keep_min_and_max_across_batches(store: HistoryStore):
     b0, b1 = T0, T0 + BUCKET_S
-    # Two batches touch bucket b0; None values must not count as samples (nor as zeros).
-    store.write_telemetry([
-        row(b0 + 10, soc_pct=10.0, temperature_c=20.0),
-        row(b0 + 20, soc_pct=20.0, temperature_c=None),
-        row(b1 + 5, soc_pct=80.0, temperature_c=None),
-    ])
-    store.write_telemetry([
-        row(b0 + 30, soc_pct=30.0, temperature_c=40.0),
-        row(b0 + 40, soc_pct=None, temperature_c=None),
-        row(b1 + 6, soc_pct=90.0, temperature_c=None),
-    ])
-    # 4 points over one hour = 900 s buckets: answered from the 15-min aggregates.
-    points = store.state_history(b0, b0 + 4 * BUCKET_S, 4)
-    assert [p["ts"] for p in points] == [b0, b1]
-    assert points[0]["soc_pct"] == pytest.approx(20.0)  # (10 + 20 + 30) / 3
-    assert points[0]["temperature_c"] == pytest.approx(30.0)  # (20 + 40) / 2
-    assert points[1]["soc_pct"] == pytest.approx(85.0)
-    assert points[1]["temperature_c"] is None  # never measured in that bucket
-    assert points[0]["dso_limit_pct"] is None
+    store.write_telemetry([row(b0 + 10, soc_pct=10.0, temperature_c=20.0), row(b0 + 20, soc_pct=20.0),
+                           row(b1 + 5, soc_pct=80.0)])
+    store.write_telemetry([row(b0 + 30, soc_pct=30.0, temperature_c=40.0), row(b0 + 40, soc_pct=None),
+                           row(b1 + 6, soc_pct=90.0)])
+    body = store.state_range(b0, b0 + 4 * BUCKET_S, 4)
+    assert body["tier"] == "15min"
+    first, second = body["rows"]
+    assert (first["ts"], second["ts"]) == (b0, b1)
+    assert (first["soc_pct"], first["soc_pct_min"], first["soc_pct_max"]) == pytest.approx((20.0, 10.0, 30.0))
+    assert first["temperature_c"] == pytest.approx(30.0) and first["n"] == 4
+    assert (second["soc_pct_min"], second["soc_pct_max"]) == (80.0, 90.0)
+    assert second["temperature_c"] is None and first["dso_limit_pct"] is None
+    minutes = store.state_range(b0, b0 + 120, 2)
+    assert minutes["tier"] == "1min" and minutes["rows"][0]["soc_pct_max"] == 30.0
 
 
-def test_long_range_buckets_merge_several_15_min_buckets(store: HistoryStore):
+def test_long_ranges_merge_buckets_and_a_year_comes_from_the_hourly_tier(store: HistoryStore):
     day0 = T0 - T0 % DAY
     # One row per 15 min for two days; SoC is the hour of the day, grid power the day number.
-    rows = [row(day0 + i * BUCKET_S + 1, soc_pct=float((i * BUCKET_S // 3600) % 24), grid_power_w=float(i // 96))
-            for i in range(2 * 96)]
-    store.write_telemetry(rows)
-    points = store.state_history(day0, day0 + 2 * DAY, 2)  # 1-day buckets
+    store.write_telemetry([row(day0 + i * BUCKET_S + 1, soc_pct=float((i * BUCKET_S // 3600) % 24),
+                               grid_power_w=float(i // 96)) for i in range(2 * 96)])
+    points = store.state_range(day0, day0 + 2 * DAY, 2)["rows"]
     assert [p["ts"] for p in points] == [day0, day0 + DAY]
     assert [p["soc_pct"] for p in points] == pytest.approx([11.5, 11.5])  # mean of 0..23
+    assert [(p["soc_pct_min"], p["soc_pct_max"]) for p in points] == [(0.0, 23.0), (0.0, 23.0)]
     assert [p["grid_power_w"] for p in points] == pytest.approx([0.0, 1.0])
+    year = store.state_range(day0 + 2 * DAY - 365 * DAY, day0 + 2 * DAY, 50)
+    assert year["tier"] == "1h" and 1 <= len(year["rows"]) <= 50
+    assert year["rows"][-1]["soc_pct_max"] == 23.0
 
 
-def test_state_history_never_returns_more_than_max_points_from_the_15_min_table(store: HistoryStore):
-    day0 = T0 - T0 % DAY
-    store.write_telemetry([row(day0 + i * BUCKET_S + 1, soc_pct=50.0) for i in range(96)])
-    assert len(store.state_history(day0, day0 + DAY, 50)) <= 50
-
-
-def test_rewriting_a_timestamp_does_not_skew_the_long_range_average(store: HistoryStore):
+def test_rewriting_a_timestamp_replaces_it_in_every_tier(store: HistoryStore):
     store.write_telemetry([row(T0 + 1, soc_pct=10.0), row(T0 + 2, soc_pct=20.0)])
     store.write_telemetry([row(T0 + 1, soc_pct=30.0)])  # the same instant again, e.g. a clock stepped back
-    raw = [r["soc_pct"] for r in store.telemetry_since(T0, 10)]
-    assert raw == [30.0, 20.0]
-    long_range = store.state_history(T0, T0 + 4 * BUCKET_S, 4)
-    assert long_range[0]["soc_pct"] == pytest.approx(statistics.mean(raw))
+    assert [r["soc_pct"] for r in store.telemetry_since(T0, 10)] == [30.0, 20.0]
+    for points in (4, 60):  # quarter hours, minutes
+        p = store.state_range(T0, T0 + 4 * BUCKET_S, points)["rows"][0]
+        assert (p["soc_pct"], p["soc_pct_min"], p["soc_pct_max"], p["n"]) == (25.0, 20.0, 30.0, 2)
 
 
 values = st.one_of(st.none(), st.floats(min_value=-50_000, max_value=50_000, allow_nan=False).map(lambda v: round(v, 2)))
 
 
-@settings(max_examples=25, deadline=None, database=None)
-@given(samples=st.lists(st.tuples(st.integers(0, 4 * BUCKET_S - 1), values, values), min_size=1, max_size=40,
-                        unique_by=lambda s: s[0]),
+@settings(max_examples=30, deadline=None, database=None)
+@given(samples=st.lists(st.tuples(st.integers(0, 2 * BUCKET_S - 1), values, values), min_size=1, max_size=40),
        cuts=st.lists(st.integers(0, 40), max_size=4))
-def test_15_min_averages_equal_the_mean_of_the_measured_values_however_the_rows_are_batched(samples, cuts):
-    rows = [row(T0 + offset, soc_pct=soc, grid_power_w=grid) for offset, soc, grid in samples]
+def test_aggregates_equal_the_raw_rows_they_summarise_however_the_rows_are_batched(samples, cuts):
+    rows = [row(T0 + offset, soc_pct=soc, grid_power_w=grid, dt_s=5.0) for offset, soc, grid in samples]
     bounds = sorted({0, len(rows), *(min(c, len(rows)) for c in cuts)})
     with tempfile.TemporaryDirectory() as tmp:
         s = HistoryStore(Path(tmp) / "history.db")
         try:
             for a, b in zip(bounds, bounds[1:]):
                 s.write_telemetry(rows[a:b])
-            points = {p["ts"]: p for p in s.state_history(T0, T0 + 4 * BUCKET_S, 4)}
+            raw = {r["ts"]: r for r in s.telemetry_since(0, 10_000)}
+            tiers_seen = {points: s.state_range(T0, T0 + 2 * BUCKET_S, points) for points in (2, 30)}
+            hour = s.state_range(T0 - 1800, T0 + 1800, 1)  # T0 is the middle of an hour: one hourly bucket
+            energy = s.sums(T0, T0 + 2 * BUCKET_S, ["import_wh", "export_wh", "dt_s"])
         finally:
             s.close()
-    expected_buckets = sorted({T0 + offset // BUCKET_S * BUCKET_S for offset, _, _ in samples})
-    assert sorted(points) == expected_buckets
-    for bucket in expected_buckets:
-        members = [r for r in rows if bucket <= r["ts"] < bucket + BUCKET_S]
-        for column in ("soc_pct", "grid_power_w"):
-            measured = [r[column] for r in members if r[column] is not None]
-            got = points[bucket][column]
-            if measured:
-                assert got == pytest.approx(statistics.fmean(measured), abs=1e-3), (bucket, column)
-            else:
-                assert got is None
+    final = {T0 + offset: (soc, grid) for offset, soc, grid in samples}  # a later write of a ts wins
+    assert sorted(raw) == sorted(final)
+    for points, width in ((2, BUCKET_S), (30, 60)):
+        body = tiers_seen[points]
+        assert body["tier"] == ("15min" if width == BUCKET_S else "1min")
+        got = {p["ts"]: p for p in body["rows"]}
+        expected_buckets = sorted({int(ts // width * width) for ts in final})
+        assert sorted(got) == expected_buckets
+        for bucket in expected_buckets:
+            members = [v for ts, v in final.items() if bucket <= ts < bucket + width]
+            assert got[bucket]["n"] == len(members)
+            for k, column in enumerate(("soc_pct", "grid_power_w")):
+                measured = [m[k] for m in members if m[k] is not None]
+                p = got[bucket]
+                if measured:
+                    assert p[column] == pytest.approx(statistics.fmean(measured), abs=1e-3)
+                    assert (p[f"{column}_min"], p[f"{column}_max"]) == (min(measured), max(measured))
+                else:
+                    assert p[column] is None and p[f"{column}_min"] is None
+    assert hour["tier"] == "1h" and [p["n"] for p in hour["rows"]] == [len(final)]
+    socs = [soc for soc, _g in final.values() if soc is not None]
+    assert hour["rows"][0]["soc_pct_max"] == (max(socs) if socs else None)
+    grid = [g for _soc, g in final.values() if g is not None]
+    assert energy["dt_s"] == pytest.approx(5.0 * len(final))
+    assert energy["import_wh"] == pytest.approx(sum(max(g, 0.0) for g in grid) * 5 / 3600, abs=1e-6)
+    assert energy["export_wh"] == pytest.approx(sum(max(-g, 0.0) for g in grid) * 5 / 3600, abs=1e-6)
+
+
+def test_rows_older_than_the_raw_tier_are_refused_not_mixed_into_old_buckets(store: HistoryStore):
+    store.write_telemetry([row(T0 + 10 * DAY, soc_pct=50.0)])
+    assert store.write_telemetry([row(T0, soc_pct=1.0)]) == 0
+    assert store.rows_dropped == 1 and store.status()["rows_refused"] == 1
+    assert [r["soc_pct"] for r in store.telemetry_since(0, 10)] == [50.0]
 
 
 # -- store: retention -----------------------------------------------------------------------------
 
-def test_prune_drops_old_raw_rows_but_keeps_their_15_min_averages(store: HistoryStore):
-    now = T0 + 100 * DAY
-    old = now - (RAW_RETENTION_DAYS + 1) * DAY
-    ancient = now - 31 * DAY
-    store.write_telemetry([row(ancient + 10, soc_pct=5.0), row(old + 10, soc_pct=40.0), row(old + 20, soc_pct=60.0),
-                           row(now - DAY, soc_pct=70.0)])
-    store.record_optimization_run(ancient, "arbitrage", "optimal")
-    store.record_optimization_run(now - DAY, "arbitrage", "optimal")
+def test_prune_keeps_each_tier_for_its_window_and_quarter_hours_forever(tmp_path: Path):
+    s = HistoryStore(tmp_path / "h.db", tiers(raw_h=48, minute_days=30, retention_days=30, plan_retention_days=5))
+    try:
+        now = T0 + 100 * DAY
+        ancient, month_old, old = now - 60 * DAY, now - 20 * DAY, now - 3 * DAY
+        for ts, soc in ((ancient, 5.0), (month_old, 7.0), (old + 10, 40.0), (old + 20, 60.0), (now - DAY, 70.0)):
+            s.write_telemetry([row(ts, soc_pct=soc)])
+        s.record_optimization_run(ancient, "arbitrage", "optimal")
+        s.record_optimization_run(now - 10 * DAY, "arbitrage", "optimal", plan={"start_ts": 0})
+        s.record_optimization_run(now - DAY, "arbitrage", "optimal", plan={"start_ts": 1})
 
-    store.prune(now, retention_days=30)
+        s.prune(now)
 
-    assert [r["soc_pct"] for r in store.telemetry_since(0, 100)] == [70.0]
-    span_days = 40
-    points = store.state_history(now - span_days * DAY, now, span_days * 96)  # 15-min points
-    by_ts = {p["ts"]: p["soc_pct"] for p in points}
-    assert by_ts[old - old % BUCKET_S] == pytest.approx(50.0)  # raw rows gone, their average kept
-    assert ancient - ancient % BUCKET_S not in by_ts  # older than retention_days: gone entirely
-    assert [r["ts"] for r in store.optimization_runs(0)] == [now - DAY]
+        assert [r["soc_pct"] for r in s.telemetry_since(0, 100)] == [70.0]
+        minutes = {r["bucket_ts"] for r in s.quarter_rows(0, now, ["soc_pct_sum"])}
+        assert ancient - ancient % BUCKET_S in minutes  # 15-minute buckets stay forever
+        assert s.state_range(old, old + 60, 1)["rows"][0]["soc_pct"] == pytest.approx(50.0)  # 1-min kept
+        assert s.state_range(ancient, ancient + 60, 1)["rows"][0]["soc_pct"] == 5.0  # from 15 min
+        assert [r["ts"] for r in s.optimization_runs(0)] == [now - DAY, now - 10 * DAY]
+        assert [p["plan"] for p in s.plans(0, now)] == [{"start_ts": 1}]  # older plans dropped after 5 days
+    finally:
+        s.close()
+
+
+def test_over_its_size_limit_the_store_drops_the_oldest_minutes_and_says_so(tmp_path: Path):
+    reports: list[tuple[str, str]] = []
+    s = HistoryStore(tmp_path / "h.db", tiers(raw_h=2, minute_days=365, max_db_mb=1),
+                     report=lambda level, message: reports.append((level, message)))
+    try:
+        start = T0
+        for day in range(6):  # one row a minute: six days of 1-minute buckets
+            s.write_telemetry([row(start + day * DAY + 60 * i, soc_pct=float(i % 100), grid_power_w=100.0 * i)
+                               for i in range(1440)])
+        now = start + 6 * DAY
+        assert s.used_bytes() > 2**20
+        s.prune(now)
+        assert s.used_bytes() <= 2**20
+        assert reports and reports[0][0] == "warning" and "size limit" in reports[0][1]
+        assert s.telemetry_since(now - 2 * 3600, 10_000)  # the raw tier is never dropped for size
+    finally:
+        s.close()
 
 
 # -- store: optimization runs ---------------------------------------------------------------------
@@ -275,8 +350,8 @@ def test_database_file_is_healthy_and_in_wal_mode(tmp_path: Path):
     s = HistoryStore(path)
     for b in range(5):
         s.write_telemetry([row(T0 + b * 1000 + i, soc_pct=float(i)) for i in range(100)])
-    s.record_optimization_run(T0, "arbitrage", "optimal", plan=[1, 2, 3])
-    s.prune(T0 + 15 * DAY, 400)
+    s.record_optimization_run(T0, "arbitrage", "optimal", plan={"steps": [1, 2, 3]})
+    s.prune(T0 + 15 * DAY)
     s.telemetry_since(0, 10)
     s.close()
     conn = sqlite3.connect(path)
@@ -318,14 +393,18 @@ class RunningClock(LoopTimers):
 
 
 class Counter:
-    """The recorder's setpoint source: returns 1, 2, 3 … so every row says which sample it was."""
+    """The recorder's context: setpoint 1, 2, 3 … so every row says which sample it was."""
 
     def __init__(self) -> None:
         self.n = 0
 
-    def __call__(self) -> float:
+    def __call__(self, now: float) -> dict[str, Any]:
         self.n += 1
-        return float(self.n)
+        return {"setpoint_w": float(self.n), "import_price_eur_per_kwh": 0.30, "export_price_eur_per_kwh": 0.05}
+
+
+def no_context(now: float) -> dict[str, Any]:
+    return {}
 
 
 
@@ -339,6 +418,7 @@ def publish_plant(bus: TelemetryBus, now: float, soc_max_age_s: float = 5.0) -> 
     bus.publish({
         "battery.soc_pct": Measurement(55.0, now, "sim", soc_max_age_s),
         "grid.power_w": Measurement(1234, now, "sim", 1e6),  # an int reading is stored as a number
+        "bess.power_w": Measurement(-200.0, now, "sim", 1e6),
         "battery.status_text": Measurement("running", now, "sim", 1e6),
     })
 
@@ -373,6 +453,12 @@ def test_recorder_writes_sampled_rows_in_batches(tmp_path: Path, store: HistoryS
     assert [r["setpoint_w"] for r in rows] == [float(i) for i in range(1, setpoints.n + 1)]
     assert all(r["soc_pct"] == 55.0 and r["grid_power_w"] == 1234.0 for r in rows)
     assert rows == sorted(rows, key=lambda r: r["ts"])
+    # Each row stands for the time since the one before (the first for one interval), priced as recorded.
+    assert all(r["import_price_eur_per_kwh"] == 0.30 for r in rows)
+    got = store.sums(0, 1e12, ["dt_s", "import_wh", "cost_eur"])
+    assert 0.1 <= got["dt_s"] <= rows[-1]["ts"] - rows[0]["ts"] + 0.1 + 0.01  # (ts and dt_s are kept to ms)
+    assert got["import_wh"] == pytest.approx(1234.0 * got["dt_s"] / 3600)
+    assert got["cost_eur"] == pytest.approx(got["import_wh"] / 1000 * 0.30)
 
 
 def test_stale_measurement_is_recorded_as_null_not_repeated(tmp_path: Path, store: HistoryStore):
@@ -434,15 +520,21 @@ class FailingStore:
             raise sqlite3.OperationalError("database or disk is full")
         return self.store.write_telemetry(rows)
 
-    def prune(self, now: float, retention_days: int) -> None:
-        self.store.prune(now, retention_days)
+    def prune(self, now: float, config: Any = None) -> None:
+        self.store.prune(now, config)
+
+    def check_integrity(self) -> str:
+        return self.store.check_integrity()
+
+    def status(self) -> dict[str, Any]:
+        return self.store.status()
 
 
 def test_failed_flush_keeps_the_newest_rows_pending_and_writes_them_later(
         tmp_path: Path, store: HistoryStore, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(recorder_mod, "MAX_PENDING_ROWS", 5)
     failing = FailingStore(store)
-    rec = HistoryRecorder(failing, TelemetryBus(), RunningClock(), history_config(tmp_path, 0.1, 0.1), lambda: None)
+    rec = HistoryRecorder(failing, TelemetryBus(), RunningClock(), history_config(tmp_path, 0.1, 0.1), no_context)
 
     async def main() -> None:
         failing.failures_left = 2
@@ -482,10 +574,10 @@ def test_recorder_prunes_old_raw_rows_periodically(tmp_path: Path, store: Histor
                                                    monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(recorder_mod, "PRUNE_INTERVAL_S", 0.2)
     clock, bus = RunningClock(), TelemetryBus()
-    old = clock.now() - (RAW_RETENTION_DAYS + 2) * DAY
+    old = clock.now() - 3 * DAY  # past the default 48 h of raw rows
     store.write_telemetry([row(old, soc_pct=1.0), row(old + 1, soc_pct=3.0)])
     publish_plant(bus, clock.now(), soc_max_age_s=1e6)
-    rec = HistoryRecorder(store, bus, clock, history_config(tmp_path, 0.1, 0.1), lambda: None)
+    rec = HistoryRecorder(store, bus, clock, history_config(tmp_path, 0.1, 0.1), no_context)
 
     async def main() -> None:
         task = asyncio.create_task(rec.run())
@@ -497,8 +589,9 @@ def test_recorder_prunes_old_raw_rows_periodically(tmp_path: Path, store: Histor
     asyncio.run(main())
     recent = store.telemetry_since(0, 10_000)
     assert recent and all(r["ts"] > old + DAY and r["soc_pct"] == 55.0 for r in recent)
-    kept = store.state_history(old - DAY, clock.now(), 20 * 96)
-    assert kept[0]["ts"] == old - old % BUCKET_S and kept[0]["soc_pct"] == pytest.approx(2.0)
+    kept = store.state_range(old - DAY, clock.now(), 20 * 96)
+    assert kept["tier"] == "1min"
+    assert kept["rows"][0]["ts"] == old - old % 60 and kept["rows"][0]["soc_pct"] == pytest.approx(2.0)
 
 
 class GatedStore(FailingStore):

@@ -41,11 +41,26 @@ class FakeHistory:
     def telemetry_since(self, since_ts: float, limit: int) -> list[dict[str, Any]]:
         return [{"ts": since_ts, "soc_pct": 42.0}][:limit]
 
-    def state_history(self, since_ts: float, until_ts: float, max_points: int) -> list[dict[str, Any]]:
-        return []
+    def state_range(self, since_ts: float, until_ts: float, max_points: int,
+                    channels: Any = None) -> dict[str, Any]:
+        return {"tier": "raw", "bucket_s": 10, "channels": ["soc_pct"], "rows": []}
+
+    def energy_flows(self, since_ts: float, until_ts: float) -> dict[str, Any]:
+        return {"from": since_ts, "to": until_ts, "flows_kwh": {}}
 
     def optimization_runs(self, since_ts: float, limit: int = 500) -> list[dict[str, Any]]:
         return []
+
+
+class FakeAnalytics:
+    def daily(self, days: int) -> dict[str, Any]:
+        return {"days": []}
+
+    def summary(self, days: int) -> dict[str, Any]:
+        return {"days": days}
+
+    def plan_vs_actual(self, day: str | None) -> dict[str, Any]:
+        return {"day": day, "steps": []}
 
 
 def snapshot() -> RuntimeSnapshot:
@@ -73,7 +88,7 @@ def web(tmp_path):
     stopping = threading.Event()
     stopping.set()
     facade = EmsFacade(security=security, config=FakeConfig(), notifications=Notifications(lambda: NOW),
-                       history=FakeHistory(), now=lambda: NOW, snapshot=snapshot,
+                       history=FakeHistory(), analytics=FakeAnalytics(), now=lambda: NOW, snapshot=snapshot,
                        plan=lambda: PlanView(None, None, 0, None), forecast_json=lambda: {"prices": []},
                        profiles=lambda: {}, test_modbus=lambda device: {"ok": True},
                        simulator=SimulatorControl(lambda: ("bms",), post_event), stopping=stopping)

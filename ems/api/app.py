@@ -23,6 +23,7 @@ from ..devices.profile import profile_to_json
 from ..optimizer.strategies import STRATEGIES, STRATEGY_NAMES
 from ..resources import web_dir
 from .account_routes import install as install_account_routes
+from .history_routes import install as install_history_routes
 from .auth_plugin import SECURITY_HEADERS, AuthPlugin, check_declared, current_auth
 from .facade import EmsFacade
 from .http import error_plugin, json_body, number_query
@@ -105,25 +106,6 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         items = ems.notifications.recent(limit)
         return _json({"notifications": [n.to_json() for n in items], "acknowledged_up_to": acked,
                       "unacknowledged": sum(1 for n in items if n.id > acked and n.level != "info")})
-
-    @app.get("/api/monitoring/telemetry", action="read")
-    def telemetry() -> str:
-        minutes = number_query("minutes", 60, 1, 24 * 60)
-        limit = int(number_query("limit", 1000, 1, 20_000, integer=True))
-        now = ems.now()
-        return _json({"minutes": minutes, "rows": ems.history.telemetry_since(now - minutes * 60, limit)})
-
-    @app.get("/api/history/state", action="read")
-    def history_state() -> str:
-        hours = number_query("hours", 24, 0.01, 24 * 400)
-        points = int(number_query("points", 500, 10, 5000, integer=True))
-        now = ems.now()
-        return _json({"hours": hours, "rows": ems.history.state_history(now - hours * 3600, now, points)})
-
-    @app.get("/api/history/optimization", action="read")
-    def history_optimization() -> str:
-        days = number_query("days", 7, 0.01, 400)
-        return _json({"days": days, "runs": ems.history.optimization_runs(ems.now() - days * 86400)})
 
     for section, paths in CONFIG_ROUTES.items():
         def get_section(section: str = section) -> str:
@@ -224,5 +206,6 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         return stream()
 
     install_account_routes(app, ems, page)
+    install_history_routes(app, ems)
     check_declared(app)
     return app

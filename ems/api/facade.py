@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from ..config.schema import EmsConfig, ModbusDeviceConfig
 from ..devices.profile import Profile
@@ -35,9 +35,22 @@ class HistoryQueries(Protocol):
 
     def telemetry_since(self, since_ts: float, limit: int) -> list[dict[str, Any]]: ...
 
-    def state_history(self, since_ts: float, until_ts: float, max_points: int) -> list[dict[str, Any]]: ...
+    def state_range(self, since_ts: float, until_ts: float, max_points: int,
+                    channels: Sequence[str] | None = None) -> dict[str, Any]: ...
+
+    def energy_flows(self, since_ts: float, until_ts: float) -> dict[str, Any]: ...
 
     def optimization_runs(self, since_ts: float, limit: int = 500) -> list[dict[str, Any]]: ...
+
+
+class AnalyticsQueries(Protocol):
+    """Money and performance per local day, from the history (`ems.history.analytics`)."""
+
+    def daily(self, days: int) -> dict[str, Any]: ...
+
+    def summary(self, days: int) -> dict[str, Any]: ...
+
+    def plan_vs_actual(self, day: str | None) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,7 @@ class RuntimeSnapshot:
     loop_lag_ms: Mapping[str, Any]
     tasks: Mapping[str, Any]
     history_rows_written: int
+    history: Mapping[str, Any] = field(default_factory=dict)  # store size, tiers, last integrity check
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,7 @@ class EmsFacade:
     config: ConfigAccess
     notifications: Notifications
     history: HistoryQueries
+    analytics: AnalyticsQueries
     now: Callable[[], float]
     snapshot: Callable[[], RuntimeSnapshot]
     plan: Callable[[], PlanView]

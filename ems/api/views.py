@@ -32,6 +32,7 @@ def state_json(s: RuntimeSnapshot) -> dict[str, Any]:
             "tasks": dict(s.tasks),
             "history_rows_written": s.history_rows_written,
         },
+        "history": dict(s.history),
     }
 
 

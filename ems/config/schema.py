@@ -215,9 +215,23 @@ class WebConfig:
 
 @dataclass(frozen=True)
 class HistoryConfig:
+    """Tiers of the history store: raw samples, 1-minute and 15-minute aggregates (kept forever)."""
+
     sample_interval_s: float = c(10.0, min=0.1, max=3600, doc="one telemetry row per interval")
     flush_interval_s: float = c(60.0, min=0.1, max=3600, doc="rows are written in one batch per interval")
-    retention_days: int = c(400, min=1, max=3650)
+    raw_retention_h: float = c(48.0, min=1, max=24 * 90, doc="raw samples are kept this long")
+    minute_retention_days: int = c(365, min=1, max=3650, doc="1-minute mean/min/max are kept this long")
+    retention_days: int = c(400, min=1, max=3650, doc="optimization runs are kept this long; "
+                                                      "15-minute aggregates are kept forever")
+    plan_retention_days: int = c(90, min=1, max=3650, doc="the full plan of each optimization run "
+                                                         "(for plan vs actual) is kept this long")
+    max_db_mb: int = c(4096, min=64, max=1_000_000, doc="the oldest 1-minute (then 15-minute) data is dropped "
+                                                        "beyond this size; shown in /api/state")
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.minute_retention_days * 24 < self.raw_retention_h:
+            return [("minute_retention_days", f"must cover raw_retention_h ({self.raw_retention_h:g} h)")]
+        return []
 
 
 @dataclass(frozen=True)

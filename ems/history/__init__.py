@@ -1,5 +1,7 @@
-"""History: SQLite store (blocking, executor-only) and the recorder task that feeds it in batches."""
+"""History: SQLite store in tiers (blocking, executor-only), the recorder that feeds it in batches, and the
+analytics read from it."""
+from .channels import MEASURED
 from .recorder import HistoryRecorder
-from .store import TELEMETRY_COLUMNS, HistoryStore
+from .store import HistoryStore
 
-__all__ = ["HistoryRecorder", "HistoryStore", "TELEMETRY_COLUMNS"]
+__all__ = ["HistoryRecorder", "HistoryStore", "MEASURED"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -243,7 +243,7 @@ def plan_inputs_from_config(cfg: EmsConfig, *, start_ts: float, step_s: int,
     consumer = np.asarray(consumer_price_eur_per_kwh, dtype=float)
     if consumer.shape != (n,):
         raise PlanInputError("consumer_price_eur_per_kwh", f"has {consumer.size} values, expected {n}")
-    fee = tariffs.grid_fee_eur_per_kwh(cfg.grid_tariffs, starts, zone=zone) * (1.0 + cfg.forecast.vat_pct / 100.0)
+    fee = grid_fee_with_vat(cfg, starts, zone)
     export_price = market_price_eur_per_kwh if export_price_eur_per_kwh is None else export_price_eur_per_kwh
     feedin = tariffs.feedin_limit_kw(cfg.feedin_limitation, cfg.forecast.pv_peak_kwp, starts, pv_kw, zone=zone)
     return PlanInputs(
@@ -258,3 +258,25 @@ def plan_inputs_from_config(cfg: EmsConfig, *, start_ts: float, step_s: int,
         no_export_at_negative_prices=no_export_at_negative_prices,
         zone=zone,
     )
+
+
+def grid_fee_with_vat(cfg: EmsConfig, starts: tariffs.Instants, zone: Any) -> np.ndarray:
+    """The time-variable grid fee of `grid_tariffs` per instant, with VAT: added to the consumer price."""
+    return tariffs.grid_fee_eur_per_kwh(cfg.grid_tariffs, starts, zone=zone) * (1.0 + cfg.forecast.vat_pct / 100.0)
+
+
+def prices_in_force(cfg: EmsConfig, consumer: Any, market: Any, ts: float) -> tuple[float | None, float | None]:
+    """(import, export) €/kWh at instant `ts`, as the planner prices a step starting then.
+
+    `consumer` and `market` are the forecast's price Series (or None). Import is the consumer price
+    plus the grid fee with VAT; export earns the market price. None where the series has no value.
+    """
+    def at(series: Any) -> float | None:
+        k = None if series is None else series.index_of(ts)
+        value = None if k is None else float(series.values[k])
+        return value if value is not None and value == value else None
+
+    consumer_price, market_price = at(consumer), at(market)
+    if consumer_price is not None:
+        consumer_price += float(grid_fee_with_vat(cfg, [ts], site_zone(cfg.site.timezone))[0])
+    return consumer_price, market_price

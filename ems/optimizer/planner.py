@@ -18,6 +18,7 @@ from ..clock import Clock
 from ..config import ConfigStore
 from ..forecast.service import ForecastService, ForecastSnapshot
 from ..history import HistoryStore
+from ..history.analytics import compact_plan
 from ..notifications import Notifications
 from . import (Plan, PlanInputError, PlanInputs, choose_strategy, fallback_self_consumption_plan,
                         leading_finite_steps, optimize, plan_inputs_from_config, resample_mean)
@@ -175,7 +176,7 @@ class Planner:
                 ts=now, strategy=plan.strategy, status="fallback" if plan.fallback else plan.status,
                 solver=f"{plan.solver} {plan.solver_version}".strip(), objective_eur=plan.objective_eur,
                 expected_profit_eur=plan.expected_profit_eur, duration_ms=duration_ms,
-                reason=f"{plan.reason} (re-planned: {why})")
+                reason=f"{plan.reason} (re-planned: {why})", plan=compact_plan(plan))
         except Exception:
             log.exception("could not record the optimization run")
 
