@@ -1,9 +1,15 @@
-"""Crash-safe file replacement: a power cut leaves either the old or the new file, never half of one."""
+"""Crash-safe file replacement: a power cut leaves either the old or the new file, never half of one.
+
+A writer killed between creating its temp file and renaming it leaves `.<name>.<random>.tmp` behind
+(and `.<name>.bak.tmp` while it keeps a backup); `remove_stale_temp_files` clears those at start-up.
+New files are created readable and writable by the service's user only (mkstemp's 0600).
+"""
 from __future__ import annotations
 
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -39,3 +45,33 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, keep_backup: bool = 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+TEMP_SUFFIX = ".tmp"
+STALE_AFTER_S = 60.0  # no write of ours takes a minute: an older temp file was left by a killed writer
+
+
+def remove_stale_temp_files(directory: str | os.PathLike[str], prefix: str = ".",
+                            min_age_s: float = STALE_AFTER_S) -> list[Path]:
+    """Delete temp files of interrupted `write_atomic` calls in `directory` (names `<prefix>…tmp`, hidden,
+    not touched for `min_age_s`: a write in progress in another process keeps its own). Returns them."""
+    removed: list[Path] = []
+    base = Path(directory)
+    if not base.is_dir():
+        return removed
+    now = time.time()
+    for leftover in base.iterdir():
+        name = leftover.name
+        if not (name.startswith(".") and name.startswith(prefix) and name.endswith(TEMP_SUFFIX)):
+            continue
+        try:
+            info = leftover.lstat()
+            if not leftover.is_file() or leftover.is_symlink() or now - info.st_mtime < min_age_s:
+                continue
+            leftover.unlink()
+        except OSError as exc:
+            log.warning("cannot remove the stale temp file %s: %s", leftover, exc)
+            continue
+        removed.append(leftover)
+        log.info("removed %s, left by an interrupted write", leftover)
+    return removed

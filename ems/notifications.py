@@ -1,4 +1,10 @@
-"""Notifications a user should see (crashed subsystem, DSO orders, alarms): a bounded, thread-safe log."""
+"""Notifications a user should see (crashed subsystem, DSO orders, alarms): a bounded, thread-safe log.
+
+Alarms — level error or critical, and every DSO order (category "dso", a trip or a limit) — are kept in a
+buffer of their own: a flood of lesser notifications (info, warnings: a burst of sign-ups, config changes)
+can only push out other lesser ones, never an alarm. Each buffer is bounded; `recent()` merges them
+newest first.
+"""
 from __future__ import annotations
 
 import itertools
@@ -10,7 +16,13 @@ from typing import Any, Callable, Literal
 
 log = logging.getLogger(__name__)
 
-Level = Literal["info", "warning", "error"]
+Level = Literal["info", "warning", "error", "critical"]
+ALARM_LEVELS = frozenset({"error", "critical"})
+ALARM_CATEGORIES = frozenset({"dso"})
+
+
+def is_alarm(level: str, category: str) -> bool:
+    return level in ALARM_LEVELS or category in ALARM_CATEGORIES
 
 
 @dataclass(frozen=True)
@@ -26,9 +38,10 @@ class Notification:
 
 
 class Notifications:
-    def __init__(self, now: Callable[[], float], maxlen: int = 500):
+    def __init__(self, now: Callable[[], float], maxlen: int = 500, max_alarms: int = 500):
         self._now = now
         self._items: deque[Notification] = deque(maxlen=maxlen)
+        self._alarms: deque[Notification] = deque(maxlen=max_alarms)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._acked: dict[int, int] = {}
@@ -36,8 +49,10 @@ class Notifications:
     def add(self, level: Level, category: str, message: str) -> Notification:
         with self._lock:
             item = Notification(next(self._ids), self._now(), level, category, message)
-            self._items.append(item)
-        getattr(log, "error" if level == "error" else level)("[%s] %s", category, message)
+            (self._alarms if is_alarm(level, category) else self._items).append(item)
+        log_level = {"critical": logging.CRITICAL, "error": logging.ERROR, "warning": logging.WARNING}.get(level,
+                                                                                                        logging.INFO)
+        log.log(log_level, "[%s] %s", category, message)
         return item
 
     def acknowledge(self, user_id: int, up_to_id: int) -> None:
@@ -50,5 +65,17 @@ class Notifications:
             return self._acked.get(user_id, 0)
 
     def recent(self, limit: int = 50) -> list[Notification]:
+        """Up to `limit` notifications, newest first. Alarms get at least half the places (all of them, when
+        fewer), so a flood of lesser notifications cannot hide them from the list either."""
         with self._lock:
-            return list(self._items)[-limit:][::-1]
+            alarms, others = list(self._alarms)[-limit:], list(self._items)[-limit:]
+        n_alarms = min(len(alarms), max(limit - len(others), limit // 2))
+        n_others = min(len(others), limit - n_alarms)
+        n_alarms = min(len(alarms), limit - n_others)
+        chosen = alarms[len(alarms) - n_alarms:] + others[len(others) - n_others:]
+        return sorted(chosen, key=lambda n: n.id, reverse=True)
+
+    def alarms(self, limit: int = 50) -> list[Notification]:
+        """The newest `limit` alarms, newest first."""
+        with self._lock:
+            return list(self._alarms)[-limit:][::-1]

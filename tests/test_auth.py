@@ -240,10 +240,12 @@ def test_a_disabled_users_token_stops_working(sec: Security) -> None:
 
 # -- roles -----------------------------------------------------------------------------------------------------
 
-# The table from the issue, written out independently of the code: admin everything; operator reads,
-# operates and configures but does not manage users; viewer reads only; everyone manages their own account.
+# The table from the issue, written out independently of the code: admin everything (including the
+# safety-relevant settings, connection tests and the audit log); operator reads, operates and configures but
+# neither changes safety settings nor manages users; viewer reads only; everyone manages their own account.
 EXPECTED = {
-    "admin": {"read", "operate", "configure", "manage_users", "own_account"},
+    "admin": {"read", "operate", "configure", "configure_safety", "commission", "audit", "manage_users",
+              "own_account"},
     "operator": {"read", "operate", "configure", "own_account"},
     "viewer": {"read", "own_account"},
 }

@@ -41,7 +41,7 @@ def test_connection_test_reads_the_key_registers_of_a_configured_device(demo):
     status, result = demo.post("/api/modbus/test", json.dumps(bms).encode())
     assert status == 200 and result["ok"] is True, result
     assert result["values"] and result["latency_ms"]["max"] >= result["latency_ms"]["min"] >= 0
-    nobody = {**bms, "name": "ghost", "port": 1}
+    nobody = {**bms, "name": "ghost", "port": 502}  # the Modbus port of the device's host; nothing listens
     status, result = demo.post("/api/modbus/test", json.dumps(nobody).encode())
     assert status == 200 and result["ok"] is False and result["errors"]
 

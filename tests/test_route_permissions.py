@@ -6,6 +6,7 @@ admin (by session with CSRF, and by API token).
 """
 from __future__ import annotations
 
+import json
 import re
 from urllib.parse import urlparse
 import urllib.error
@@ -13,8 +14,9 @@ import urllib.request
 
 import bottle
 import pytest
+import yaml
 
-from ems.api.app import create_app
+from ems.api.app import CONFIG_ROUTES, create_app
 from ems.api.auth_plugin import UNDECLARED, check_declared, route_action
 from ems.api.server import WebServer
 from ems.config import ConfigStore
@@ -28,7 +30,9 @@ PASSWORD = "correct-horse-battery-9"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("routes")
-    (tmp / "ems.yaml").write_text(demo_config_text())
+    config = yaml.safe_load(demo_config_text())
+    config["web"]["allow_registration"] = True  # /register is a public route only while registration is open
+    (tmp / "ems.yaml").write_text(yaml.safe_dump(config))
     rt = Runtime(ConfigStore.open(tmp / "ems.yaml"), tmp, Listen("127.0.0.1", 0))
     rt.stopping.set()  # live-event streams answer and end at once
     app = create_app(rt.facade())
@@ -41,6 +45,7 @@ def served(tmp_path_factory):
         callers[role] = {"Cookie": f"ems_session={token}", "X-CSRF-Token": session.csrf_token}
         plaintext, _ = rt.security.tokens.create(user.id, "test")
         callers[f"{role} token"] = {"Authorization": f"Bearer {plaintext}"}
+    READER.update(callers["viewer token"])
     yield app, f"http://{host}:{port}", callers, rt
     server.stop()
     rt.history.close()
@@ -54,8 +59,12 @@ def concrete(rule: str) -> str:
 
 
 def call(base: str, method: str, path: str, headers: dict[str, str]) -> int:
-    """The status; a page's redirect to the login form counts as 401 (that is how pages say it)."""
+    """The status; a page's redirect to the login form counts as 401 (that is how pages say it).
+    A config section is posted back as it is (a harmless change that any caller allowed to configure may
+    make: posting `{}` would reset it to defaults, which for some sections only an admin may)."""
     data = b"{}" if method in ("POST", "PUT", "PATCH", "DELETE") else None
+    if method == "POST" and path in CONFIG_PATHS:
+        data = current_section(base, path)
     req = urllib.request.Request(base + path, data=data, method=method,
                                  headers={"Content-Type": "application/json", **headers})
     opener = urllib.request.build_opener(NoRedirect)
@@ -66,6 +75,16 @@ def call(base: str, method: str, path: str, headers: dict[str, str]) -> int:
         if err.code == 303 and urlparse(err.headers["Location"]).path == "/login" and path != "/logout":
             return 401  # a protected page sends the caller to the login form
         return err.code
+
+
+CONFIG_PATHS = {path: section for section, paths in CONFIG_ROUTES.items() for path in paths}
+READER: dict[str, str] = {}  # headers of a caller who may read every section (set by the fixture)
+
+
+def current_section(base: str, path: str) -> bytes:
+    req = urllib.request.Request(base + path, headers=READER)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.dumps(json.loads(resp.read())[CONFIG_PATHS[path]]).encode()
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -141,9 +141,12 @@ def test_config_section_change_over_http_is_validated_saved_and_applied(ems_fact
     assert yaml.safe_load(ems.config_path.read_text())["grid_connection"]["max_power_kw"] == 12.5
     assert Path(str(ems.config_path) + ".bak").exists()
     assert ems.get("/api/config/grid_connection")[1]["grid_connection"]["max_power_kw"] == 12.5
-    notes = wait_until(lambda: [n for n in ems.get("/api/notifications")[1]["notifications"]
-                                if n["category"] == "config"], 5)
-    assert notes[0]["message"] == "settings 'grid_connection' changed and applied"
+    config_notes = lambda: [n["message"] for n in ems.get("/api/notifications")[1]["notifications"]
+                            if n["category"] == "config"]
+    notes = wait_until(lambda: (lambda m: m if "settings 'grid_connection' changed and applied" in m else None)(
+        config_notes()), 5)
+    # The import limit is safety-relevant: who changed it from what to what is told too (and audited).
+    assert "admin changed grid_connection.max_power_kw: 15.0 → 12.5" in notes
 
 
 def test_sigterm_stops_within_5s_flushes_history_and_leaves_plant_safe(ems_factory):

@@ -60,7 +60,7 @@ def test_admin_logs_in_through_the_form_and_the_menu_shows_role_rights_and_alert
         assert page.inner_text("[data-testid=menu-username]") == "admin"
         rights = page.locator("[data-testid=menu-rights] li")
         assert sorted(rights.evaluate_all("els => els.map(e => e.dataset.action)")) == \
-            ["configure", "manage_users", "operate", "own_account", "read"]
+            ["audit", "commission", "configure", "configure_safety", "manage_users", "operate", "own_account", "read"]
         assert page.locator("[data-testid=menu-users]").get_attribute("href") == "/users"
         assert page.locator("[data-testid=menu-help]").count() == 0, "no Help link while there is no help page"
 
@@ -249,7 +249,7 @@ def test_own_password_change_and_api_tokens_from_the_account_dialog(ems_factory)
 
 
 def test_logout_returns_to_login_and_the_old_cookie_is_refused(ems_factory):
-    ems = ems_factory()
+    ems = ems_factory(demo_config(web={"allow_registration": True}))  # so the login page offers to register
     with chromium_page() as page:
         watch = Watch(page)
         login_through_form(page, ems.base_url, "admin", ems.admin_password)
@@ -269,3 +269,25 @@ def test_logout_returns_to_login_and_the_old_cookie_is_refused(ems_factory):
         page.goto(ems.base_url + "/", wait_until="load")
         assert urlparse(page.url).path == "/login"
         watch.assert_clean()
+
+
+def test_admin_turns_registration_on_and_finds_the_change_in_the_audit_log(ems_factory):
+    ems = ems_factory()
+    with chromium_page() as page:
+        watch = Watch(page)
+        login_through_form(page, ems.base_url, "admin", ems.admin_password)
+        page.goto(ems.base_url + "/users", wait_until="load")
+        box = page.locator("[data-testid=allow-registration]")
+        expect(box).not_to_be_checked()  # off by default
+        expect(page.locator("[data-testid=audit-table] tbody")).to_contain_text("No changes recorded yet.")
+        box.check()
+        page.click("[data-testid=save-registration]")
+        expect(page.locator("[data-testid=registration-form] [data-error-for=_]")).to_contain_text("on")
+        row = page.locator("[data-testid=audit-row]").first
+        expect(row).to_contain_text("web.allow_registration")
+        expect(row).to_contain_text("admin (admin)")
+        expect(page.locator("[data-testid=audit-chain]")).to_have_text("chain intact")
+        assert page.locator("[data-testid=audit-csv]").get_attribute("href") == "/api/audit/export?format=csv"
+        page.goto(ems.base_url + "/login", wait_until="load")
+        watch.assert_clean()
+    assert ems.get("/api/config/web")[1]["web"]["allow_registration"] is True

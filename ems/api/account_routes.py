@@ -1,18 +1,20 @@
 """Login, logout, registration, own account, API tokens and user administration (pages + JSON API).
 
 Each route declares its action for the AuthPlugin; the flows themselves live in `ems.users.auth.Security`.
+Cross-site posts (login CSRF, logout by another page) are refused for every route by the app's Origin check.
 """
 from __future__ import annotations
 
 import logging
 from typing import Any, Callable
-from urllib.parse import urlparse
+from urllib.parse import quote, unquote, urlsplit
 
 import bottle
 
+from ..audit import AuditLog
 from ..errors import ApiError
 from ..users.auth import SESSION_COOKIE, AuthResult
-from .auth_plugin import client_address, current_auth, is_tls
+from .auth_plugin import client_address, current_actor, current_auth, is_tls
 from .facade import EmsFacade
 from .http import json_body
 from .http import json_response as _json
@@ -33,18 +35,33 @@ def _body() -> dict[str, Any]:
     return {k: request.forms.getunicode(k) for k in request.forms.keys()}
 
 
-def _safe_next(target: str | None) -> str:
-    """Only same-site paths: `next=//evil.example` must not become an open redirect."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+def _safe_next(target: Any) -> str:
+    """Only a path on this site: `next=//evil.example` must not become an open redirect, nor anything a
+    browser would read as one. Browsers drop tabs and newlines from URLs and read a backslash as a slash, so
+    `/\t/evil.example` and `/\\evil.example` lead off-site: the target is judged after percent-decoding
+    (repeatedly), and refused ("/" instead) if it holds a control character, whitespace or a backslash,
+    starts with `//`, or has a scheme or a host."""
+    if not isinstance(target, str) or not target.startswith("/") or len(target) > 2000:
         return "/"
-    return target
+    decoded = target
+    for _ in range(3):
+        once = unquote(decoded)
+        if once == decoded:
+            break
+        decoded = once
+    else:
+        return "/"  # still changing after three rounds: nothing a real link needs
+    for text in (target, decoded):
+        if any(ord(ch) < 0x21 or ord(ch) == 0x7F or ch in "\\" or ch.isspace() for ch in text) \
+                or text.startswith("//") or not text.startswith("/"):
+            return "/"
+        parts = urlsplit(text)
+        if parts.scheme or parts.netloc:
+            return "/"
+    return quote(target, safe=_PRINTABLE_ASCII)  # a Location header is ASCII; é becomes %C3%A9
 
 
-def _same_origin() -> bool:
-    origin = bottle.request.get_header("Origin")
-    if not origin or origin == "null":
-        return origin is None
-    return urlparse(origin).netloc == bottle.request.get_header("Host")
+_PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
 def _apply_cookie(ems: EmsFacade, result: AuthResult) -> None:
@@ -55,21 +72,25 @@ def _apply_cookie(ems: EmsFacade, result: AuthResult) -> None:
         bottle.response.delete_cookie(SESSION_COOKIE, path="/")
 
 
-def install(app: bottle.Bottle, ems: EmsFacade, page: Page) -> None:
+def install(app: bottle.Bottle, ems: EmsFacade, page: Page, audit: AuditLog | None = None) -> None:
+    """Account routes; user administration is recorded in `audit` (who did what to which account)."""
     security = ems.security
     wants_html = lambda: not bottle.request.content_type.startswith("application/json")
+
+    def record(field: str, old: Any, new: Any) -> None:
+        if audit is not None:
+            audit.record(current_actor(), "users", "users", [(field, old, new)])
 
     @app.get("/login", action=None)
     def login_page() -> str:
         if current_auth().principal is not None:
-            return bottle.redirect(_safe_next(bottle.request.query.get("next")), 303)
-        return page("login.tpl", "Log in", "/login", next=_safe_next(bottle.request.query.get("next")), error=None,
-                    allow_registration=ems.config.config.web.allow_registration)
+            return bottle.redirect(_safe_next(bottle.request.query.getunicode("next")), 303)
+        return page("login.tpl", "Log in", "/login", next=_safe_next(bottle.request.query.getunicode("next")),
+                    error=None, allow_registration=ems.config.config.web.allow_registration,
+                    registered=bottle.request.query.get("registered") == "1")
 
     @app.post("/login", action=None)
     def login() -> Any:
-        if not _same_origin():
-            raise ApiError(403, "cross-site login refused", "Origin")
         body = _body()
         result = security.login(body.get("username"), body.get("password"), client_address(),
                                 bottle.request.get_cookie(SESSION_COOKIE))
@@ -90,8 +111,6 @@ def install(app: bottle.Bottle, ems: EmsFacade, page: Page) -> None:
     @app.post("/logout", action=None)
     def logout() -> Any:
         # POST only: a GET could be triggered by any page (<img src=/logout>).
-        if not _same_origin():
-            raise ApiError(403, "cross-site logout refused", "Origin")
         _apply_cookie(ems, security.logout(bottle.request.get_cookie(SESSION_COOKIE)))
         if wants_html():
             return bottle.redirect("/login", 303)
@@ -108,22 +127,25 @@ def install(app: bottle.Bottle, ems: EmsFacade, page: Page) -> None:
     @app.post("/register", action=None)
     def register() -> Any:
         if not ems.config.config.web.allow_registration:
-            raise ApiError(403, "self-registration is turned off", "web.allow_registration")
-        if not _same_origin():
-            raise ApiError(403, "cross-site registration refused", "Origin")
+            raise ApiError(403, "self-registration is turned off; ask an administrator for an account",
+                           "web.allow_registration")
         body = {k: v for k, v in _body().items() if k in ("username", "password", "name", "email")}
-        try:
-            user = security.users.create_from_json(body, force_role="viewer")
-        except ApiError as exc:
+        result, user = security.register(body, client_address())
+        for name, value in result.headers().items():
+            bottle.response.set_header(name, value)
+        if user is not None:
+            ems.notifications.add("info", "users", f"new account '{user.username}' registered (viewer)")
+        if result.status != 202:
             if wants_html():
-                bottle.response.status = exc.status
-                return page("register.tpl", "Register", "/register", error=f"{exc.field}: {exc.message}",
+                bottle.response.status = result.status
+                return page("register.tpl", "Register", "/register", error=f"{result.field or 'registration'}: "
+                                                                           f"{result.message}",
                             form={k: str(body.get(k) or "")[:100] for k in ("username", "name", "email")})
-            raise
-        ems.notifications.add("info", "users", f"new account '{user.username}' registered (viewer)")
+            return _json({"error": result.message, "field": result.field}, result.status)
+        # The same answer whether the name was free or taken: it must not tell which accounts exist.
         if wants_html():
-            return bottle.redirect("/login", 303)
-        return _json({"user": user.to_json()}, 201)
+            return bottle.redirect("/login?registered=1", 303)
+        return _json({"registered": True, "message": result.message}, 202)
 
     # -- own account --------------------------------------------------------------------------------------
     @app.get("/api/me", action="own_account")
@@ -178,21 +200,31 @@ def install(app: bottle.Bottle, ems: EmsFacade, page: Page) -> None:
     def create_user() -> str:
         user = security.users.create_from_json(_body())
         ems.notifications.add("info", "users", f"account '{user.username}' created ({user.role})")
+        record(f"users[{user.username}]", None, {"role": user.role})
         return _json({"user": user.to_json()}, 201)
 
     @app.put("/api/users/<user_id:int>", action="manage_users")
     def update_user(user_id: int) -> str:
-        return _json({"user": security.update_user(user_id, _body()).to_json()})
+        body = _body()
+        before = security.users.get(user_id)
+        user = security.update_user(user_id, body)
+        for key in ("role", "disabled"):
+            if before is not None and getattr(before, key) != getattr(user, key):
+                record(f"users[{user.username}].{key}", getattr(before, key), getattr(user, key))
+        return _json({"user": user.to_json()})
 
     @app.delete("/api/users/<user_id:int>", action="manage_users")
     def delete_user(user_id: int) -> str:
         user = security.delete_user(user_id)
         ems.notifications.add("info", "users", f"account '{user.username}' deleted")
+        record(f"users[{user.username}]", {"role": user.role}, None)
         return _json({"deleted": user.to_json()})
 
     @app.post("/api/users/<user_id:int>/password", action="manage_users")
     def set_password(user_id: int) -> str:
-        return _json({"user": security.set_password(user_id, _body().get("password")).to_json()})
+        user = security.set_password(user_id, _body().get("password"))
+        record(f"users[{user.username}].password", "set", "changed")
+        return _json({"user": user.to_json()})
 
     @app.delete("/api/tokens/<token_id>", action="manage_users")
     def revoke_token(token_id: str) -> str:

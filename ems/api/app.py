@@ -4,30 +4,49 @@ Handlers run in cheroot's worker threads. They only read immutable snapshots (pl
 and the history store's per-thread read connections; changes go through the façade's config access,
 which hands notifications to the event loop. Every error leaves as JSON `{"error": ..., "field": ...}`
 with a 4xx code (5xx only for our own bugs, without a traceback), mapped in `http.error_plugin`.
+
+Before any route runs, the Host must be one of the gateway's (`origin.HostGuard`, 421 otherwise) and a
+state-changing request must not come from another site (403). Config changes are parsed and validated
+here, in the web thread, within a per-section body limit; safety- and security-relevant keys are for
+admins only and every change lands in the audit log (`ems.audit`) with who, when and from where. Stored
+secrets never leave: GETs show `{"set": …}` (`ems.config.guard`), and as a last line every response body
+is scrubbed of the current secret values.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import math
 import threading
-from typing import Any, Iterator
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
 
 import bottle
 from bottle import request as brequest
 
 from .. import __version__
+from ..audit import AUDIT_FILE, AuditLog
 from ..errors import ApiError
+from ..config.guard import FieldChange
+from ..config.store import ConfigChange
+from ..config.paths import device_path_problem
 from ..config.schema import ModbusDeviceConfig
 from ..config.validate import parse_config
-from ..devices.profile import profile_to_json
+from ..devices.profile import Profile, profile_to_json
 from ..optimizer.strategies import STRATEGIES, STRATEGY_NAMES
 from ..resources import web_dir
 from .account_routes import install as install_account_routes
 from .history_routes import install as install_history_routes
-from .auth_plugin import SECURITY_HEADERS, AuthPlugin, check_declared, current_auth
-from .facade import EmsFacade
-from .http import error_plugin, json_body, number_query
+from .auth_plugin import (SECURITY_HEADERS, AuthPlugin, check_declared, current_actor, current_auth,
+                          install_security_headers)
+from .facade import ConfigAccess, EmsFacade, GuardedConfigAccess
+from .http import error_plugin, header, json_body, number_query
 from .http import json_response as _json
+from .origin import HostGuard
+from .server import LIMITS_KEY, SSE_SLOTS_KEY, ConnectionLimits
+from .streams import StreamSlots
 from .views import plan_json, state_json
 
 log = logging.getLogger(__name__)
@@ -37,6 +56,7 @@ NAV = [("/", "Dashboard", "read"), ("/monitoring", "Monitoring", "read"), ("/use
 
 # Config sections that can be read and changed over HTTP, with the paths SPEC.md names for some.
 CONFIG_ROUTES = {
+    "web": ["/api/config/web"],
     "bess": ["/api/config/bess"],
     "strategy": ["/api/config/strategy"],
     "forecast": ["/api/config/forecast"],
@@ -49,13 +69,163 @@ CONFIG_ROUTES = {
     "grid_connection": ["/api/config/grid_connection", "/api/grid_connection/config"],
     "grid_tariffs": ["/api/config/grid_tariffs"],
 }
+# A section's body limit: enough for the largest valid section with room for formatting, no more
+# (the schema bounds its lists: 48 tariff windows or feed-in rules, 32 Modbus devices).
+SECTION_BODY_BYTES = {"grid_tariffs": 64 * 1024, "modbus": 64 * 1024, "feedin_limitation": 32 * 1024}
+DEFAULT_SECTION_BODY_BYTES = 16 * 1024
+SSE_SPARE_THREADS = 2  # room for a stream that replaces one still finishing its last tick
+MODBUS_PORT = 502
+# Where a device not configured yet may be: the plant's LAN (RFC 1918, IPv6 ULA), link-local, the gateway itself.
+LAN_NETWORKS = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                                        "169.254.0.0/16", "127.0.0.0/8", "fc00::/7", "fe80::/10",
+                                                        "::1/128"))
+REDACTED = "********"
+
+
+class _UnguardedConfig:
+    """A config access without `apply_change` (a test's fake): changes go through `update_section` as they
+    are, with nothing to audit. The real ConfigStore is guarded."""
+
+    def __init__(self, config: ConfigAccess):
+        self._config = config
+
+    @property
+    def config(self) -> Any:
+        return self._config.config
+
+    def section_plain(self, section: str) -> Any:
+        return self._config.section_plain(section)
+
+    def update_section(self, section: str, data: Any) -> Any:
+        return self._config.update_section(section, data)
+
+    def apply_change(self, section: str, data: Any, may_change_admin_only: bool = True, role: str = "admin",
+                     record: Callable[[Any], object] | None = None) -> ConfigChange:
+        return ConfigChange(self._config.update_section(section, data), section, ())
+
+    def secrets(self) -> list[str]:
+        return []
+
+
+def guarded(config: ConfigAccess) -> GuardedConfigAccess:
+    return config if isinstance(config, GuardedConfigAccess) else _UnguardedConfig(config)
+
+
+def _default_audit(ems: EmsFacade) -> AuditLog:
+    """The audit log beside the config file when the runtime gives none (in memory for a fake config)."""
+    path = getattr(ems.config, "path", None)
+    return AuditLog(Path(path).parent / AUDIT_FILE if isinstance(path, Path) else None)
+
+
+def secret_scrubber(secrets: Callable[[], list[str]]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Bottle plugin: every text a route returns (pages, JSON, event streams) with each stored secret replaced
+    by ********. The config routes never show secrets anyway; this catches any other path (an error message
+    quoting a URL with a key in it, a notification)."""
+    def scrub(text: str, values: list[str]) -> str:
+        for value in values:
+            text = text.replace(value, REDACTED)
+        return text
+
+    def forms(values: list[str]) -> list[str]:
+        out = set()
+        for value in values:
+            if len(value) >= 4:
+                out |= {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+        return sorted(out, key=len, reverse=True)
+
+    def plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            out = callback(*args, **kwargs)
+            values = forms(secrets())
+            if not values:
+                return out
+            if isinstance(out, str):
+                return scrub(out, values)
+            if isinstance(out, (bottle.HTTPResponse, bytes, dict)) or not hasattr(out, "__iter__"):
+                return out
+
+            def stream(items: Iterator[Any]) -> Iterator[Any]:
+                try:
+                    for item in items:
+                        yield scrub(item, forms(secrets())) if isinstance(item, str) else item
+                finally:
+                    close = getattr(items, "close", None)
+                    if close is not None:
+                        close()
+            return stream(iter(out))
+        return wrapper
+    return plugin
+
+
+def connection_test_refusal(device: ModbusDeviceConfig, configured: Sequence[ModbusDeviceConfig],
+                            profile: Profile) -> str | None:
+    """Why `/api/modbus/test` must not try `device` (None: it may). The test is a commissioning tool, not a
+    port scanner for whoever may use it: it reaches a configured device's own address, or — for a device
+    not configured yet — a literal address in a private, link-local or loopback range on the Modbus port
+    (502, or the profile's default port). Host names are not resolved (no DNS-based detours), and serial
+    ports must be character devices under /dev."""
+    if device.connection_type == "rtu":
+        port = device.serial_port or ""
+        if any(d.connection_type == "rtu" and d.serial_port == port for d in configured):
+            return None
+        return device_path_problem(port, must_exist=True)
+    host = (device.host or "").strip()
+    if any(d.connection_type == "tcp" and (d.host or "").strip().lower() == host.lower() and d.port == device.port
+           for d in configured):
+        return None
+    allowed_ports = {MODBUS_PORT, profile.connection.port} | {d.port for d in configured if d.host == host}
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return (f"{host[:64]!r} is not a configured device: a new device is tested by its IP address "
+                "(allowed: a configured device, or a private/link-local address on the Modbus port)")
+    if not any(ip in network for network in LAN_NETWORKS) or str(ip).endswith(".255"):
+        return f"{host[:64]} is not a private or link-local address (allowed: the LAN of the plant)"
+    if ip.is_loopback and not any((d.host or "").strip() == host for d in configured):
+        return f"{host} is the gateway itself: only configured devices there may be tested"
+    if device.port not in allowed_ports:
+        return (f"port {device.port} is not a Modbus port (allowed: {', '.join(str(p) for p in sorted(allowed_ports))},"
+                " or a configured device's)")
+    return None
+
+
 def create_app(ems: EmsFacade) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True)
+    # Bottle wraps the first plugin installed around the later ones: the scrubber sees every final body, the
+    # error plugin answers errors of the auth checks too (a header that is not UTF-8: 400).
+    config = guarded(ems.config)
+    app.install(secret_scrubber(config.secrets))
     app.install(error_plugin)
     app.install(AuthPlugin(ems.security))
+    install_security_headers(app)
     web = web_dir()
     lookup = [str(web / "templates")]
-    sse_slots = threading.BoundedSemaphore(max(1, ems.config.config.web.threads - 4))
+    audit = ems.audit if ems.audit is not None else _default_audit(ems)
+    web_cfg = lambda: ems.config.config.web
+    sse = StreamSlots(capacity=max(4, web_cfg().threads), per_user=lambda: web_cfg().sse_per_user)
+    app.config[SSE_SLOTS_KEY] = sse.capacity + SSE_SPARE_THREADS
+    app.config[LIMITS_KEY] = lambda: ConnectionLimits(web_cfg().request_timeout_s, web_cfg().max_connections_per_address)
+    hosts = HostGuard(lambda: web_cfg().allowed_hosts, lambda: web_cfg().host)
+    modbus_test_lock = threading.Lock()
+
+    @app.hook("before_request")
+    def check_host_and_origin() -> None:
+        """421 for a Host that is not the gateway's (DNS rebinding), 403 for a cross-site change."""
+        refusal: tuple[int, str, str | None] | None
+        try:
+            host = header("Host")
+            refusal = (None if hosts.host_allowed(host) else (421, f"this EMS does not answer to {str(host)[:80]!r}; "
+                                                                   "open it by its address or add the name to "
+                                                                   "web.allowed_hosts", "Host"))
+            if refusal is None:
+                why = hosts.cross_site(bottle.request.method, host, header("Origin"), header("Sec-Fetch-Site"))
+                refusal = None if why is None else (403, f"cross-site request refused ({why})", "Origin")
+        except ApiError as exc:
+            refusal = (exc.status, exc.message, exc.field)
+        if refusal is not None:
+            status, message, field = refusal
+            headers = {"Content-Type": "application/json", "Cache-Control": "no-store", **SECURITY_HEADERS}
+            raise bottle.HTTPResponse(json.dumps({"error": message, "field": field}), status, headers)
 
     def page(name: str, title: str, active: str, **extra: Any) -> str:
         auth = current_auth()
@@ -68,8 +238,8 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
     @app.error(405)
     @app.error(500)
     def error_page(err: bottle.HTTPError) -> str:
-        for header, value in SECURITY_HEADERS.items():
-            bottle.response.set_header(header, value)
+        for name, value in SECURITY_HEADERS.items():
+            bottle.response.set_header(name, value)
         message = {404: "not found", 405: "method not allowed"}.get(err.status_code, "internal error")
         if bottle.request.path.startswith("/api/"):
             bottle.response.content_type = "application/json"
@@ -107,17 +277,52 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         return _json({"notifications": [n.to_json() for n in items], "acknowledged_up_to": acked,
                       "unacknowledged": sum(1 for n in items if n.id > acked and n.level != "info")})
 
+    def change_config(section: str, data: Any) -> list[FieldChange]:
+        """Apply a section change as the caller: admin-only keys refused to others (403 naming the key),
+        every change audited (who, when, from where, old → new) before it takes effect."""
+        who = current_actor()
+        principal = current_auth().principal
+        may = principal is not None and principal.can("configure_safety")
+
+        def record(change: Any) -> None:
+            audit.record(who, "config", section, [(c.path, c.old, c.new) for c in change.changes])
+
+        change = config.apply_change(section, data, may_change_admin_only=may, role=who.role, record=record)
+        for c in change.changes:
+            if c.admin_only:
+                ems.notifications.add("warning", "config", f"{who.user} changed {c.path}: "
+                                                           f"{_short(c.old)} → {_short(c.new)}")
+        return list(change.changes)
+
     for section, paths in CONFIG_ROUTES.items():
         def get_section(section: str = section) -> str:
             return _json({section: ems.config.section_plain(section)})
 
         def set_section(section: str = section) -> str:
-            ems.config.update_section(section, json_body())
-            return _json({section: ems.config.section_plain(section), "saved": True})
+            changed = change_config(section, json_body(SECTION_BODY_BYTES.get(section, DEFAULT_SECTION_BODY_BYTES)))
+            return _json({section: ems.config.section_plain(section), "saved": True,
+                          "changed": [c.path for c in changed]})
 
         for path in paths:
             app.route(path, "GET", get_section, action="read")
             app.route(path, "POST", set_section, action="configure")
+
+    @app.get("/api/audit", action="audit")
+    def audit_entries() -> str:
+        limit = int(number_query("limit", 200, 1, 5000, integer=True))
+        return _json({"entries": audit.recent(limit), "chain": audit.verify(),
+                      "export": {"csv": "/api/audit/export?format=csv", "jsonl": "/api/audit/export?format=jsonl"}})
+
+    @app.get("/api/audit/export", action="audit")
+    def audit_export() -> Any:
+        fmt = brequest.query.get("format") or "csv"
+        if fmt not in ("csv", "jsonl"):
+            raise ApiError(400, f"must be csv or jsonl (got {fmt[:20]!r})", "format")
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        bottle.response.content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
+        bottle.response.set_header("Content-Disposition", f'attachment; filename="phoenyra-audit-{stamp}.{fmt}"')
+        bottle.response.set_header("Cache-Control", "no-store")
+        return audit.export_csv() if fmt == "csv" else audit.export_jsonl()
 
     @app.get("/api/forecast", action="read")
     def forecast() -> str:
@@ -140,13 +345,13 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         name = body.get("strategy") if isinstance(body, dict) else None
         if name not in STRATEGY_NAMES:
             raise ApiError(400, f"must be one of {', '.join(STRATEGY_NAMES)} (got {str(name)[:40]!r})", "strategy")
-        section = {**ems.config.section_plain("strategy"), "mode": "manual", "current": name}
-        ems.config.update_section("strategy", section)
+        change_config("strategy", {**ems.config.section_plain("strategy"), "mode": "manual", "current": name})
         return _json({"strategy": ems.config.section_plain("strategy")})
 
     @app.post("/api/strategy/auto", action="operate")
     def set_auto() -> str:
-        ems.config.update_section("strategy", {**ems.config.section_plain("strategy"), "mode": "auto"})
+        json_body()  # bounded and checked like every body, though it carries nothing
+        change_config("strategy", {**ems.config.section_plain("strategy"), "mode": "auto"})
         return _json({"strategy": ems.config.section_plain("strategy")})
 
     @app.post("/api/simulator/events", action="operate")
@@ -166,14 +371,22 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         return _json({"profiles": [{"key": k, "vendor": p.meta.vendor, "model": p.meta.model, "kind": p.meta.kind,
                                     "verified": p.meta.verified} for k, p in sorted(profiles.items())]})
 
-    @app.post("/api/modbus/test", action="configure")
+    @app.post("/api/modbus/test", action="commission")
     def modbus_test() -> str:
         device = parse_config(ModbusDeviceConfig, json_body(), "device")
         profiles = ems.profiles()
         if device.profile not in profiles:
             raise ApiError(400, f"{device.profile!r} is not a known profile "
                                 f"(allowed: {', '.join(sorted(profiles))})", "device.profile")
-        return _json(ems.test_modbus(device))
+        refusal = connection_test_refusal(device, ems.config.config.modbus, profiles[device.profile])
+        if refusal:
+            raise ApiError(403, refusal, "device.serial_port" if device.connection_type == "rtu" else "device.host")
+        if not modbus_test_lock.acquire(blocking=False):
+            raise ApiError(409, "another connection test is running; try again when it has finished", "device")
+        try:
+            return _json(ems.test_modbus(device))
+        finally:
+            modbus_test_lock.release()
 
     @app.post("/api/notifications/ack", action="own_account")
     def ack_notifications() -> str:
@@ -188,24 +401,40 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
 
     @app.get("/api/events", action="read")
     def events() -> Iterator[str]:
-        if not sse_slots.acquire(blocking=False):
-            raise ApiError(503, "too many live-event clients; close another tab", "events")
+        principal = current_auth().principal
+        assert principal is not None
+        slot = sse.open(principal.user_id)
+        if slot == "user":
+            bottle.response.set_header("Retry-After", "2")
+            raise ApiError(429, f"you have {web_cfg().sse_per_user} live views open already; one is closing, "
+                                "try again in a moment", "events")
+        if isinstance(slot, str):
+            bottle.response.set_header("Retry-After", "5")
+            raise ApiError(503, "no room for another live view right now; try again shortly", "events")
         bottle.response.content_type = "text/event-stream"
         bottle.response.set_header("Cache-Control", "no-cache")
         bottle.response.set_header("X-Accel-Buffering", "no")
         interval_s = ems.config.config.web.sse_interval_s
+        ticks = max(1, math.ceil(interval_s / 0.25))
 
         def stream() -> Iterator[str]:
             try:
                 yield "retry: 3000\n\n"
-                while not ems.stopping.is_set():
+                while not (ems.stopping.is_set() or slot.ended.is_set()):
                     yield f"event: state\ndata: {json.dumps(state_json(ems.snapshot()), allow_nan=False)}\n\n"
-                    ems.stopping.wait(interval_s)
+                    for _ in range(ticks):  # the EMS stopping or the place given away ends the stream promptly
+                        if ems.stopping.wait(interval_s / ticks) or slot.ended.is_set():
+                            break
             finally:
-                sse_slots.release()
+                slot.close()
         return stream()
 
-    install_account_routes(app, ems, page)
+    install_account_routes(app, ems, page, audit)
     install_history_routes(app, ems)
     check_declared(app)
     return app
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, default=str, ensure_ascii=False) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -2,7 +2,8 @@
 
 A route without a declaration is a programming error caught when the app is created, so no endpoint
 can be added without deciding who may use it. API calls get JSON 401/403/429; pages redirect to /login.
-Security headers go on every response.
+Security headers go on every response — routes, static files, errors — from an `after_request` hook
+(`install_security_headers`): a static file's response object would otherwise replace them.
 """
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from urllib.parse import quote
 
 import bottle
 
+from ..audit import Actor
 from ..resources import web_dir
 from ..users import permissions
 from ..users.auth import CSRF_FORM_FIELD, CSRF_HEADER, SESSION_COOKIE, AuthRequest, AuthResult, Security
+from .http import header
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,14 @@ def check_declared(app: bottle.Bottle) -> None:
         raise RuntimeError(f"routes with unknown actions: {sorted(unknown)}")
 
 
+def install_security_headers(app: bottle.Bottle) -> None:
+    """SECURITY_HEADERS on every response of `app`, whatever produced it."""
+    def add_headers() -> None:
+        for name, value in SECURITY_HEADERS.items():
+            bottle.response.set_header(name, value)
+    app.add_hook("after_request", add_headers)
+
+
 def current_auth() -> AuthResult:
     return bottle.request.environ.get(AUTH_KEY) or AuthResult(401, "login required")
 
@@ -54,6 +65,14 @@ def current_auth() -> AuthResult:
 def client_address() -> str:
     # Not request.remote_addr: that trusts X-Forwarded-For, which would let anyone dodge the login throttle.
     return str(bottle.request.environ.get("REMOTE_ADDR") or "unknown")
+
+
+def current_actor() -> Actor:
+    """Who makes this request, for the audit log: the signed-in user (or "anonymous") and the socket peer."""
+    principal = current_auth().principal
+    if principal is None:
+        return Actor("anonymous", role="anonymous", via="none", remote_addr=client_address())
+    return Actor(principal.username, principal.user_id, principal.role, principal.via, client_address())
 
 
 def is_tls() -> bool:
@@ -73,16 +92,14 @@ class AuthPlugin:
             return callback  # check_declared refuses such an app before it serves anything
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            for header, value in SECURITY_HEADERS.items():
-                bottle.response.set_header(header, value)
             request = bottle.request
-            csrf = request.get_header(CSRF_HEADER)
+            csrf = header(CSRF_HEADER)  # ApiError 400 for a value that is not UTF-8 (error_plugin answers it)
             if csrf is None and request.content_type.startswith("application/x-www-form-urlencoded"):
                 csrf = request.forms.get(CSRF_FORM_FIELD)
             result = self.security.authorize(AuthRequest(
                 method=request.method, client_addr=client_address(),
                 session_cookie=request.get_cookie(SESSION_COOKIE),
-                authorization=request.get_header("Authorization"), csrf_token=csrf), action)
+                authorization=header("Authorization"), csrf_token=csrf), action)
             if result.clear_session_cookie:
                 bottle.response.delete_cookie(SESSION_COOKIE, path="/")
             if not result.ok:
@@ -104,6 +121,6 @@ class AuthPlugin:
             return bottle.template("error.tpl", template_lookup=[str(web_dir() / "templates")],
                                    code=result.status, message=result.message)
         bottle.response.content_type = "application/json"
-        for header, value in result.headers().items():
-            bottle.response.set_header(header, value)
+        for name, value in result.headers().items():
+            bottle.response.set_header(name, value)
         return json.dumps({"error": result.message, "field": result.field})

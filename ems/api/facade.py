@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
+from ..audit import AuditLog
 from ..config.schema import EmsConfig, ModbusDeviceConfig
+from ..config.store import ConfigChange
 from ..devices.profile import Profile
 from ..notifications import Notifications
 from ..optimizer.plan import Plan
@@ -28,6 +30,18 @@ class ConfigAccess(Protocol):
     def section_plain(self, section: str) -> Any: ...
 
     def update_section(self, section: str, data: Any) -> EmsConfig: ...
+
+
+@runtime_checkable
+class GuardedConfigAccess(ConfigAccess, Protocol):
+    """What the config routes need beyond `ConfigAccess` (ConfigStore has it): a change made as a caller —
+    admin-only keys refused to non-admins, the changes handed to `record` (the audit log) — and the stored
+    secret values, so no response ever carries one."""
+
+    def apply_change(self, section: str, data: Any, may_change_admin_only: bool = True, role: str = "admin",
+                     record: Callable[[ConfigChange], object] | None = None) -> ConfigChange: ...
+
+    def secrets(self) -> list[str]: ...
 
 
 class HistoryQueries(Protocol):
@@ -105,3 +119,6 @@ class EmsFacade:
     test_modbus: Callable[[ModbusDeviceConfig], dict[str, Any]]
     simulator: SimulatorControl | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
+    # The append-only audit log of setting changes; None: `audit.jsonl` beside the config file (the runtime
+    # passes the one in its data directory).
+    audit: AuditLog | None = None

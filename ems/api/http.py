@@ -1,6 +1,12 @@
-"""HTTP helpers every route module shares: JSON responses, bounded query numbers, JSON bodies, and the
-one place where errors become `{"error": ..., "field": ...}` with a 4xx (5xx only for our own bugs,
-logged, without a traceback to the client)."""
+"""HTTP helpers every route module shares: JSON responses, bounded query numbers, JSON bodies, headers, and
+the one place where errors become `{"error": ..., "field": ...}` with a 4xx (5xx only for our own bugs,
+logged, without a traceback to the client).
+
+Input is bounded before it is looked at: a body is refused above its endpoint's byte limit (a small
+default, more only where a setting needs it), JSON nested deeper than `MAX_JSON_DEPTH` is refused, and so
+is any string that is not valid Unicode (a lone surrogate from `"\ud800"` would fail later, when written
+to disk). Header values are bytes on the wire: one that is not UTF-8 is a 400, not a crash.
+"""
 from __future__ import annotations
 
 import json
@@ -13,7 +19,10 @@ from ..errors import ApiError, ConfigError
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 256 * 1024
+MAX_BODY_BYTES = 16 * 1024  # the default limit of a JSON body; endpoints that need more say so
+LARGEST_BODY_BYTES = 256 * 1024  # no endpoint accepts more (checked before the body is read)
+MAX_JSON_DEPTH = 16
+MAX_PROBLEMS_SHOWN = 50  # a ConfigError lists every problem; a response shows the first ones
 
 
 def json_response(data: Any, status: int = 200) -> str:
@@ -37,14 +46,68 @@ def number_query(name: str, default: float, lo: float, hi: float, integer: bool 
     return value
 
 
-def json_body() -> Any:
-    if (bottle.request.content_length or 0) > MAX_BODY_BYTES:
-        raise ApiError(413, f"body larger than {MAX_BODY_BYTES} bytes", "body")
-    raw = bottle.request.body.read(MAX_BODY_BYTES + 1)
+def json_body(max_bytes: int = MAX_BODY_BYTES) -> Any:
+    """The request's JSON body (null when empty): 413 above `max_bytes`, 400 naming `body` (or the
+    offending key) for invalid JSON, nesting deeper than MAX_JSON_DEPTH or invalid Unicode."""
+    max_bytes = min(max_bytes, LARGEST_BODY_BYTES)
+    if (bottle.request.content_length or 0) > max_bytes:
+        raise ApiError(413, f"body larger than {max_bytes} bytes", "body")
+    raw = bottle.request.body.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ApiError(413, f"body larger than {max_bytes} bytes", "body")
+    return parse_json(raw)
+
+
+def parse_json(raw: bytes) -> Any:
+    """`json.loads` for untrusted bytes, with the limits of `json_body`."""
     try:
-        return json.loads(raw or b"null")
+        data = json.loads(raw or b"null")
+    except RecursionError:
+        raise ApiError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "body") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"not valid JSON: {exc}", "body") from None
+        raise ApiError(400, f"not valid JSON: {str(exc)[:200]}", "body") from None
+    check_plain(data)
+    return data
+
+
+def check_plain(data: Any, path: str = "body") -> None:
+    """Refuse nesting deeper than MAX_JSON_DEPTH and strings (keys too) that are not valid Unicode.
+    Iterative: a deep document cannot exhaust the stack here."""
+    stack: list[tuple[Any, str, int]] = [(data, path, 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(value, where)
+        elif isinstance(value, (dict, list)):
+            if depth >= MAX_JSON_DEPTH:
+                raise ApiError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", where)
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    _check_text(key, where)
+                    stack.append((item, f"{where}.{key[:40]}" if where != "body" else key[:40], depth + 1))
+            else:
+                stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
+
+
+def _check_text(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, "is not valid Unicode text (a lone surrogate such as \\ud800)", where) from None
+
+
+def header(name: str) -> str | None:
+    """A request header as text. WSGI hands headers over as Latin-1; a value that is not UTF-8 underneath
+    (anything a client can send, reachable without a login) is a 400 naming the header."""
+    raw = bottle.request.environ.get("HTTP_" + name.upper().replace("-", "_"))
+    if raw is None and name.lower() == "content-type":
+        raw = bottle.request.environ.get("CONTENT_TYPE")
+    if raw is None:
+        return None
+    try:
+        return str(raw).encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise ApiError(400, "is not valid UTF-8", name) from None
 
 
 def error_plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
@@ -56,8 +119,12 @@ def error_plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
             return json_response({"error": exc.message, "field": exc.field}, exc.status)
         except ConfigError as exc:
             first = exc.problems[0]
-            return json_response({"error": str(first), "field": first.path,
-                                  "problems": [{"field": p.path, "message": p.message} for p in exc.problems]}, 400)
+            shown = exc.problems[:MAX_PROBLEMS_SHOWN]
+            body: dict[str, Any] = {"error": str(first), "field": first.path,
+                                    "problems": [{"field": p.path, "message": p.message} for p in shown]}
+            if len(exc.problems) > len(shown):
+                body["more_problems"] = len(exc.problems) - len(shown)
+            return json_response(body, 400)
         except bottle.HTTPResponse:
             raise
         except Exception:

@@ -2,6 +2,14 @@
 
 Sign conventions used everywhere in Phoenyra EMS:
 battery power > 0 = discharging, grid power > 0 = import from the grid.
+
+Two markers decide who may see and change a key over the API (`ems.config.guard` enforces them):
+- `secret=True`: a credential; write-only (a GET shows `{"set": true|false}`, never the value);
+- `admin_only=True`: safety- or security-relevant (it could loosen a grid or plant safety rule, send a
+  secret somewhere else, or open the web UI up); only admins change it, and every change is audited.
+  A marked list or section covers everything inside it, including adding and removing items.
+Hard bounds on safety thresholds come from the physics of the plant, not from taste; each names its
+reason in `doc`.
 """
 from __future__ import annotations
 
@@ -9,10 +17,15 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from ..localtime import DEFAULT_TIMEZONE, zone_problem
+from .paths import char_device, existing_char_device
 from .validate import constrained as c
 
 HHMM = r"([01]\d|2[0-3]):[0-5]\d|24:00"
 HHMM_DOC = "HH:MM, 00:00 to 24:00"
+# http(s) URLs without credentials in them (a secret belongs in its own write-only key).
+URL = r"https?://[^\s/@]+(/\S*)?"
+URL_DOC = "an http(s) URL without user:password@"
+HOSTNAME = r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
 
 StrategyName = str  # a name in the strategy registry, `ems.optimizer.strategies.STRATEGIES` (StrategyConfig.check)
 DeviceRole = Literal["bms", "pcs", "meter", "dso"]
@@ -70,9 +83,10 @@ class ForecastConfig:
     price_source: Literal["awattar_at", "awattar_de", "entsoe", "bundled"] = "awattar_at"
     price_country: Literal["AT", "DE"] = c("AT", doc="bidding zone for entsoe and bundled prices "
                                                      "(the aWATTar sources imply theirs); DE = DE-LU")
-    awattar_base_url: Optional[str] = c(None, pattern=r"https?://\S+",
-                                        doc="an http(s) URL; null = api.awattar.at or .de by price_source")
-    entsoe_base_url: str = c("https://web-api.tp.entsoe.eu/api", pattern=r"https?://\S+", doc="an http(s) URL")
+    awattar_base_url: Optional[str] = c(None, pattern=URL,
+                                        doc=URL_DOC + "; null = api.awattar.at or .de by price_source")
+    entsoe_base_url: str = c("https://web-api.tp.entsoe.eu/api", pattern=URL, admin_only=True,
+                             doc=URL_DOC + "; receives entsoe_token, so only admins change it")
     publication_time: str = c("13:00", pattern=HHMM, doc="local (CET/CEST) time after which next-day prices "
                                                          "are expected; " + HHMM_DOC)
     http_timeout_s: float = c(10.0, min=0.5, max=120, doc="per request, connect and read together")
@@ -93,10 +107,10 @@ class ForecastConfig:
     pv_tilt_deg: float = c(30.0, min=0, max=90)
     pv_azimuth_deg: float = c(180.0, min=0, max=360, doc="180 = south")
     use_weather: bool = False
-    openweathermap_api_key: Optional[str] = None
-    openweathermap_base_url: str = c("https://api.openweathermap.org/data/2.5", pattern=r"https?://\S+",
-                                     doc="an http(s) URL")
-    entsoe_token: Optional[str] = None
+    openweathermap_api_key: Optional[str] = c(None, secret=True, doc="write-only")
+    openweathermap_base_url: str = c("https://api.openweathermap.org/data/2.5", pattern=URL, admin_only=True,
+                                     doc=URL_DOC + "; receives openweathermap_api_key, so only admins change it")
+    entsoe_token: Optional[str] = c(None, secret=True, doc="ENTSO-E security token; write-only")
 
 
 @dataclass(frozen=True)
@@ -109,12 +123,13 @@ class MqttTopics:
 @dataclass(frozen=True)
 class MqttConfig:
     enabled: bool = False
-    broker: str = "localhost"
-    port: int = c(1883, min=1, max=65535)
+    # The broker receives the password and may send commands: where it is, is for admins to decide.
+    broker: str = c("localhost", admin_only=True)
+    port: int = c(1883, min=1, max=65535, admin_only=True)
     client_id: str = "phoenyra-ems"
-    username: Optional[str] = None
-    password: Optional[str] = None
-    tls: bool = False
+    username: Optional[str] = c(None, admin_only=True)
+    password: Optional[str] = c(None, secret=True, doc="write-only")
+    tls: bool = c(False, admin_only=True)
     keepalive_s: int = c(60, min=5, max=3600)
     qos: int = c(1, min=0, max=2)
     publish_interval_s: float = c(10.0, min=1, max=3600)
@@ -124,13 +139,15 @@ class MqttConfig:
 @dataclass(frozen=True)
 class ModbusDeviceConfig:
     name: str = c(pattern=r"[a-z0-9_]{1,32}", doc="lower-case letters, digits, _ (1-32)")
-    role: DeviceRole = c()
-    profile: str = c(pattern=r"[a-z0-9_]{1,64}", doc="a profile key, e.g. hithium_ess_5016")
-    enabled: bool = True
+    # Which device is the DSO box, the PCS or the BMS, and whether it is used, decides what the safety loop
+    # sees and writes: admin only (and so is adding or removing a device).
+    role: DeviceRole = c(admin_only=True)
+    profile: str = c(pattern=r"[a-z0-9_]{1,64}", doc="a profile key, e.g. hithium_ess_5016", admin_only=True)
+    enabled: bool = c(True, admin_only=True)
     connection_type: Literal["tcp", "rtu"] = "tcp"
     host: Optional[str] = None
     port: int = c(502, min=1, max=65535)
-    serial_port: Optional[str] = None
+    serial_port: Optional[str] = c(None, check=char_device, doc="a serial device under /dev, e.g. /dev/ttyUSB0")
     baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
@@ -148,19 +165,31 @@ class ModbusDeviceConfig:
 
 @dataclass(frozen=True)
 class PowerControlConfig:
-    enabled: bool = True
-    auto_write: bool = False
-    stale_timeout_s: float = c(10.0, min=0.5, max=600, doc="telemetry older than this forces the safe state")
-    setpoint_resend_s: float = c(5.0, min=0.5, max=60, doc="re-send setpoints at least this often (vendor watchdogs)")
-    safety_period_s: float = c(0.5, min=0.05, max=10, doc="safety loop period")
-    dso_comm_loss_limit_pct: float = c(0.0, min=0, max=100, doc="limit applied when the DSO box is unreachable")
-    min_grid_charge_kw_under_dso_limit: float = c(4.2, min=0, max=1000, doc="§14a EnWG: at least this stays available")
-    min_insulation_resistance_kohm: float = c(100.0, min=0, max=100_000, doc="a lower reading forces the safe state "
-                                                                             "(0 = not checked)")
-    max_battery_temperature_c: float = c(55.0, min=0, max=120, doc="a higher battery temperature forces the safe state")
-    safety_alarm_severity: Literal["critical", "shutdown"] = c("critical", doc="BMS alarms of this severity or "
-                                                                              "higher force the safe state")
-    hardware_watchdog_path: Optional[str] = c(None, pattern=r"/\S+", doc="e.g. /dev/watchdog; null = not used")
+    """The safety loop's settings: every key is safety-relevant (admin only, audited)."""
+
+    enabled: bool = c(True, admin_only=True, doc="off = no setpoints, and no DSO trip either")
+    auto_write: bool = c(False, admin_only=True, doc="write setpoints to the PCS")
+    stale_timeout_s: float = c(10.0, min=0.5, max=60, admin_only=True,
+                               doc="telemetry older than this forces the safe state; at most 60 s, the longest a "
+                                   "DSO trip or a BMS alarm may go unseen")
+    setpoint_resend_s: float = c(5.0, min=0.5, max=60, admin_only=True,
+                                 doc="re-send setpoints at least this often (vendor watchdogs)")
+    safety_period_s: float = c(0.5, min=0.05, max=10, admin_only=True, doc="safety loop period")
+    dso_comm_loss_limit_pct: float = c(0.0, min=0, max=100, admin_only=True,
+                                       doc="limit applied when the DSO box is unreachable")
+    min_grid_charge_kw_under_dso_limit: float = c(4.2, min=0, max=1000, admin_only=True,
+                                                  doc="§14a EnWG: at least this stays available")
+    min_insulation_resistance_kohm: float = c(100.0, min=50, max=100_000, admin_only=True,
+                                              doc="a lower reading forces the safe state; at least 50 kΩ "
+                                                  "(100 Ω/V at a 500 V pack, IEC 61557-8 practice): it cannot be off")
+    max_battery_temperature_c: float = c(55.0, min=0, max=60, admin_only=True,
+                                         doc="a higher battery temperature forces the safe state; at most 60 °C, "
+                                             "the upper operating limit of Li-ion cells")
+    safety_alarm_severity: Literal["critical", "shutdown"] = c("critical", admin_only=True,
+                                                               doc="BMS alarms of this severity or higher force "
+                                                                   "the safe state")
+    hardware_watchdog_path: Optional[str] = c(None, check=existing_char_device, admin_only=True,
+                                              doc="an existing character device, e.g. /dev/watchdog; null = not used")
 
 
 @dataclass(frozen=True)
@@ -172,17 +201,21 @@ class FeedinRule:
 
 @dataclass(frozen=True)
 class FeedinLimitationConfig:
-    enabled: bool = False
-    mode: Literal["off", "fixed", "dynamic"] = "off"
-    fixed_limit_pct: float = c(70.0, min=0, max=100, doc="of pv_peak_kwp")
+    """Feed-in limits are grid-connection obligations: loosening one is admin only."""
+
+    enabled: bool = c(False, admin_only=True)
+    mode: Literal["off", "fixed", "dynamic"] = c("off", admin_only=True)
+    fixed_limit_pct: float = c(70.0, min=0, max=100, doc="of pv_peak_kwp", admin_only=True)
     pv_integration_enabled: bool = False
-    dynamic_rules: list[FeedinRule] = c(default_factory=tuple)
+    dynamic_rules: list[FeedinRule] = c(default_factory=tuple, max_items=48, admin_only=True)
 
 
 @dataclass(frozen=True)
 class GridConnectionConfig:
-    max_power_kw: float = c(30.0, min=0, exclusive_min=True, max=100_000, doc="import limit at the connection point")
-    max_feedin_kw: Optional[float] = c(None, min=0, max=100_000, doc="export limit; null = max_power_kw")
+    max_power_kw: float = c(30.0, min=0, exclusive_min=True, max=100_000, admin_only=True,
+                            doc="import limit at the connection point")
+    max_feedin_kw: Optional[float] = c(None, min=0, max=100_000, admin_only=True,
+                                       doc="export limit; null = max_power_kw")
     monitoring_enabled: bool = True
     warn_utilisation_pct: float = c(80.0, min=1, max=100)
 
@@ -192,7 +225,7 @@ class HighLoadWindow:
     start: str = c("17:00", pattern=HHMM, doc=HHMM_DOC)
     end: str = c("19:00", pattern=HHMM, doc=HHMM_DOC)
     multiplier: float = c(1.25, min=0, max=10)
-    months: list[int] = c(default_factory=tuple, min=1, max=12, doc="empty = all months")
+    months: list[int] = c(default_factory=tuple, min=1, max=12, max_items=12, doc="empty = all months")
 
 
 @dataclass(frozen=True)
@@ -201,16 +234,32 @@ class GridTariffsConfig:
     network_level: Literal["NE3", "NE4", "NE5", "NE6", "NE7"] = "NE7"
     base_tariff_eur_per_kwh: float = c(0.1095, min=0, max=10, doc="grid energy price")
     power_price_eur_per_kw_month: float = c(0.0, min=0, max=1000)
-    high_load_windows: list[HighLoadWindow] = c(default_factory=tuple)
+    high_load_windows: list[HighLoadWindow] = c(default_factory=tuple, max_items=48,
+                                                doc="at most 48 windows (one per half hour)")
 
 
 @dataclass(frozen=True)
 class WebConfig:
-    host: str = "127.0.0.1"
-    port: int = c(8080, min=1, max=65535)
-    threads: int = c(12, min=4, max=64, doc="HTTP worker threads; live-event clients hold one each")
-    sse_interval_s: float = c(2.0, min=0.5, max=60)
-    allow_registration: bool = c(True, doc="self-registration creates viewer accounts")
+    """The web UI and API; every key is security-relevant (admin only, audited). host, port and threads
+    take effect at the next start."""
+
+    host: str = c("127.0.0.1", admin_only=True)
+    port: int = c(8080, min=1, max=65535, admin_only=True)
+    threads: int = c(12, min=4, max=64, admin_only=True,
+                     doc="HTTP worker threads for requests; live-event streams get threads of their own")
+    sse_interval_s: float = c(2.0, min=0.5, max=60, admin_only=True)
+    sse_per_user: int = c(3, min=1, max=16, admin_only=True,
+                          doc="live-event streams (browser tabs) one user may hold; more end the oldest")
+    allow_registration: bool = c(False, admin_only=True,
+                                 doc="self-registration creates viewer accounts; off by default (admins create "
+                                     "accounts), rate-limited per address and overall when on")
+    allowed_hosts: list[str] = c(default_factory=tuple, pattern=HOSTNAME, max_items=32, admin_only=True,
+                                 doc="host names the UI is reached by besides localhost, the gateway's own "
+                                     "addresses, its host name and <hostname>.local (others get 421: DNS rebinding)")
+    request_timeout_s: float = c(10.0, min=2, max=120, admin_only=True,
+                                 doc="a request (head and body) must arrive within this, or the connection is closed")
+    max_connections_per_address: int = c(32, min=4, max=1024, admin_only=True,
+                                         doc="open connections one client address may hold")
 
 
 @dataclass(frozen=True)
@@ -258,7 +307,7 @@ class SimulatorConfig:
     seed: int = c(1, min=0, max=2**31 - 1)
     serve_modbus: bool = c(False, doc="serve the configured modbus devices from the simulated plant "
                                       "(on their configured addresses) and poll them for real")
-    dso_script: list[DsoScriptStep] = c(default_factory=tuple)
+    dso_script: list[DsoScriptStep] = c(default_factory=tuple, max_items=10_000)
 
 
 @dataclass(frozen=True)
@@ -268,7 +317,7 @@ class EmsConfig:
     strategy: StrategyConfig = c(default_factory=StrategyConfig)
     forecast: ForecastConfig = c(default_factory=ForecastConfig)
     mqtt: MqttConfig = c(default_factory=MqttConfig)
-    modbus: list[ModbusDeviceConfig] = c(default_factory=tuple)
+    modbus: list[ModbusDeviceConfig] = c(default_factory=tuple, max_items=32)
     power_control: PowerControlConfig = c(default_factory=PowerControlConfig)
     feedin_limitation: FeedinLimitationConfig = c(default_factory=FeedinLimitationConfig)
     grid_connection: GridConnectionConfig = c(default_factory=GridConnectionConfig)

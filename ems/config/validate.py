@@ -32,10 +32,16 @@ Check = Callable[[Any, Any], Optional[str]]
 """check(value, reader context) -> a problem message, or None when the value is fine."""
 
 
+_MAX_UNKNOWN_REPORTED = 20
+DEFAULT_MAX_ITEMS = 10_000
+"""A list or mapping longer than this is refused without reading its items (bounded validation work)."""
+
+
 def constrained(default: Any = _MISSING, *, default_factory: Any = _MISSING, min: float | None = None,
                 max: float | None = None, exclusive_min: bool = False, pattern: str | None = None,
                 choices: Any = None, key_pattern: str | None = None, key_doc: str = "", unique: str | None = None,
-                required: bool = False, check: Check | None = None, doc: str = "") -> Any:
+                required: bool = False, check: Check | None = None, doc: str = "", max_items: int | None = None,
+                secret: bool = False, admin_only: bool = False) -> Any:
     """A dataclass field with validation constraints (and a short doc for the settings UI).
 
     For lists and mappings, the value constraints apply to each item. `choices`: the allowed values
@@ -45,18 +51,30 @@ def constrained(default: Any = _MISSING, *, default_factory: Any = _MISSING, min
     `required`: the key must be in the data even though the Python constructor has a default.
     `check(value, context)`: a further rule needing the reader's context (e.g. "names a register").
     `doc`: shown in the settings UI, and as the allowed format of a `pattern`.
+    `max_items`: a list or mapping may hold at most this many items (default `DEFAULT_MAX_ITEMS`); a longer
+    one is refused before its items are read, so validation work is bounded by the schema, not the input.
+    `secret`: a credential (password, API key, token): write-only over the API, never shown back (see
+    `ems.config.guard`). `admin_only`: a safety- or security-relevant setting: only admins may change it, and
+    every change is audited (see `ems.config.guard`).
     """
     meta = {"min": min, "max": max, "exclusive_min": exclusive_min, "pattern": pattern, "choices": choices,
             "key_pattern": key_pattern, "key_doc": key_doc, "unique": unique, "required": required, "check": check,
-            "doc": doc}
+            "doc": doc, "max_items": max_items, "secret": secret, "admin_only": admin_only}
     if default_factory is not _MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """`repr(value)`, cut to `limit` characters: a message quotes the input, not a megabyte of it."""
+    text = repr(value) if not isinstance(value, (dict, list, tuple)) or len(value) < 20 else \
+        f"<{type(value).__name__} of {len(value)} items>"
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def not_allowed(value: Any, allowed: Any) -> str:
     """The message for a value outside a set: `'x' is not allowed (allowed: a, b)`."""
-    return f"{value!r} is not allowed (allowed: {', '.join(str(a) for a in allowed)})"
+    return f"{_short(value)} is not allowed (allowed: {', '.join(str(a) for a in allowed)})"
 
 
 def _num(x: float) -> str:
@@ -129,6 +147,16 @@ def _fields(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls) if f.init}
 
 
+def type_hints(cls: type) -> dict[str, Any]:
+    """The resolved type of every field of dataclass `cls` (cached)."""
+    return _hints(cls)
+
+
+def init_fields(cls: type) -> dict[str, dataclasses.Field]:
+    """The fields of dataclass `cls` that its constructor takes, with their constraint metadata."""
+    return _fields(cls)
+
+
 def _is_required(f: dataclasses.Field) -> bool:
     return bool(f.metadata.get("required")) or (f.default is _MISSING and f.default_factory is _MISSING)
 
@@ -168,7 +196,7 @@ class Reader:
             if len(non_null) > 1:
                 fitting = [a for a in non_null if _kind(a) == _kind_of(value)]
                 if not fitting:
-                    self.fail(path, f"must be {_type_name(tp)} (got {value!r})")
+                    self.fail(path, f"must be {_type_name(tp)} (got {_short(value)})")
                     return INVALID
                 non_null = fitting
             return self.read(non_null[0], value, path, meta)
@@ -182,6 +210,10 @@ class Reader:
             item_tp = typing.get_args(tp)[0]
             if not isinstance(value, (list, tuple)):
                 self.fail(path, f"must be a list (got {type(value).__name__})")
+                return INVALID
+            if len(value) > (meta.get("max_items") or DEFAULT_MAX_ITEMS):
+                self.fail(path, f"{len(value)} items is too many (allowed: at most "
+                                f"{meta.get('max_items') or DEFAULT_MAX_ITEMS})")
                 return INVALID
             items = [self.read(item_tp, item, _join(path, i), meta) for i, item in enumerate(value)]
             unique = meta.get("unique")
@@ -201,21 +233,21 @@ class Reader:
             return self.read_dataclass(tp, value, path)
         if tp is bool:
             if not isinstance(value, bool):
-                self.fail(path, f"must be true or false (got {value!r})")
+                self.fail(path, f"must be true or false (got {_short(value)})")
                 return INVALID
             return self._constraints(value, path, meta)
         if tp in (int, float):
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or (
                     tp is int and not float(value).is_integer()):
-                self.fail(path, f"must be {_type_name(tp)} (got {value!r})")
+                self.fail(path, f"must be {_type_name(tp)} (got {_short(value)})")
                 return INVALID
             if value != value or value in (float("inf"), float("-inf")):
-                self.fail(path, f"must be a finite number (got {value!r})")
+                self.fail(path, f"must be a finite number (got {_short(value)})")
                 return INVALID
             return self._constraints(tp(value), path, meta)
         if tp is str:
             if not isinstance(value, str):
-                self.fail(path, f"must be a string (got {value!r})")
+                self.fail(path, f"must be a string (got {_short(value)})")
                 return INVALID
             return self._constraints(value, path, meta)
         raise TypeError(f"unsupported type {tp!r} at {path}")
@@ -229,7 +261,7 @@ class Reader:
                 return INVALID
         pattern = meta.get("pattern")
         if pattern and isinstance(value, str) and not re.fullmatch(pattern, value):
-            self.fail(path, f"{value!r} has the wrong format (allowed: {meta.get('doc') or pattern})")
+            self.fail(path, f"{_short(value)} has the wrong format (allowed: {meta.get('doc') or pattern})")
             return INVALID
         choices = meta.get("choices")
         if choices is not None:
@@ -249,6 +281,10 @@ class Reader:
         if not isinstance(value, dict):
             of = f" of {meta['doc']}" if meta.get("doc") else ""
             self.fail(path, f"must be a mapping{of} (got {type(value).__name__})")
+            return INVALID
+        if len(value) > (meta.get("max_items") or DEFAULT_MAX_ITEMS):
+            self.fail(path, f"{len(value)} entries is too many (allowed: at most "
+                            f"{meta.get('max_items') or DEFAULT_MAX_ITEMS})")
             return INVALID
         out = {}
         for key, item in value.items():
@@ -285,9 +321,14 @@ class Reader:
         if self.null_is_unset:
             value = {k: v for k, v in value.items() if v is not None}
         fields = _fields(cls)
-        for key in value:
+        unknown = [key for key in value if key not in fields]
+        if len(unknown) > _MAX_UNKNOWN_REPORTED:  # a flood of keys: name a few, do not "did you mean" them all
+            self.fail(path, f"{len(unknown)} unknown keys, e.g. {', '.join(repr(str(k)[:40]) for k in unknown[:3])} "
+                            f"(allowed: {', '.join(fields)})")
+            unknown = []
+        for key in unknown:
             if key not in fields:
-                close = difflib.get_close_matches(str(key), list(fields), n=1)
+                close = difflib.get_close_matches(str(key)[:100], list(fields), n=1)
                 hint = f", did you mean '{close[0]}'?" if close else ""
                 self.fail(_join(path, str(key)), f"unknown key{hint} (allowed: {', '.join(fields)})")
         for name, f in fields.items():

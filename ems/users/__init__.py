@@ -4,7 +4,8 @@
 - `passwords` — scrypt hashes with their cost parameters, the password policy, random passwords;
 - `sessions.SessionStore` — server-side sessions (cookie), timeouts, CSRF tokens;
 - `tokens.TokenStore` — API bearer tokens for machine clients;
-- `throttle.LoginThrottle` — failed-login limits per client address and per username;
+- `throttle.LoginThrottle` — failed-login limits per (address, username), per network and per username, with
+  trusted pairs so nobody locks a real user out; `throttle.RegistrationLimiter` — sign-ups per network and overall;
 - `permissions` — the one role → action table and `Principal`;
 - `auth.Security` — request authentication and the account flows that span the stores above.
 

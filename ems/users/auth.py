@@ -11,8 +11,14 @@ Rules:
 - With a session cookie, every method other than GET/HEAD/OPTIONS needs the session's CSRF token (403).
 - The user is read from the store on every request: a deleted, disabled or demoted user loses their access
   with the next request, and a session from before a password change (`credential_version`) is ended (401).
-- Logins are throttled per address and per username (429 with Retry-After); a throttled attempt does not
-  check the password.
+- Logins are throttled per (address, username), per network and per username (429 with Retry-After; see
+  `throttle`); a throttled attempt does not check the password. Self-registration is rate-limited per
+  network and overall, and its answer does not say whether a username was taken.
+- A password change or reset ends the user's sessions *and* revokes their API tokens: whoever held the old
+  credentials holds nothing afterwards.
+- Sessions are capped per user (the least recently used goes); there is no global cap that ends anyone's
+  session. A cap on the total only refuses *new* logins of non-admins, so a flood of accounts cannot keep an
+  admin out.
 
 Time is wall-clock time (`time.time`), never the plant's simulated clock, which may run faster.
 """
@@ -28,9 +34,10 @@ from typing import Any, Callable
 
 from .passwords import PasswordHasher, ScryptParams
 from .permissions import Principal, Via, actions_for, allowed
-from .sessions import Session, SessionPolicy, SessionStore, check_csrf
+from ..atomic import remove_stale_temp_files
+from .sessions import Session, SessionLimitError, SessionPolicy, SessionStore, check_csrf
 from .store import User, UserError, UserStore
-from .throttle import ADDRESS_POLICY, USER_POLICY, LoginThrottle, ThrottlePolicy
+from .throttle import ADDRESS_POLICY, USER_POLICY, LoginThrottle, RegistrationLimiter, ThrottlePolicy
 from .tokens import TokenStore
 
 log = logging.getLogger(__name__)
@@ -106,11 +113,12 @@ class Security:
     """Users, sessions, API tokens and login throttling together, with the flows that must touch several."""
 
     def __init__(self, users: UserStore, sessions: SessionStore, tokens: TokenStore, throttle: LoginThrottle,
-                 now: Callable[[], float] = time.time):
+                 now: Callable[[], float] = time.time, registrations: RegistrationLimiter | None = None):
         self.users = users
         self.sessions = sessions
         self.tokens = tokens
         self.throttle = throttle
+        self.registrations = registrations or RegistrationLimiter()
         self._now = now
 
     @classmethod
@@ -118,6 +126,8 @@ class Security:
              settings: SecuritySettings = SecuritySettings()) -> "Security":
         """The stores in `data_dir`: users.json, api_tokens.json, sessions.json (each with .bak/.lock)."""
         base = Path(data_dir)
+        for name in (USERS_FILE, SESSIONS_FILE, TOKENS_FILE):  # temp files of writers killed mid-write
+            remove_stale_temp_files(base, prefix=f".{name}.")
         users = UserStore(base / USERS_FILE, now=now, hasher=PasswordHasher(settings.scrypt))
         sessions = SessionStore(base / SESSIONS_FILE, now=now, policy=settings.session)
         tokens = TokenStore(base / TOKENS_FILE, now=now, touch_interval_s=settings.token_touch_interval_s)
@@ -185,22 +195,52 @@ class Security:
             if not isinstance(value, str) or not value:
                 return _fail(400, "is required", field=name)
         now = self._now()
-        decision = self.throttle.check(username, client_addr, now)
-        if not decision.allowed:
-            log.warning("login for %r from %s throttled (%s)", username[:64], client_addr, decision.scope)
-            return _fail(429, decision.message, retry_after_s=decision.retry_after_s)
-        outcome, user = self.users.authenticate(username, password)
+        attempt = self.throttle.acquire(username, client_addr, now)
+        if not attempt.allowed:
+            log.warning("login for %r from %s throttled (%s)", username[:64], client_addr, attempt.scope)
+            return _fail(429, attempt.message, retry_after_s=attempt.retry_after_s)
+        try:
+            outcome, user = self.users.authenticate(username, password)
+        except BaseException:
+            self.throttle.release(attempt)
+            raise
         if outcome == "wrong":
-            self.throttle.record_failure(username, client_addr, self._now())
+            self.throttle.record_failure(username, client_addr, self._now(), attempt)
             log.warning("failed login for %r from %s", username[:64], client_addr)
             return _fail(401, "wrong username or password", field="password")
         assert user is not None
         if outcome == "disabled":
+            self.throttle.release(attempt)
             return _fail(403, "this account is disabled; ask an administrator", field="username")
-        self.throttle.record_success(username, client_addr, self._now())
-        token, session = self.sessions.create(user.id, user.credential_version, replace_token=old_session_token)
+        self.throttle.record_success(username, client_addr, self._now(), attempt)
+        try:
+            token, session = self.sessions.create(user.id, user.credential_version, replace_token=old_session_token,
+                                                  privileged=user.role == "admin")
+        except SessionLimitError as exc:
+            log.warning("login of %r from %s refused: %s", user.username, client_addr, exc)
+            return _fail(503, str(exc), retry_after_s=60)
         log.info("user %r logged in from %s", user.username, client_addr)
         return AuthResult(200, principal=_principal(user, "session"), session=session, set_session_cookie=token)
+
+    def register(self, body: Any, client_addr: str) -> tuple[AuthResult, User | None]:
+        """Self-registration (a viewer account): 429 beyond the rate limits; 400 naming a bad field; otherwise
+        202 — also when the username is taken, so the answer does not reveal which names exist (the account
+        exists afterwards only if the name was free: the new user then logs in). The password is hashed
+        before the name is looked up, so both cases take the same time."""
+        decision = self.registrations.acquire(client_addr, self._now())
+        if not decision.allowed:
+            log.warning("registration from %s refused: rate limit (%s)", client_addr, decision.scope)
+            scope = "from this address" if decision.scope == "address" else "right now"
+            return _fail(429, f"too many registrations {scope}; try again in {decision.retry_after_s} s",
+                         retry_after_s=decision.retry_after_s), None
+        try:
+            user = self.users.create_from_json(body, force_role="viewer")
+        except UserError as exc:
+            if exc.status != 409 or exc.field != "username":
+                return _fail(exc.status, exc.message, field=exc.field), None
+            log.info("registration from %s for a taken username refused (answered like a success)", client_addr)
+            return AuthResult(202, "if the username was free, the account exists now: log in"), None
+        return AuthResult(202, "if the username was free, the account exists now: log in"), user
 
     def logout(self, session_token: str | None) -> AuthResult:
         """End the session of this cookie (its token answers 401 from now on) and clear the cookie."""
@@ -211,34 +251,46 @@ class Security:
     def change_own_password(self, principal: Principal, current_password: Any, new_password: Any,
                             client_addr: str) -> AuthResult:
         """A user changing their own password: every session of theirs ends; a session caller gets a new one."""
-        decision = self.throttle.check(principal.username, client_addr, self._now())
-        if not decision.allowed:
-            return _fail(429, decision.message, retry_after_s=decision.retry_after_s)
+        attempt = self.throttle.acquire(principal.username, client_addr, self._now())
+        if not attempt.allowed:
+            return _fail(429, attempt.message, retry_after_s=attempt.retry_after_s)
         try:
             user = self.users.change_password(principal.user_id, current_password, new_password)
         except UserError as exc:
             if exc.field == "current_password":
-                self.throttle.record_failure(principal.username, client_addr, self._now())
+                self.throttle.record_failure(principal.username, client_addr, self._now(), attempt)
+            else:
+                self.throttle.release(attempt)
             return _fail(exc.status, exc.message, field=exc.field)
-        self.sessions.end_all_for_user(user.id)
+        except BaseException:
+            self.throttle.release(attempt)
+            raise
+        self.throttle.release(attempt)
+        self._credentials_changed(user.id)
         if principal.via != "session":
             return AuthResult(200, principal=principal)
-        token, session = self.sessions.create(user.id, user.credential_version)
+        token, session = self.sessions.create(user.id, user.credential_version, privileged=user.role == "admin")
         return AuthResult(200, principal=principal, session=session, set_session_cookie=token)
 
     def set_password(self, user_id: int, new_password: Any) -> User:
-        """An admin setting someone's password: that user's sessions end."""
+        """An admin setting someone's password: that user's sessions end and API tokens are revoked."""
         user = self.users.set_password(user_id, new_password)
-        self.sessions.end_all_for_user(user_id)
+        self._credentials_changed(user_id)
         return user
 
     def reset_password(self, username: str) -> str:
-        """A new random password (returned once); that user's sessions end."""
+        """A new random password (returned once); that user's sessions end and API tokens are revoked."""
         password = self.users.reset_password(username)
         user = self.users.get_by_username(username)
         if user is not None:
-            self.sessions.end_all_for_user(user.id)
+            self._credentials_changed(user.id)
         return password
+
+    def _credentials_changed(self, user_id: int) -> None:
+        self.sessions.end_all_for_user(user_id)
+        revoked = self.tokens.revoke_all_for_user(user_id)
+        if revoked:
+            log.info("revoked %d API token(s) of user id %d after a password change", revoked, user_id)
 
     def update_user(self, user_id: int, changes: Any) -> User:
         """Change name, e-mail, role or disabled flag; disabling ends the user's sessions."""

@@ -17,6 +17,10 @@ ACTIONS: Mapping[str, str] = {
     "read": "see dashboards, telemetry, history, plans, forecasts, settings and notifications",
     "operate": "change the strategy or mode, setpoints, and simulator events",
     "configure": "change plant configuration sections (BESS, Modbus, MQTT, limits, tariffs, ...)",
+    "configure_safety": "change safety- and security-relevant settings (power control, auto-write, safety "
+                        "thresholds, grid and feed-in limits, device roles, web access, where secrets go); audited",
+    "commission": "run connection tests against field devices",
+    "audit": "read and export the audit log of setting changes",
     "manage_users": "create, change, disable and delete users; reset passwords; revoke anyone's API tokens",
     "own_account": "see one's own account, change one's own password, manage one's own API tokens",
 }
@@ -24,7 +28,8 @@ ACTIONS: Mapping[str, str] = {
 ROLES: tuple[str, ...] = ("admin", "operator", "viewer")
 
 ROLE_ACTIONS: Mapping[str, frozenset[str]] = {
-    "admin": frozenset({"read", "operate", "configure", "manage_users", "own_account"}),
+    "admin": frozenset({"read", "operate", "configure", "configure_safety", "commission", "audit", "manage_users",
+                        "own_account"}),
     "operator": frozenset({"read", "operate", "configure", "own_account"}),
     "viewer": frozenset({"read", "own_account"}),
 }

@@ -10,6 +10,11 @@ at once when it is created or ended, while the "last seen" time of busy sessions
 was — it can only expire earlier, never later. A corrupt file only costs everyone a new login.
 
 Each session carries a random CSRF token that state-changing requests must echo (`check_csrf`).
+
+Limits: a user holds at most `max_per_user` sessions (a new login ends that user's least recently used
+one). Nothing ever ends *another* user's session to make room: `max_total` only refuses new sessions of
+non-privileged users (`SessionLimitError`) while the store is full of live sessions, so mass accounts ×
+logins cannot log the admin out, nor keep an admin from logging in.
 """
 from __future__ import annotations
 
@@ -41,7 +46,11 @@ class SessionPolicy:
     absolute_timeout_s: float = 24 * 3600.0
     persist_interval_s: float = 60.0
     max_per_user: int = 20
-    max_total: int = 2000
+    max_total: int = 5000  # live sessions in all; beyond, only privileged (admin) logins get one
+
+
+class SessionLimitError(Exception):
+    """No room for a new session of a non-privileged user (the store is full of live sessions)."""
 
 
 @dataclass(frozen=True)
@@ -82,18 +91,22 @@ class SessionStore:
 
     # -- use -----------------------------------------------------------------------------------------------
 
-    def create(self, user_id: int, credential_version: int, replace_token: str | None = None
-               ) -> tuple[str, Session]:
+    def create(self, user_id: int, credential_version: int, replace_token: str | None = None,
+               privileged: bool = False) -> tuple[str, Session]:
         """A new session for a user who just proved who they are; returns (cookie token, session).
-        `replace_token` (the cookie the browser sent, if any) is ended: sessions rotate on login."""
+        `replace_token` (the cookie the browser sent, if any) is ended: sessions rotate on login.
+        SessionLimitError when the store is full and the user is not `privileged` (an admin)."""
         token = secrets.token_urlsafe(32)
         now = self._now()
         session = Session(session_key(token), user_id, credential_version, secrets.token_urlsafe(32), now, now)
         with self._lock:
             if replace_token is not None and TOKEN_RE.fullmatch(replace_token):
                 self._sessions.pop(session_key(replace_token), None)
+            self._prune(now, user_id, room_for_one=True)
+            if not privileged and len(self._sessions) >= self.policy.max_total:
+                raise SessionLimitError(f"{len(self._sessions)} sessions are open, the most this EMS keeps; "
+                                        "try again later or ask an administrator")
             self._sessions[session.key] = session
-            self._prune(now, user_id)
         self._persist(force=True)
         return token, session
 
@@ -164,15 +177,14 @@ class SessionStore:
                 and now - session.created_ts <= pol.absolute_timeout_s
                 and session.last_seen_ts <= now + _MAX_CLOCK_SKEW_S)
 
-    def _prune(self, now: float, user_id: int) -> None:
-        """Drop expired sessions, then the least recently used beyond the per-user and total caps."""
+    def _prune(self, now: float, user_id: int, room_for_one: bool = False) -> None:
+        """Drop expired sessions, then this user's least recently used beyond the per-user cap (leaving room
+        for one more when a session is about to be added). Other users' live sessions are never touched."""
         for key in [k for k, s in self._sessions.items() if not self._alive(s, now)]:
             del self._sessions[key]
+        keep = self.policy.max_per_user - (1 if room_for_one else 0)
         mine = sorted((s for s in self._sessions.values() if s.user_id == user_id), key=lambda s: s.last_seen_ts)
-        for session in mine[:max(0, len(mine) - self.policy.max_per_user)]:
-            del self._sessions[session.key]
-        everyone = sorted(self._sessions.values(), key=lambda s: s.last_seen_ts)
-        for session in everyone[:max(0, len(everyone) - self.policy.max_total)]:
+        for session in mine[:max(0, len(mine) - keep)]:
             del self._sessions[session.key]
 
     def _persist(self, force: bool) -> None:

@@ -4,6 +4,9 @@
   <p class="muted">Phoenyra EMS controls a battery and its inverter: sign in to see or operate it.</p>
 % if get('error'):
   <p class="form-alert" role="alert" data-testid="login-error">{{get('error')}}</p>
+% elif get('registered', False):
+  <p class="form-status is-ok" role="status" data-testid="registered-note">If that username was free, your account
+    exists now: log in with it.</p>
 % end
   <form method="post" action="/login" class="form-stack" data-testid="login-form">
     <input type="hidden" name="next" value="{{get('next', '/')}}">

@@ -97,4 +97,46 @@
   </div>
 </section>
 
+<section class="card page-section" aria-labelledby="registration-title">
+  <h2 id="registration-title">Self-registration</h2>
+  <form id="registration-form" class="inline-form" data-requires="configure_safety" data-testid="registration-form"
+        novalidate>
+    <label for="allow-registration">
+      <input type="checkbox" id="allow-registration" name="allow_registration" data-testid="allow-registration">
+      Anyone who can reach the gateway may create a viewer account
+    </label>
+    <button type="submit" class="btn btn-small" data-testid="save-registration">Save</button>
+    <span class="field-error" data-error-for="web.allow_registration" role="alert"></span>
+    <span class="form-status" data-error-for="_" role="status"></span>
+  </form>
+  <p class="field-hint">Off by default: you create the accounts. When on, sign-ups are limited per address and overall.</p>
+</section>
+
+<section class="card page-section" aria-labelledby="audit-title">
+  <div class="card-head">
+    <h2 id="audit-title">Audit log</h2>
+    <span class="muted" id="audit-chain" data-testid="audit-chain"></span>
+  </div>
+  <p class="muted">Every change of a setting — who, when, from where, old → new — for the grid operator:
+    <a href="/api/audit/export?format=csv" download data-testid="audit-csv">download CSV</a> ·
+    <a href="/api/audit/export?format=jsonl" download data-testid="audit-jsonl">JSON lines</a></p>
+  <div class="table-wrap">
+    <table class="data-table" data-testid="audit-table">
+      <thead>
+        <tr>
+          <th scope="col">When</th>
+          <th scope="col">Who</th>
+          <th scope="col">From</th>
+          <th scope="col">Setting</th>
+          <th scope="col">Old</th>
+          <th scope="col">New</th>
+        </tr>
+      </thead>
+      <tbody id="audit-body">
+        <tr><td colspan="6" class="muted">Loading…</td></tr>
+      </tbody>
+    </table>
+  </div>
+</section>
+
 <script src="/static/js/users.js" defer></script>

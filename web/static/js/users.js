@@ -2,7 +2,8 @@
  *
  * Plain JS, no build step; needs window.EMS from menu.js (request with CSRF header, field errors).
  * API: GET/POST /api/users, PUT/DELETE /api/users/<id>, POST /api/users/<id>/password,
- * DELETE /api/tokens/<id>. After every change the lists are reloaded from the server, so the page never
+ * DELETE /api/tokens/<id>; GET/POST /api/config/web (self-registration), GET /api/audit (the audit log).
+ * After every change the lists are reloaded from the server, so the page never
  * shows a state the server refused. Names and e-mails are shown with textContent: HTML in them stays text.
  */
 (function () {
@@ -322,7 +323,97 @@
     });
   }
 
+  // ------------------------------------------------------------------ registration + audit log
+
+  var webSection = null;
+
+  function loadRegistration() {
+    var box = $('allow-registration');
+    if (!box) return;
+    window.EMS.request('GET', '/api/config/web').then(function (res) {
+      if (authFailed(res) || !res.ok || !res.data || !res.data.web) return;
+      webSection = res.data.web;
+      box.checked = !!webSection.allow_registration;
+    });
+  }
+
+  function onRegistration(ev) {
+    ev.preventDefault();
+    var form = ev.currentTarget;
+    if (!webSection) return;
+    var wanted = !!$('allow-registration').checked;
+    var body = {};
+    Object.keys(webSection).forEach(function (k) { body[k] = webSection[k]; });
+    body.allow_registration = wanted;
+    var btn = form.querySelector('button[type=submit]');
+    btn.disabled = true;
+    window.EMS.clearErrors(form);
+    window.EMS.request('POST', '/api/config/web', body).then(function (res) {
+      btn.disabled = false;
+      if (authFailed(res)) return;
+      if (!res.ok) { window.EMS.showErrors(form, res); loadRegistration(); return; }
+      webSection = res.data.web;
+      var slot = form.querySelector('[data-error-for="_"]');
+      if (slot) {
+        slot.textContent = wanted ? 'Self-registration is on.' : 'Self-registration is off.';
+        slot.classList.add('is-ok');
+      }
+      loadAudit();
+    });
+  }
+
+  function cellText(v) {
+    if (v === null || v === undefined) return '\u2014';
+    return typeof v === 'string' ? v : JSON.stringify(v);
+  }
+
+  function loadAudit() {
+    var body = $('audit-body');
+    if (!body) return;
+    window.EMS.request('GET', '/api/audit?limit=100').then(function (res) {
+      if (authFailed(res)) return;
+      clearChildren(body);
+      var chain = $('audit-chain');
+      if (!res.ok) {
+        var tr = el('tr');
+        var td = el('td', 'muted', 'Could not load the audit log: ' + ((res.data && res.data.error) || 'HTTP ' + res.status));
+        td.colSpan = 6;
+        tr.appendChild(td);
+        body.appendChild(tr);
+        return;
+      }
+      if (chain) {
+        var ok = res.data.chain && res.data.chain.ok;
+        chain.textContent = ok ? 'chain intact' : 'chain broken: an entry was changed or removed';
+        chain.classList.toggle('is-error', !ok);
+      }
+      var entries = Array.isArray(res.data.entries) ? res.data.entries : [];
+      if (!entries.length) {
+        var empty = el('tr');
+        var cell = el('td', 'muted', 'No changes recorded yet.');
+        cell.colSpan = 6;
+        empty.appendChild(cell);
+        body.appendChild(empty);
+      }
+      entries.forEach(function (e) {
+        var row = el('tr');
+        row.setAttribute('data-testid', 'audit-row');
+        row.appendChild(el('td', 'muted', window.EMS.fmtTime(e.ts)));
+        row.appendChild(el('td', '', str(e.user) + (e.role ? ' (' + str(e.role) + ')' : '')));
+        row.appendChild(el('td', 'muted', str(e.remote_addr) || '\u2014'));
+        row.appendChild(el('td', '', str(e.field)));
+        row.appendChild(el('td', '', cellText(e.old)));
+        row.appendChild(el('td', '', cellText(e.new)));
+        body.appendChild(row);
+      });
+    });
+  }
+
   function start() {
+    var regForm = $('registration-form');
+    if (regForm) regForm.addEventListener('submit', onRegistration);
+    loadRegistration();
+    loadAudit();
     app = $('users-app');
     usersBody = $('users-body');
     tokensBody = $('tokens-body');
