@@ -34,9 +34,11 @@ from .errors import ApiError, ConfigError, ConfigProblem
 from .forecast.service import ForecastService
 from .history import HistoryRecorder, HistoryStore
 from .atomic import remove_stale_temp_files
-from .audit import AUDIT_FILE, AuditLog
+from .audit import AUDIT_FILE, Actor, AuditLog
 from .history.analytics import Analytics
 from .manual import ManualRequest
+from .mqtt.ports import SnapshotUplink
+from .mqtt.service import MqttService
 from .notifications import Notifications
 from .optimizer.inputs import prices_in_force
 from .optimizer.planner import Planner
@@ -115,6 +117,43 @@ def make_clock(cfg: EmsConfig) -> Clock:
     return ScaledClock(resolve_start_epoch_s(cfg.simulator, time.time()), cfg.simulator.speed)
 
 
+MQTT_ACTOR = Actor("mqtt", role="operator", via="mqtt")
+MQTT_NOTIFICATION_READER = 0  # the cloud's place in the acknowledgements (user ids start at 1)
+
+
+class MqttCommands:
+    """`ems.mqtt.ports.CommandPort` on the runtime: each command is the twin of its HTTP route - a strategy change
+    through the config store as an operator makes it, in the audit log as "mqtt"; a setpoint as the bounded-time
+    manual request the safety loop clamps. Called from an executor thread."""
+
+    def __init__(self, runtime: "Runtime"):
+        self.rt = runtime
+
+    def _strategy(self, changes: dict[str, Any]) -> dict[str, Any]:
+        rt = self.rt
+
+        def record(change: Any) -> None:
+            rt.audit.record(MQTT_ACTOR, "config", "strategy", [(c.path, c.old, c.new) for c in change.changes])
+
+        rt.config.apply_change("strategy", {**rt.config.section_plain("strategy"), **changes},
+                               may_change_admin_only=False, role=MQTT_ACTOR.role, record=record)
+        section: dict[str, Any] = rt.config.section_plain("strategy")
+        return section
+
+    def set_strategy(self, name: str) -> dict[str, Any]:
+        return self._strategy({"mode": "manual", "current": name})
+
+    def set_auto(self) -> dict[str, Any]:
+        return self._strategy({"mode": "auto"})
+
+    def request_setpoint(self, power_w: float, duration_s: float) -> dict[str, Any]:
+        return self.rt.request_setpoint(power_w, duration_s, "mqtt")
+
+    def acknowledge(self, notification_id: int) -> dict[str, Any]:
+        self.rt.notifications.acknowledge(MQTT_NOTIFICATION_READER, notification_id)
+        return {"acknowledged_up_to": self.rt.notifications.acknowledged(MQTT_NOTIFICATION_READER)}
+
+
 class Runtime:
     """The assembled appliance. `clock` may be injected (a VirtualClock in tests runs it in virtual time)."""
 
@@ -153,6 +192,8 @@ class Runtime:
         self.forecast = ForecastService(config, self.history, self.clock, data_dir)
         self.planner = Planner(config, self.clock, self.bus, self.forecast, self.history, self.notifications)
         self.recorder = HistoryRecorder(self.history, self.bus, self.clock, config, self._history_context)
+        self.mqtt = MqttService(config, self.bus, self.clock, data_dir, self.notifications,
+                                SnapshotUplink(self.snapshot, self.plan_view, self.notifications), MqttCommands(self))
         self.web: WebServer | None = None
         self.bound: tuple[str, int] | None = None
 
@@ -272,7 +313,8 @@ class Runtime:
             devices={name: poller.status() for name, poller in self.pollers.items()},
             plan=self.plan_view(), version=__version__, uptime_s=self.clock.monotonic() - self.started_mono,
             speed=self.clock.speed, loop_lag_ms=self.supervisor.lag.stats(), tasks=self.supervisor.status(),
-            history_rows_written=self.recorder.rows_written, history=self.recorder.store_status)
+            history_rows_written=self.recorder.rows_written, history=self.recorder.store_status,
+            mqtt=self.mqtt.status())
 
     def _test_modbus(self, device: ModbusDeviceConfig) -> dict[str, Any]:
         running = self.pollers.get(device.name)
@@ -314,6 +356,7 @@ class Runtime:
         self.supervisor.add("history", self.recorder.run)
         self.supervisor.add("forecast", self.forecast.run)
         self.supervisor.add("planner", self.planner.run)
+        self.supervisor.add("mqtt", self.mqtt.run)  # idles, importing nothing, while mqtt.enabled is off
         self.supervisor.start()
 
     def _announce_change(self, section: str) -> Callable[[EmsConfig], None]:

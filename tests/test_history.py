@@ -96,17 +96,29 @@ def test_the_coarsest_tier_fine_enough_for_the_points_is_chosen(store: HistorySt
     assert store.tier_for(end - span_s, end, points) == tier
 
 
-def test_a_range_older_than_a_tier_falls_back_to_the_next_coarser_one(tmp_path: Path):
+def test_a_range_older_than_what_a_tier_still_holds_falls_back_to_the_next_coarser_one(tmp_path: Path):
     s = HistoryStore(tmp_path / "h.db", tiers(raw_h=48, minute_days=30))
     try:
         now = T0 + 400 * DAY
-        s.write_telemetry([row(now, soc_pct=1.0)])
+        for ts in (now - 40 * DAY, now - 10 * DAY, now - 3600):
+            s.write_telemetry([row(ts, soc_pct=1.0)])
+        # Young data: every tier holds all there is, so the finest fine-enough one answers.
         assert s.tier_for(now - 47 * 3600, now - 46 * 3600, 500) == "raw"
-        assert s.tier_for(now - 49 * 3600, now - 48.5 * 3600, 500) == "1min"  # raw rows are gone by then
-        assert s.tier_for(now - 31 * DAY, now - 31 * DAY + 3600, 500) == "15min"
+        s.prune(now)  # raw rows now start an hour ago, minutes ten days ago
+        assert s.tier_for(now - 1800, now, 500) == "raw"
+        assert s.tier_for(now - 47 * 3600, now - 46 * 3600, 500) == "1min"  # the raw rows are gone by then
+        assert s.tier_for(now - 20 * DAY, now - 20 * DAY + 3600, 500) == "15min"  # and so are those minutes
         assert s.tier_for(now - 31 * DAY, now - 30 * DAY, 10) == "1h"
+        assert s.state_range(now - 20 * DAY - 1800, now - 20 * DAY + 1800, 500)["rows"] == []
+        assert s.state_range(now - 40 * DAY - 1800, now - 40 * DAY + 1800, 500)["rows"][0]["soc_pct"] == 1.0
     finally:
         s.close()
+
+
+def test_a_row_from_the_future_does_not_stop_the_rows_that_follow(store: HistoryStore):
+    store.write_telemetry([row(T0 + 60 * DAY, soc_pct=99.0)])  # a clock that ran ahead, then was corrected
+    assert store.write_telemetry([row(T0, soc_pct=1.0), row(T0 + 10, soc_pct=2.0)]) == 2
+    assert store.rows_dropped == 0
 
 
 def test_state_range_gives_mean_min_and_max_per_bucket_from_raw_rows(store: HistoryStore):
@@ -230,7 +242,9 @@ def test_aggregates_equal_the_raw_rows_they_summarise_however_the_rows_are_batch
 
 def test_rows_older_than_the_raw_tier_are_refused_not_mixed_into_old_buckets(store: HistoryStore):
     store.write_telemetry([row(T0 + 10 * DAY, soc_pct=50.0)])
-    assert store.write_telemetry([row(T0, soc_pct=1.0)]) == 0
+    store.write_telemetry([row(T0 + 11 * DAY, soc_pct=50.0)])
+    store.prune(T0 + 12.5 * DAY)  # the raw tier starts on day 11 now; day 10 lives on in its buckets only
+    assert store.write_telemetry([row(T0 + 10 * DAY + 30, soc_pct=1.0)]) == 0
     assert store.rows_dropped == 1 and store.status()["rows_refused"] == 1
     assert [r["soc_pct"] for r in store.telemetry_since(0, 10)] == [50.0]
 

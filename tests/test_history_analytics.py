@@ -178,7 +178,7 @@ def test_plan_vs_actual_compares_each_quarter_with_the_plan_in_force(store: Hist
 
     # Had the morning plan stayed in force, the afternoon charge it promised did not happen: the morning's
     # savings came true but the plan expected them to be spent on recharging (48 × −0.025 €).
-    store.record_optimization_run(lo + 12 * 3600 + 1, "arbitrage", "optimal", plan=morning)
+    store.record_optimization_run(lo + 12 * 3600, "arbitrage", "optimal", plan=morning)  # a later run, same time
     replayed = Analytics(store, lambda: CONFIG, lambda: hi + 3600).plan_vs_actual(day.isoformat())["summary"]
     assert replayed["planned_savings_eur"] == pytest.approx(48 * 0.075 - 48 * 0.025)
     assert replayed["realised_pct"] == pytest.approx(100 * 3.6 / 2.4)
@@ -231,3 +231,13 @@ def test_history_and_analytics_routes_on_the_running_appliance(tmp_path: Path):
             assert status == 400 and error["field"] == field, (path, error)
     finally:
         ems.stop()
+
+
+def test_a_stale_meter_is_filled_from_the_balance_for_totals_flows_and_money_alike(store: HistoryStore):
+    # An hour with the grid meter stale: house 1 kW, no PV, battery idle; the grid must have carried it.
+    store.write_telemetry([{"ts": 1_700_001_000.0 + 60 * i, "dt_s": 60.0, "load_power_w": 1000.0, "pv_power_w": 0.0,
+                            "bess_power_w": 0.0, "grid_power_w": None, "import_price_eur_per_kwh": 0.30,
+                            "export_price_eur_per_kwh": 0.08} for i in range(60)])
+    body = store.energy_flows(1_700_001_000.0, 1_700_001_000.0 + 3600)
+    assert body["totals_kwh"]["import"] == pytest.approx(1.0) == body["flows_kwh"]["grid_to_load"]
+    assert body["cost_eur"] == pytest.approx(0.30)

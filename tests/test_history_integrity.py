@@ -189,3 +189,21 @@ def test_kill_9_during_writes_leaves_a_sound_file_with_every_acknowledged_batch(
         assert counts[0] == counts[1] == counts[2]  # every batch landed whole, aggregates included
     finally:
         conn.close()
+
+
+def test_a_file_from_a_newer_ems_is_kept_whole_under_its_own_name_not_called_corrupt(tmp_path: Path):
+    path = tmp_path / "history.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE future_things (x)")
+    conn.execute("PRAGMA user_version = 99")
+    conn.commit()
+    conn.close()
+    reports: list[tuple[str, str]] = []
+    store = HistoryStore(path, report=lambda level, message: reports.append((level, message)))
+    try:
+        kept = list(tmp_path.glob("history.db.newer-v99-*"))
+        assert len(kept) == 1 and not list(tmp_path.glob("history.db.corrupt-*"))
+        assert reports and reports[0][0] == "warning" and "newer" in reports[0][1]
+        assert store.write_telemetry([{"ts": T0, "soc_pct": 1.0}]) == 1
+    finally:
+        store.close()

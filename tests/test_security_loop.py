@@ -87,6 +87,12 @@ def test_posting_the_largest_grid_tariffs_body_keeps_the_loop_lag_p99_under_50_m
                 return resp.status
 
         bodies = [largest_grid_tariffs_body(1.25), largest_grid_tariffs_body(1.5)]
+        # The same probe with no request first: what this machine's load alone costs the loop. The bound is on
+        # what the requests add to it (on an idle machine that baseline is a millisecond or two).
+        probe.measuring.set()
+        time.sleep(2.0)
+        probe.measuring.clear()
+        idle_p99, probe.samples_ms = probe.p99(), []
         probe.measuring.set()
         deadline = time.monotonic() + 60
         for i in range(20):  # each a real change: validated, written, applied by the subscribers on the loop
@@ -96,8 +102,10 @@ def test_posting_the_largest_grid_tariffs_body_keeps_the_loop_lag_p99_under_50_m
         probe.measuring.clear()
         assert runtime.config.config.grid_tariffs.high_load_windows[0].multiplier == 1.5
         assert len(probe.samples_ms) > 50
-        print(f"loop lag p99 {probe.p99():.1f} ms, max {max(probe.samples_ms):.1f} ms, {len(probe.samples_ms)} samples")
-        assert probe.p99() < 50.0, f"loop lag p99 {probe.p99():.1f} ms over {len(probe.samples_ms)} samples"
+        print(f"loop lag p99 {probe.p99():.1f} ms (idle {idle_p99:.1f} ms), max {max(probe.samples_ms):.1f} ms, "
+              f"{len(probe.samples_ms)} samples")
+        assert probe.p99() < 50.0 + idle_p99, \
+            f"loop lag p99 {probe.p99():.1f} ms over {len(probe.samples_ms)} samples (idle p99 {idle_p99:.1f} ms)"
     finally:
         web.stop()
         loop = loop_box["loop"]

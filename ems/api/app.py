@@ -39,6 +39,7 @@ from ..optimizer.strategies import STRATEGIES, STRATEGY_NAMES
 from ..resources import web_dir
 from .account_routes import install as install_account_routes
 from .history_routes import install as install_history_routes
+from .mqtt_routes import install as install_mqtt_routes
 from .auth_plugin import (SECURITY_HEADERS, AuthPlugin, check_declared, current_actor, current_auth,
                           install_security_headers)
 from .facade import ConfigAccess, EmsFacade, GuardedConfigAccess
@@ -431,6 +432,7 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
 
     install_account_routes(app, ems, page, audit)
     install_history_routes(app, ems)
+    install_mqtt_routes(app, ems)
     check_declared(app)
     return app
 

@@ -94,6 +94,7 @@ class RuntimeSnapshot:
     tasks: Mapping[str, Any]
     history_rows_written: int
     history: Mapping[str, Any] = field(default_factory=dict)  # store size, tiers, last integrity check
+    mqtt: Mapping[str, Any] = field(default_factory=dict)  # the MQTT uplink: connection, outbox, drops, commands
 
 
 @dataclass(frozen=True)

@@ -99,9 +99,8 @@ def install(app: bottle.Bottle, ems: EmsFacade) -> None:
         day = bottle.request.query.get("day") or None
         if day is not None:
             try:
-                if not _DAY.fullmatch(day):
+                if not _DAY.fullmatch(day) or not 2000 <= date.fromisoformat(day).year <= 2200:
                     raise ValueError(day)
-                date.fromisoformat(day)
             except ValueError:
                 raise ApiError(400, f"must be a date YYYY-MM-DD (got {day[:40]!r})", "day") from None
         return _json(ems.analytics.plan_vs_actual(day))

@@ -33,6 +33,7 @@ def state_json(s: RuntimeSnapshot) -> dict[str, Any]:
             "history_rows_written": s.history_rows_written,
         },
         "history": dict(s.history),
+        "mqtt": dict(s.mqtt),
     }
 
 

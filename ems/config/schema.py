@@ -115,25 +115,141 @@ class ForecastConfig:
 
 @dataclass(frozen=True)
 class MqttTopics:
-    telemetry: str = "phoenyra/bess/telemetry"
-    commands: str = "phoenyra/bess/commands"
-    status: str = "phoenyra/bess/status"
+    """Full topics replacing single parts of the layout under `topic_prefix`, for a cloud with names of its own.
+
+    null = the layout (`<prefix>telemetry`, `<prefix>cmd/<name>`, `<prefix>status`; see README "MQTT"). The values
+    earlier versions wrote into every saved file before any client existed (`phoenyra/bess/...`) mean null too:
+    kept, they would put every gateway of a fleet on the same topics.
+    """
+
+    telemetry: Optional[str] = c(None, pattern=r"[^#+\s\x00$][^#+\s\x00]{0,199}",
+                                 doc="an MQTT topic without wildcards (+ #), not starting with $; "
+                                     "null = <topic_prefix>telemetry")
+    commands: Optional[str] = c(None, pattern=r"[^#+\s\x00$][^#+\s\x00]{0,199}",
+                                doc="the level under which commands arrive as <commands>/<name>; an MQTT topic "
+                                    "without wildcards (+ #), not starting with $; null = <topic_prefix>cmd")
+    status: Optional[str] = c(None, pattern=r"[^#+\s\x00$][^#+\s\x00]{0,199}",
+                              doc="retained online/offline (the last will); an MQTT topic without wildcards (+ #), "
+                                  "not starting with $; null = <topic_prefix>status")
 
 
 @dataclass(frozen=True)
 class MqttConfig:
-    enabled: bool = False
+    """The MQTT uplink (`ems.mqtt`): telemetry to a broker, commands in, store-and-forward while it is away.
+
+    Whatever arrives over MQTT only *requests* (a strategy, a bounded-time setpoint): the safety loop still decides.
+    Keys that say where data and the password go, which topics carry commands, and which plant points MQTT may feed
+    are admin only. The pre-release default client id `phoenyra-ems` means null (derived), like the topic defaults
+    in `MqttTopics`: two gateways with one client id throw each other off the broker.
+    """
+
+    @staticmethod
+    def tls_file_problem(value: object, _context: object = None) -> Optional[str]:
+        """`constrained(check=...)`: an absolute path to an existing, readable regular file (after symlinks).
+
+        TLS files are read by the service (and a client certificate is shown to the broker), so a path must not
+        name a directory, a device or a pipe; `ems.mqtt.client` checks again when it opens them.
+        """
+        import os
+        import stat
+        if not isinstance(value, str):
+            return None
+        if not os.path.isabs(value):
+            return f"{value[:80]!r} is not an absolute path (allowed: an existing file, e.g. /etc/phoenyra/ca.pem)"
+        try:
+            mode = os.stat(os.path.realpath(value)).st_mode
+        except FileNotFoundError:
+            return f"{value[:80]!r} does not exist (allowed: an existing file)"
+        except OSError as exc:
+            return f"{value[:80]!r} cannot be checked ({exc.strerror})"
+        if not stat.S_ISREG(mode):
+            return f"{value[:80]!r} is not a regular file (allowed: a PEM file)"
+        if not os.access(value, os.R_OK):
+            return f"{value[:80]!r} is not readable by the EMS's user"
+        return None
+
+    @dataclass(frozen=True)
+    class Source:
+        """One plant-state point read from an MQTT topic (a meter or a wallbox publishing JSON or plain numbers)."""
+
+        topic: str = c(pattern=r"[^#+\s\x00$][^#+\s\x00]{0,199}",
+                       doc="an MQTT topic without wildcards (+ #), not starting with $")
+        point: Literal["grid.power_w", "pv.power_w", "load.power_w", "bess.power_w", "battery.soc_pct",
+                       "battery.soh_pct", "battery.voltage_v", "battery.current_a", "battery.temperature_c"] = \
+            c(doc="the plant-state point it feeds (signs as everywhere: grid > 0 = import, battery > 0 = discharging)")
+        json_key: Optional[str] = c(None, pattern=r"[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){0,7}",
+                                    doc="a dotted path into a JSON payload, list items by index (ENERGY.Power, "
+                                        "emeters.0.power); null = the payload is a plain number")
+        scale: float = c(1.0, min=-1_000_000, max=1_000_000,
+                         doc="the reading times this, e.g. 1000 for kW, -1 for a meter counting export as positive")
+        max_age_s: float = c(30.0, min=1, max=3600, doc="a reading older than this is stale (the safety loop's "
+                                                        "stale rules apply, as for any device)")
+
+        def check(self) -> list[tuple[str, str]]:
+            return [("scale", "must not be 0 (every reading would be 0)")] if self.scale == 0 else []
+
+    enabled: bool = c(False, doc="off: no connection, aiomqtt is not even imported")
     # The broker receives the password and may send commands: where it is, is for admins to decide.
-    broker: str = c("localhost", admin_only=True)
-    port: int = c(1883, min=1, max=65535, admin_only=True)
-    client_id: str = "phoenyra-ems"
+    broker: str = c("localhost", pattern=HOSTNAME + r"|[0-9A-Fa-f:.]{2,45}", admin_only=True,
+                    doc="a host name or IP address")
+    port: int = c(1883, min=1, max=65535, admin_only=True, doc="1883 plain, 8883 usual with tls")
+    site_id: Optional[str] = c(None, pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", admin_only=True,
+                               doc="letters, digits, _ . - (1-64): names this site in topics and Home Assistant; "
+                                   "null = derived from the gateway's machine id (stable, unique per gateway)")
+    topic_prefix: Optional[str] = c(None, pattern=r"[^#+\s\x00$/][^#+\s\x00]{0,99}/", admin_only=True,
+                                    doc="topic levels ending in /, without wildcards (+ #), not starting with $ "
+                                        "or /; null = phoenyra/<site_id>/")
+    client_id: Optional[str] = c(None, pattern=r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}",
+                                 doc="letters, digits, _ . : - (1-64), unique per broker; null = phoenyra-<site_id>")
     username: Optional[str] = c(None, admin_only=True)
     password: Optional[str] = c(None, secret=True, doc="write-only")
-    tls: bool = c(False, admin_only=True)
-    keepalive_s: int = c(60, min=5, max=3600)
-    qos: int = c(1, min=0, max=2)
-    publish_interval_s: float = c(10.0, min=1, max=3600)
-    topics: MqttTopics = c(default_factory=MqttTopics)
+    tls: bool = c(False, admin_only=True, doc="TLS with the server's certificate and host name verified")
+    tls_ca_file: Optional[str] = c(None, check=tls_file_problem, admin_only=True,
+                                   doc="PEM CA bundle the broker's certificate must chain to; null = the system CAs")
+    tls_cert_file: Optional[str] = c(None, check=tls_file_problem, admin_only=True,
+                                     doc="PEM client certificate (with tls_key_file) for brokers that ask for one")
+    tls_key_file: Optional[str] = c(None, check=tls_file_problem, admin_only=True,
+                                    doc="PEM private key of tls_cert_file, unencrypted")
+    keepalive_s: int = c(60, min=5, max=3600, doc="a broker silent for 1.5 times this counts as gone")
+    reconnect_min_s: float = c(1.0, min=0.1, max=600, doc="first wait before reconnecting; doubles per failure")
+    reconnect_max_s: float = c(60.0, min=1, max=3600, doc="longest wait between reconnects (each scaled by a "
+                                                          "random 50-100 %, so a fleet does not reconnect in step)")
+    qos: int = c(1, min=0, max=2, doc="of everything published; 1 = at least once (store-and-forward needs the "
+                                      "broker's acknowledgement; 0 loses what is in flight when a link drops)")
+    publish_interval_s: float = c(10.0, min=1, max=3600, doc="telemetry period")
+    topics: MqttTopics = c(default_factory=MqttTopics, admin_only=True,
+                           doc="single topics in place of the layout's (they decide where commands are taken from)")
+    commands_enabled: bool = c(True, admin_only=True, doc="accept commands on <topic_prefix>cmd/<name> (the "
+                                                          "broker's ACLs decide who may publish there)")
+    command_secret: Optional[str] = c(None, secret=True, admin_only=True,
+                                      doc="write-only; when set, a command must carry it as \"secret\"")
+    command_max_age_s: float = c(60.0, min=1, max=86400, doc="a command whose \"ts\" is older than this is refused "
+                                                             "(a setpoint delivered late is not what was asked)")
+    commands_per_minute: int = c(30, min=1, max=600, doc="more are refused with an error reply (each strategy "
+                                                         "change is a config write on the SD card)")
+    sources: list[Source] = c(default_factory=tuple, max_items=32, unique="point", admin_only=True,
+                              doc="topics mapped to plant-state points, merged on the bus with source mqtt")
+    homeassistant_discovery: bool = c(False, doc="publish retained Home Assistant discovery payloads; turning it off "
+                                                 "removes them")
+    homeassistant_prefix: str = c("homeassistant", pattern=r"[A-Za-z0-9_-]{1,64}",
+                                  doc="Home Assistant's discovery prefix: letters, digits, _ - (1-64)")
+    outbox_max_mb: float = c(20.0, min=1, max=4096, doc="messages kept on disk while the broker is away (20 MB: "
+                                                        "about 3 days at a 10 s telemetry period); beyond this the "
+                                                        "oldest are dropped and counted")
+    outbox_flush_interval_s: float = c(60.0, min=1, max=3600, doc="undelivered messages are written to disk in one "
+                                                                  "batch per interval (SD wear); a power cut loses "
+                                                                  "at most this much")
+
+    def check(self) -> list[tuple[str, str]]:
+        problems = []
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            problems.append(("tls_key_file" if self.tls_key_file is None else "tls_cert_file",
+                             "tls_cert_file and tls_key_file go together (allowed: both or neither)"))
+        if not self.tls and (self.tls_ca_file or self.tls_cert_file):
+            problems.append(("tls", "must be true when TLS files are set"))
+        if self.reconnect_min_s > self.reconnect_max_s:
+            problems.append(("reconnect_min_s", f"must not exceed reconnect_max_s ({self.reconnect_max_s:g})"))
+        return problems
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ sums of each sample's cost as priced when it was recorded (`ems.history.flows`):
 - strategy share = time each plan's strategy was in force: a run holds until the next one, at most
   two re-plan intervals (the EMS was off beyond that), clipped to the day and to now.
 
-Plan vs actual compares, for each quarter hour, the plan in force then (the last run made before the
-quarter ended that covers it) with what was measured: battery power, SoC, load and PV (the forecast
+Plan vs actual compares, for each quarter hour, the plan in force when it began (the last run made at or
+before its start that covers it) with what was measured: battery power, SoC, load and PV (the forecast
 errors), cost, and the savings the plan expected against those realised.
 """
 from __future__ import annotations
@@ -189,10 +189,12 @@ class Analytics:
 
 
 def _planned_step(plans: Sequence[Mapping[str, Any]], ts: int) -> dict[str, Any] | None:
-    """The step at `ts` of the last plan made before the quarter ended that covers it."""
-    for run in reversed(plans):
-        if run["ts"] >= ts + QUARTER_S:
-            continue
+    """The step at `ts` of the plan in force when the quarter began (the last made at or before its start that
+    covers it); only where none exists, the first made during the quarter. A plan made at 10:14 already knew
+    how 10:00–10:14 went: crediting it with that quarter would hide the forecast error this is to show."""
+    before = [run for run in plans if run["ts"] <= ts]
+    during = [run for run in plans if ts < run["ts"] < ts + QUARTER_S]
+    for run in [*reversed(before), *during]:
         plan = run["plan"]
         step_s = plan["step_s"]
         k = int((ts - plan["start_ts"]) // step_s)

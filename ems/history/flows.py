@@ -16,8 +16,9 @@ taking what is left of its source and its sink:
 PV serves the house first, then the battery, and only the rest is exported; the battery covers load
 before the grid does. For a balanced sample (P + D + I = L + C + E) every source and sink is allocated
 in full; measurement noise that leaves a few watts unmatched is dropped from the flows (the totals —
-`pv_wh`, `load_wh`, `import_wh` … — keep the measured values). One missing power of the four is filled
-from the balance (load = PV + battery + grid); with two missing, the flows of that sample are unknown.
+`pv_wh`, `load_wh`, `import_wh` … — keep the powers as measured). One missing power of the four is filled
+from the balance (load = PV + battery + grid) for the flows, the totals and the money alike, so they
+agree; with two missing, the flows are unknown and only the measured totals are kept.
 Curtailed PV is what the safety loop told the PV inverter to shed (`pv_curtailed_w`).
 
 **Money**: cost = import kWh × the import price in force − export kWh × the export price, both stored
@@ -82,21 +83,28 @@ def energy_channels(row: Mapping[str, Any]) -> dict[str, float | None]:
         return out
     out["dt_s"] = dt
     to_wh = dt / 3600.0
-    grid, bess = _num(row, "grid_power_w"), _num(row, "bess_power_w")
-    if grid is not None:
-        out["import_wh"], out["export_wh"] = max(grid, 0.0) * to_wh, max(-grid, 0.0) * to_wh
-    if bess is not None:
-        out["charge_wh"], out["discharge_wh"] = max(-bess, 0.0) * to_wh, max(bess, 0.0) * to_wh
     curtailed = _num(row, "pv_curtailed_w")
     if curtailed is not None:
         out["pv_curtailed_wh"] = max(curtailed, 0.0) * to_wh
     powers = balanced_powers(row)
-    if powers is not None:
-        pv, load, bess_w, grid_w = powers
-        out["pv_wh"], out["load_wh"] = pv * to_wh, load * to_wh
-        for key, watts in allocate_w(pv, load, bess_w, grid_w).items():
+    pv: float | None
+    load: float | None
+    bess: float | None
+    grid: float | None
+    if powers is not None:  # totals, flows and money from the same (balanced) powers: they always agree
+        pv, load, bess, grid = powers
+        for key, watts in allocate_w(*powers).items():
             out[f"{key}_wh"] = watts * to_wh
-        grid, bess = grid_w, bess_w
+    else:
+        pv, load, bess, grid = (_num(row, k) for k in ("pv_power_w", "load_power_w", "bess_power_w", "grid_power_w"))
+    if pv is not None:
+        out["pv_wh"] = max(pv, 0.0) * to_wh
+    if load is not None:
+        out["load_wh"] = max(load, 0.0) * to_wh
+    if grid is not None:
+        out["import_wh"], out["export_wh"] = max(grid, 0.0) * to_wh, max(-grid, 0.0) * to_wh
+    if bess is not None:
+        out["charge_wh"], out["discharge_wh"] = max(-bess, 0.0) * to_wh, max(bess, 0.0) * to_wh
     import_price, export_price = _num(row, "import_price_eur_per_kwh"), _num(row, "export_price_eur_per_kwh")
     if grid is not None and bess is not None and import_price is not None and export_price is not None:
         out["cost_eur"] = (max(grid, 0.0) * import_price - max(-grid, 0.0) * export_price) * dt / WS_PER_KWH

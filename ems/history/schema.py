@@ -2,9 +2,9 @@
 
 Every database — a fresh one too — is created at version 1 and migrated step by step to
 `SCHEMA_VERSION` (`PRAGMA user_version`), so the migrations are exercised on every start-up test, not
-only on upgrades. A step runs in one transaction with the version bump: a power cut during a migration
-leaves the old version intact. Steps that change what the aggregates hold ask for a rebuild, done once
-after the last step: the energy channels of raw rows that lack them are derived and the 1-minute and
+only on upgrades. All pending steps and their rebuild run in one transaction with the version bump: a
+power cut during a migration leaves the old version intact. Steps that change what the aggregates hold ask
+for a rebuild, done after the last step: the energy channels of raw rows that lack them are derived and the
 15-minute buckets the raw rows fully cover are recomputed from them (older 15-minute buckets keep their
 sums; their min/max stay unknown).
 
@@ -131,21 +131,29 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
         conn.execute("PRAGMA user_version = 1")
         current = 1
     if current > SCHEMA_VERSION:
-        raise sqlite3.DatabaseError(f"history schema version {current} is newer than this EMS ({SCHEMA_VERSION})")
-    applied, rebuild = [], False
-    for step in MIGRATIONS:
-        if step.version <= current:
-            continue
-        with immediate_transaction(conn):
+        raise NewerSchemaError(current)
+    steps = [step for step in MIGRATIONS if step.version > current]
+    if not steps:
+        return []
+    # All steps and the rebuild in one transaction: a power cut leaves the old version whole, never a new
+    # version whose rebuild did not happen.
+    with immediate_transaction(conn):
+        for step in steps:
             step.apply(conn)
             conn.execute(f"PRAGMA user_version = {step.version}")
-        log.info("history schema migrated to version %d", step.version)
-        applied.append(step.version)
-        rebuild = rebuild or step.rebuild
-    if rebuild:
-        with immediate_transaction(conn):
+        if any(step.rebuild for step in steps):
             rebuild_from_raw(conn)
+    applied = [step.version for step in steps]
+    log.info("history schema migrated to version %d", applied[-1])
     return applied
+
+
+class NewerSchemaError(sqlite3.DatabaseError):
+    """The file was written by a newer EMS (a rolled-back update): not damaged, and not ours to change."""
+
+    def __init__(self, version: int):
+        super().__init__(f"history schema version {version} is newer than this EMS ({SCHEMA_VERSION})")
+        self.version = version
 
 
 @contextmanager

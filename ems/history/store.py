@@ -33,8 +33,8 @@ from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 from ..config.schema import HistoryConfig
 from . import flows
 from .channels import ALL, ENERGY, FLOW_KEYS, MEASURED
-from .schema import BACKFILL_MAX_GAP_S, HOUR_S, MINUTE_S, QUARTER_S, SCHEMA_VERSION, immediate_transaction, migrate, \
-    refresh_buckets, schema_version
+from .schema import BACKFILL_MAX_GAP_S, HOUR_S, MINUTE_S, QUARTER_S, SCHEMA_VERSION, NewerSchemaError, \
+    immediate_transaction, migrate, refresh_buckets, schema_version
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ PRUNE_CHUNK_S = DAY_S  # one transaction per day of data deleted: writers never 
 TIERS = ("raw", "1min", "15min", "1h")  # fine to coarse
 _TABLES = {"1min": "telemetry_1min", "15min": "telemetry_15min", "1h": "telemetry_1h"}
 _STEP_S = {"1min": MINUTE_S, "15min": QUARTER_S, "1h": HOUR_S}
+
+CORRUPT_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) if hasattr(sqlite3, "SQLITE_CORRUPT") else (11, 26)
 
 ProblemReporter = Callable[[Literal["warning", "error"], str], object]
 """(level, message): how the store tells people about a corrupt file or data dropped for size."""
@@ -68,9 +70,13 @@ class HistoryStore:
     def _open(self) -> sqlite3.Connection:
         try:
             return self._connect_and_migrate()
+        except NewerSchemaError as exc:
+            # A rolled-back EMS: keep the newer file whole (an upgrade can take it back) and start afresh.
+            self._move_aside(str(exc), suffix=f"newer-v{exc.version}", level="warning")
+            return self._connect_and_migrate()
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise
+            if getattr(exc, "sqlite_errorcode", None) not in CORRUPT_CODES:
+                raise  # a full disk, an I/O error, a lock: not the file's fault, and not a reason to drop it
             self._move_aside(f"it cannot be opened ({exc})")
             return self._connect_and_migrate()
 
@@ -95,18 +101,18 @@ class HistoryStore:
             raise
         return conn
 
-    def _move_aside(self, why: str) -> None:
+    def _move_aside(self, why: str, suffix: str = "corrupt", level: Literal["warning", "error"] = "error") -> None:
         stamp = time.strftime("%Y%m%dT%H%M%S")
-        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        target = self.path.with_name(f"{self.path.name}.{suffix}-{stamp}")
         for suffix in ("", "-wal", "-shm"):
             source = Path(f"{self.path}{suffix}")
             if source.exists():
                 source.replace(Path(f"{target}{suffix}"))
         message = (f"the history database {why} and was moved aside to {target.name}; "
                    "a new one was started (the old file is kept for recovery)")
-        log.error("%s", message)
+        log.log(logging.ERROR if level == "error" else logging.WARNING, "%s", message)
         self.integrity = f"recovered: moved aside to {target.name}"
-        self._report("error", message)
+        self._report(level, message)
 
     def check_integrity(self) -> str:
         """`PRAGMA quick_check`; a damaged file is moved aside and a fresh one started. Returns the result."""
@@ -120,9 +126,10 @@ class HistoryStore:
                 # A recovery at open stays visible in /api/state until the next start.
                 self.integrity = "ok" if not self.integrity.startswith("recovered") else self.integrity
                 return "ok"
-            self._close_all()
+            self._writer.close()
             self._move_aside(f"failed its integrity check ({problem[:200]})")
             self._writer = self._connect_and_migrate()
+            self._generation += 1  # readers reopen on their next query (each closes its own old connection)
             return self.integrity
 
     def _close_all(self) -> None:
@@ -130,12 +137,17 @@ class HistoryStore:
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
-            self._generation += 1
         self._writer.close()
 
     def _reader(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "generation", -1) != self._generation:
+        if conn is not None and getattr(self._local, "generation", -1) != self._generation:
+            with self._readers_lock:
+                if conn in self._readers:
+                    self._readers.remove(conn)
+            conn.close()  # the file it reads was moved aside
+            conn = None
+        if conn is None:
             conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True, timeout=10.0,
                                    check_same_thread=False)
             conn.execute("PRAGMA busy_timeout=10000")
@@ -155,18 +167,25 @@ class HistoryStore:
 
         The energy channels are derived here (`flows.energy_channels`); a row without `dt_s` stands for the
         time since the row before it (at most BACKFILL_MAX_GAP_S). A row whose `ts` exists replaces it.
-        Rows older than the raw tier are refused (counted in `rows_dropped`): their buckets could no
-        longer be recomputed from raw rows.
+        Rows older than the oldest raw row kept are refused (counted in `rows_dropped`): their buckets
+        could no longer be recomputed from raw rows.
         """
         if not rows:
             return 0
         ordered = sorted(rows, key=lambda r: float(r["ts"]))
-        horizon = self._newest_ts - self.config.raw_retention_h * 3600
+        # Buckets are recomputed from the raw rows of their minute: a row is refused where some of those were
+        # pruned (its quarter counts more rows than the raw tier still has). Only rows before the oldest raw
+        # row kept can hit that; a row older than everything, or a clock that ran ahead and back, is taken.
+        oldest_raw = self._oldest("raw")
+        horizon = -math.inf if oldest_raw is None else oldest_raw // MINUTE_S * MINUTE_S
+        pruned_quarters: dict[int, bool] = {}
         values: list[list[Any]] = []
-        previous = self._newest_ts
+        before = self._reader().execute("SELECT max(ts) FROM telemetry WHERE ts < ?",
+                                        (float(ordered[0]["ts"]),)).fetchone()[0]
+        previous = -math.inf if before is None else float(before)
         for r in ordered:
             ts = float(r["ts"])
-            if ts < horizon:
+            if ts < horizon and self._quarter_lost_raw_rows(int(ts // QUARTER_S) * QUARTER_S, pruned_quarters):
                 self.rows_dropped += 1
                 continue
             row = {c: _number(r.get(c)) for c in MEASURED}
@@ -187,6 +206,15 @@ class HistoryStore:
             refresh_buckets(conn, values[0][0], values[-1][0])
         self._newest_ts = max(self._newest_ts, values[-1][0])
         return len(values)
+
+    def _quarter_lost_raw_rows(self, quarter: int, seen: dict[int, bool]) -> bool:
+        if quarter not in seen:
+            conn = self._reader()
+            kept = conn.execute("SELECT n FROM telemetry_15min WHERE bucket_ts = ?", (quarter,)).fetchone()
+            raw = conn.execute("SELECT count(*) FROM telemetry WHERE ts >= ? AND ts < ?",
+                               (quarter, quarter + QUARTER_S)).fetchone()[0]
+            seen[quarter] = kept is not None and kept[0] > raw
+        return seen[quarter]
 
     def record_optimization_run(self, ts: float, strategy: str, status: str, solver: str | None = None,
                                 objective_eur: float | None = None, expected_profit_eur: float | None = None,
@@ -267,9 +295,8 @@ class HistoryStore:
     def tier_for(self, since_ts: float, until_ts: float, max_points: int) -> str:
         """The coarsest tier fine enough for `max_points` over the range that still holds its start."""
         bucket_s = max(1e-3, until_ts - since_ts) / max(1, max_points)
-        newest = self._newest_ts if math.isfinite(self._newest_ts) else until_ts
-        holds = {"raw": since_ts >= newest - self.config.raw_retention_h * 3600,
-                 "1min": since_ts >= newest - self.config.minute_retention_days * DAY_S, "15min": True, "1h": True}
+        holds = {"raw": self._holds("raw", "1min", since_ts), "1min": self._holds("1min", "15min", since_ts),
+                 "15min": True, "1h": True}
         fine_enough = [t for t in ("1h", "15min", "1min") if _STEP_S[t] <= bucket_s] + ["raw"]
         wanted = fine_enough[0]
         order = list(TIERS)
@@ -277,6 +304,22 @@ class HistoryStore:
             if holds[tier]:
                 return tier
         return "15min"
+
+    def _oldest(self, tier: str) -> float | None:
+        table, column = ("telemetry", "ts") if tier == "raw" else (_TABLES[tier], "bucket_ts")
+        value = self._reader().execute(f"SELECT min({column}) FROM {table}").fetchone()[0]
+        return None if value is None else float(value)
+
+    def _holds(self, tier: str, coarser: str, since_ts: float) -> bool:
+        """Whether `tier` has everything from `since_ts` on: it reaches back that far, or nothing older was
+        ever pruned from it (it starts where the coarser tier starts: a young system, not a pruned tier)."""
+        oldest = self._oldest(tier)
+        if oldest is None:
+            return False
+        if oldest <= since_ts:
+            return True
+        start = self._oldest(coarser)
+        return start is not None and oldest <= start + _STEP_S[coarser]
 
     def state_range(self, since_ts: float, until_ts: float, max_points: int,
                     channels: Sequence[str] | None = None) -> dict[str, Any]:
@@ -334,7 +377,8 @@ class HistoryStore:
             parts += [("15min", q0, q1), ("edge", since_ts, q0), ("edge", q1, until_ts)]
         else:
             parts.append(("edge", since_ts, until_ts))
-        raw_from = self._newest_ts - self.config.raw_retention_h * 3600 if math.isfinite(self._newest_ts) else 0.0
+        oldest_raw = self._oldest("raw")
+        raw_from = math.inf if oldest_raw is None else oldest_raw
         for kind, lo, hi in parts:
             if hi <= lo:
                 continue
@@ -396,7 +440,7 @@ class HistoryStore:
         query = ("SELECT id, ts, strategy, expected_profit_eur, plan_blob FROM optimization_runs "
                  "WHERE plan_blob IS NOT NULL AND ")
         before = conn.execute(query + "ts < ? ORDER BY ts DESC LIMIT 1", (since_ts,)).fetchall()
-        inside = conn.execute(query + "ts >= ? AND ts < ? ORDER BY ts", (since_ts, until_ts)).fetchall()
+        inside = conn.execute(query + "ts >= ? AND ts < ? ORDER BY ts, id", (since_ts, until_ts)).fetchall()
         out = []
         for run_id, ts, strategy, profit, blob in before + inside:
             try:
