@@ -15,7 +15,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 
 @contextlib.contextmanager
-def chromium_page() -> Iterator["object"]:
+def chromium_page(locale: str | None = None, viewport: tuple[int, int] = (1280, 800)) -> Iterator["object"]:
+    """A page in headless Debian Chromium; `locale` sets navigator.language and Accept-Language."""
     if not shutil.which(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
     from playwright.sync_api import sync_playwright
@@ -23,7 +24,10 @@ def chromium_page() -> Iterator["object"]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            options: dict[str, Any] = {"viewport": {"width": viewport[0], "height": viewport[1]}}
+            if locale:
+                options["locale"] = locale
+            page = browser.new_page(**options)
             yield page
         finally:
             browser.close()

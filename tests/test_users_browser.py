@@ -62,7 +62,7 @@ def test_admin_logs_in_through_the_form_and_the_menu_shows_role_rights_and_alert
         assert sorted(rights.evaluate_all("els => els.map(e => e.dataset.action)")) == \
             ["audit", "commission", "configure", "configure_safety", "manage_users", "operate", "own_account", "read"]
         assert page.locator("[data-testid=menu-users]").get_attribute("href") == "/users"
-        assert page.locator("[data-testid=menu-help]").count() == 0, "no Help link while there is no help page"
+        assert page.locator("[data-testid=menu-help]").get_attribute("href") == "/help"
 
         items = page.locator("[data-testid=notif]")
         expect(items.first).to_be_visible()
@@ -108,11 +108,13 @@ def test_viewer_sees_no_controls_that_would_change_anything(ems_factory, tmp_pat
         outside = page.locator("form, button, input, select, textarea").evaluate_all(
             "els => els.filter(e => !e.closest('#user-menu, #account-dialog')).map(e => e.outerHTML)")
         assert outside == []
-        # Inside them: the logout form, and forms for the viewer's own account (allowed to every role).
+        # Inside them: the logout form, the language switch, and forms for the viewer's own account (allowed to
+        # every role).
         forms = page.locator("form").evaluate_all(
-            "els => els.map(e => e.getAttribute('action') === '/logout' ? 'logout' : e.dataset.requires)")
-        assert "logout" in forms
-        assert set(forms) <= {"logout", "own_account"}, forms
+            "els => els.map(e => ({'/logout': 'logout', '/language': 'language'})[e.getAttribute('action')]"
+            " || e.dataset.requires)")
+        assert "logout" in forms and "language" in forms
+        assert set(forms) <= {"logout", "language", "own_account"}, forms
         page.screenshot(path=str(tmp_path / "menu-viewer.png"))
 
         watch.expect_refusal(403, ems.base_url + "/users")

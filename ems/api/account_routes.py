@@ -11,6 +11,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import bottle
 
+from .. import i18n
 from ..audit import AuditLog
 from ..errors import ApiError
 from ..users.auth import SESSION_COOKIE, AuthResult
@@ -107,6 +108,20 @@ def install(app: bottle.Bottle, ems: EmsFacade, page: Page, audit: AuditLog | No
         if not result.ok:
             return _json({"error": result.message, "field": result.field}, result.status)
         return _json(security.whoami(result))
+
+    @app.post("/language", action=None)
+    def choose_language() -> Any:
+        """The language switch (a form in the user menu and under the login page): remembered for a year in a
+        cookie, for signed-in and signed-out pages alike. The Origin check refuses it cross-site."""
+        body = _body()
+        lang = body.get("lang")
+        if lang not in i18n.LANGUAGES:
+            raise ApiError(400, f"must be one of {', '.join(i18n.LANGUAGES)}", "lang")
+        bottle.response.set_cookie(i18n.LANG_COOKIE, str(lang), max_age=365 * 24 * 3600, path="/", samesite="lax",
+                                   secure=is_tls())
+        if wants_html():
+            return bottle.redirect(_safe_next(body.get("next")), 303)
+        return _json({"lang": lang})
 
     @app.post("/logout", action=None)
     def logout() -> Any:

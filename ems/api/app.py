@@ -27,6 +27,7 @@ import bottle
 from bottle import request as brequest
 
 from .. import __version__
+from .. import i18n
 from ..audit import AUDIT_FILE, AuditLog
 from ..errors import ApiError
 from ..config.guard import FieldChange
@@ -43,17 +44,19 @@ from .mqtt_routes import install as install_mqtt_routes
 from .auth_plugin import (SECURITY_HEADERS, AuthPlugin, check_declared, current_actor, current_auth,
                           install_security_headers)
 from .facade import ConfigAccess, EmsFacade, GuardedConfigAccess
-from .http import error_plugin, header, json_body, number_query
+from .http import error_plugin, header, json_body, number_query, request_language
 from .http import json_response as _json
 from .origin import HostGuard
 from .server import LIMITS_KEY, SSE_SLOTS_KEY, ConnectionLimits
+from .static_files import IMMUTABLE, REVALIDATE, StaticFiles, accepts_gzip
 from .streams import StreamSlots
 from .views import plan_json, state_json
 
 log = logging.getLogger(__name__)
 
 # Navigation tabs: (path, label, the action needed to see it).
-NAV = [("/", "Dashboard", "read"), ("/monitoring", "Monitoring", "read"), ("/users", "Users", "manage_users")]
+NAV = [("/", i18n.mark("Dashboard"), "read"), ("/monitoring", i18n.mark("Monitoring"), "read"),
+       ("/users", i18n.mark("Users"), "manage_users")]
 
 # Config sections that can be read and changed over HTTP, with the paths SPEC.md names for some.
 CONFIG_ROUTES = {
@@ -201,6 +204,7 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
     install_security_headers(app)
     web = web_dir()
     lookup = [str(web / "templates")]
+    static_files = StaticFiles(web / "static")
     audit = ems.audit if ems.audit is not None else _default_audit(ems)
     web_cfg = lambda: ems.config.config.web
     sse = StreamSlots(capacity=max(4, web_cfg().threads), per_user=lambda: web_cfg().sse_per_user)
@@ -229,11 +233,21 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
             raise bottle.HTTPResponse(json.dumps({"error": message, "field": field}), status, headers)
 
     def page(name: str, title: str, active: str, **extra: Any) -> str:
+        """A page in the reader's language: `_` translates in the template, the catalog script in the page's."""
         auth = current_auth()
         me: dict[str, Any] = ems.security.whoami(auth) if auth.ok else {"authenticated": False, "actions": []}
-        nav = [(path, label) for path, label, action in NAV if action in me["actions"]]
-        return bottle.template(name, template_lookup=lookup, title=title, active=active, nav=nav,
-                               version=__version__, me=me, csrf_token=me.get("csrf_token") or "", **extra)
+        lang = request_language()
+        _ = i18n.translator(lang)
+        nav = [(path, _(label)) for path, label, action in NAV if action in me["actions"]]
+        bottle.response.set_header("Vary", "Accept-Language, Cookie")
+        # What base.tpl needs: a page template hands it on whole (`rebase('base.tpl', **base_env)`), since
+        # Bottle gives a base template only the arguments of the rebase call.
+        base_env: dict[str, Any] = dict(
+            title=_(title), active=active, nav=nav, version=__version__, me=me,
+            csrf_token=me.get("csrf_token") or "", _=_, lang=lang, languages=i18n.LANGUAGES,
+            lang_cookie=i18n.LANG_COOKIE, i18n_src=f"/i18n/{lang}.js?v={i18n.script_version(lang)}",
+            static=static_files.url)
+        return bottle.template(name, template_lookup=lookup, base_env=base_env, **base_env, **extra)
 
     @app.error(404)
     @app.error(405)
@@ -245,7 +259,9 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         if bottle.request.path.startswith("/api/"):
             bottle.response.content_type = "application/json"
             return json.dumps({"error": f"{message}: {bottle.request.method} {bottle.request.path}"})
-        return bottle.template("error.tpl", template_lookup=lookup, code=err.status_code, message=message)
+        lang = request_language()
+        return bottle.template("error.tpl", template_lookup=lookup, code=err.status_code, message=message,
+                               _=i18n.translator(lang), lang=lang, static=static_files.url)
 
     @app.get("/", action="read")
     def dashboard() -> str:
@@ -257,9 +273,27 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         return page("monitoring.tpl", "Monitoring", "/monitoring", simulator=sim is not None,
                     devices=list(sim.device_names()) if sim else [])
 
+    @app.get("/help", action="read")
+    def help_page() -> str:
+        return page("help.tpl", "Help", "/help", document=i18n.document("help", request_language()))
+
+    @app.get("/i18n/<lang>.js", action=None)
+    def i18n_script(lang: str) -> Any:
+        """The page scripts' catalog; kept for a year when asked for by its current version."""
+        if lang not in i18n.LANGUAGES:
+            raise bottle.HTTPError(404)
+        bottle.response.content_type = "text/javascript; charset=utf-8"
+        current = brequest.query.get("v") == i18n.script_version(lang)
+        bottle.response.set_header("Cache-Control", IMMUTABLE if current else REVALIDATE)
+        bottle.response.set_header("Vary", "Accept-Encoding")
+        if accepts_gzip(header("Accept-Encoding")):
+            bottle.response.set_header("Content-Encoding", "gzip")
+            return i18n.script_body_gzip(lang)
+        return i18n.script_body(lang)
+
     @app.get("/static/<path:path>", action=None)
     def static(path: str) -> Any:
-        return bottle.static_file(path, root=str(web / "static"))
+        return static_files.respond(path, brequest.query.get("v"), header("Accept-Encoding"), header("If-None-Match"))
 
     @app.get("/api/health", action=None)
     def health() -> str:

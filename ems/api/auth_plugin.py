@@ -14,11 +14,12 @@ from urllib.parse import quote
 
 import bottle
 
+from .. import i18n
 from ..audit import Actor
 from ..resources import web_dir
 from ..users import permissions
 from ..users.auth import CSRF_FORM_FIELD, CSRF_HEADER, SESSION_COOKIE, AuthRequest, AuthResult, Security
-from .http import header
+from .http import header, request_language
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,9 @@ class AuthPlugin:
             return bottle.redirect(f"/login?next={quote(target, safe='/')}", 303)
         bottle.response.status = result.status
         if page:
+            lang = request_language()
             return bottle.template("error.tpl", template_lookup=[str(web_dir() / "templates")],
-                                   code=result.status, message=result.message)
+                                   code=result.status, message=result.message, _=i18n.translator(lang), lang=lang)
         bottle.response.content_type = "application/json"
         for name, value in result.headers().items():
             bottle.response.set_header(name, value)

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import bottle
 
+from .. import i18n
 from ..errors import ApiError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -131,3 +132,13 @@ def error_plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
             log.exception("unhandled error in %s %s", bottle.request.method, bottle.request.path)
             return json_response({"error": "internal error (logged)"}, 500)
     return wrapper
+
+
+def request_language() -> str:
+    """The reader's language for this request (`i18n.negotiate`); a header that cannot be read counts as none,
+    so that rendering an error page never fails on it."""
+    try:
+        accept = header("Accept-Language")
+    except ApiError:
+        accept = None
+    return i18n.negotiate(bottle.request.cookies.get(i18n.LANG_COOKIE), accept)

@@ -1,82 +1,82 @@
-% rebase('base.tpl', title=title, active=active, nav=nav, version=version, me=me, csrf_token=csrf_token, live=True)
-<h1 class="visually-hidden">Dashboard</h1>
+% rebase('base.tpl', live=True, **base_env)
+<h1 class="visually-hidden">{{_('Dashboard')}}</h1>
 
-<section class="kpis" aria-label="Key figures">
+<section class="kpis" aria-label="{{_('Key figures')}}">
   <article class="card kpi" id="kpi-soc" data-testid="kpi-soc">
-    <h2 class="kpi-label">State of charge <span class="stale-badge" hidden>stale</span></h2>
+    <h2 class="kpi-label">{{_('State of charge')}} <span class="stale-badge" hidden>{{_('stale')}}</span></h2>
     <p class="kpi-value" id="kpi-soc-value" data-testid="kpi-soc-value">—</p>
-    <p class="kpi-sub" id="kpi-soc-sub" data-testid="kpi-soc-sub">&nbsp;</p>
+    <p class="kpi-sub" id="kpi-soc-sub" data-testid="kpi-soc-sub"><span id="kpi-soc-status" translate="no">&nbsp;</span><span id="kpi-soc-alarms"></span></p>
   </article>
 
   <article class="card kpi kpi-bess" id="kpi-bess-power" data-testid="kpi-bess-power">
-    <h2 class="kpi-label">Battery power <span class="stale-badge" hidden>stale</span></h2>
+    <h2 class="kpi-label">{{_('Battery power')}} <span class="stale-badge" hidden>{{_('stale')}}</span></h2>
     <p class="kpi-value" id="kpi-bess-power-value" data-testid="kpi-bess-power-value">—</p>
     <p class="kpi-sub" id="kpi-bess-power-sub" data-testid="kpi-bess-power-sub">&nbsp;</p>
   </article>
 
   <article class="card kpi" id="kpi-strategy" data-testid="kpi-strategy">
-    <h2 class="kpi-label">Strategy</h2>
+    <h2 class="kpi-label">{{_('Strategy')}}</h2>
     <p class="kpi-value" id="kpi-strategy-value" data-testid="kpi-strategy-value">—</p>
     <p class="kpi-sub" id="kpi-strategy-sub" data-testid="kpi-strategy-mode">&nbsp;</p>
     <p class="strategy-why">
-      <span class="fallback-badge" id="strategy-fallback" data-testid="strategy-fallback" hidden>fallback</span>
+      <span class="fallback-badge" id="strategy-fallback" data-testid="strategy-fallback" hidden>{{_('fallback')}}</span>
       <span id="strategy-reason" data-testid="strategy-reason"></span>
     </p>
   </article>
 
   <article class="card kpi" id="kpi-profit" data-testid="kpi-profit">
-    <h2 class="kpi-label">Expected profit (24 h)</h2>
+    <h2 class="kpi-label">{{_('Expected profit (24 h)')}}</h2>
     <p class="kpi-value" id="kpi-profit-value" data-testid="kpi-profit-value">—</p>
-    <p class="kpi-sub" id="kpi-profit-sub" data-testid="kpi-profit-sub">forecast, next 24 h</p>
+    <p class="kpi-sub" id="kpi-profit-sub" data-testid="kpi-profit-sub">{{_('forecast, next 24 h')}}</p>
   </article>
 </section>
 
 <section class="card chart-card" aria-labelledby="chart-title">
   <div class="card-head">
-    <h2 id="chart-title">Power flow</h2>
-    <span class="muted">last 15 min · kW</span>
+    <h2 id="chart-title">{{_('Power flow')}}</h2>
+    <span class="muted">{{_('last 15 min · kW')}}</span>
   </div>
   <div class="chart-wrap">
     <canvas id="power-chart" data-testid="power-chart" role="img"
-            aria-label="Line chart of PV, load, grid and battery power in kW over the last 15 minutes"></canvas>
+            aria-label="{{_('Line chart of PV, load, grid and battery power in kW over the last 15 minutes')}}"></canvas>
   </div>
   <p class="status-line">
-    <span>DSO: <span id="dso-state" data-testid="dso-state" class="dso-state">—</span></span>
+    <span>{{_('DSO:')}} <span id="dso-state" data-testid="dso-state" class="dso-state">—</span></span>
     <span class="sep" aria-hidden="true">·</span>
-    <span>Event-loop lag p99: <span id="loop-lag" data-testid="loop-lag">—</span></span>
+    <span>{{_('Event-loop lag p99:')}} <span id="loop-lag" data-testid="loop-lag">—</span></span>
   </p>
 </section>
 
 <div class="plan-grid">
   <section class="card chart-card" aria-labelledby="plan-chart-title">
     <div class="card-head">
-      <h2 id="plan-chart-title">24 h plan</h2>
+      <h2 id="plan-chart-title">{{_('24 h plan')}}</h2>
       <span class="muted" id="plan-meta" data-testid="plan-meta">kW</span>
     </div>
     <div class="chart-wrap chart-wrap-plan">
       <canvas id="plan-chart" data-testid="plan-chart" role="img"
-              aria-label="Planned battery power (bars, positive = discharging) with PV, load and grid power (lines, grid positive = import) in kW for each quarter hour of the next 24 hours"></canvas>
+              aria-label="{{_('Planned battery power (bars, positive = discharging) with PV, load and grid power (lines, grid positive = import) in kW for each quarter hour of the next 24 hours')}}"></canvas>
       <p class="plan-empty" id="plan-empty" data-testid="plan-empty" hidden>
-        <strong>No plan yet</strong><span class="plan-empty-why"></span>
+        <strong>{{_('No plan yet')}}</strong><span class="plan-empty-why"></span>
       </p>
     </div>
   </section>
 
   <section class="card chart-card" aria-labelledby="price-soc-title">
     <div class="card-head">
-      <h2 id="price-soc-title">Price &amp; SoC forecast</h2>
+      <h2 id="price-soc-title">{{_('Price & SoC forecast')}}</h2>
       <span class="muted">ct/kWh · %</span>
     </div>
     <div class="chart-wrap chart-wrap-plan">
       <canvas id="price-soc-chart" data-testid="price-soc-chart" role="img"
-              aria-label="Import price in ct/kWh (stepped line, left axis) and planned state of charge in percent (right axis) for the next 24 hours"></canvas>
+              aria-label="{{_('Import price in ct/kWh (stepped line, left axis) and planned state of charge in percent (right axis) for the next 24 hours')}}"></canvas>
       <p class="plan-empty" id="price-soc-empty" data-testid="price-soc-empty" hidden>
-        <strong>No plan yet</strong><span class="plan-empty-why"></span>
+        <strong>{{_('No plan yet')}}</strong><span class="plan-empty-why"></span>
       </p>
     </div>
   </section>
 </div>
 
-<script src="/static/vendor/chartjs/chart.umd.min.js" defer></script>
-<script src="/static/js/dashboard.js" defer></script>
-<script src="/static/js/plan.js" defer></script>
+<script src="{{static('vendor/chartjs/chart.umd.min.js')}}" defer></script>
+<script src="{{static('js/dashboard.js')}}" defer></script>
+<script src="{{static('js/plan.js')}}" defer></script>

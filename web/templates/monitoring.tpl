@@ -1,34 +1,34 @@
-% rebase('base.tpl', title=title, active=active, nav=nav, version=version, me=me, csrf_token=csrf_token, live=True)
+% rebase('base.tpl', live=True, **base_env)
 <%
   can_operate = 'operate' in ((me or {}).get('actions') or [])
   show_sim = bool(get('simulator', False)) and can_operate
   sim_devices = get('devices', []) or []
 %>
-<h1 class="visually-hidden">Monitoring</h1>
+<h1 class="visually-hidden">{{_('Monitoring')}}</h1>
 
 <div class="mon-grid">
   <section class="card mon-card" id="pc-card" aria-labelledby="pc-title" data-testid="pc-panel">
     <div class="card-head">
-      <h2 id="pc-title">Power control</h2>
+      <h2 id="pc-title">{{_('Power control')}}</h2>
       <span class="pc-state" id="pc-state" data-testid="pc-state" data-state="unknown">—</span>
     </div>
     <p class="mon-warning" id="pc-disabled" data-testid="pc-disabled" role="alert" hidden>
-      Power control is disabled: the EMS does not write setpoints to the inverter.
+      {{_('Power control is disabled: the EMS does not write setpoints to the inverter.')}}
     </p>
     <dl class="mon-facts">
-      <dt>Effective setpoint</dt><dd id="pc-setpoint" data-testid="pc-setpoint">—</dd>
-      <dt>Power limit</dt><dd id="pc-limit" data-testid="pc-limit">—</dd>
-      <dt>Export limit</dt><dd id="pc-export" data-testid="pc-export">—</dd>
+      <dt>{{_('Effective setpoint')}}</dt><dd id="pc-setpoint" data-testid="pc-setpoint">—</dd>
+      <dt>{{_('Power limit')}}</dt><dd id="pc-limit" data-testid="pc-limit">—</dd>
+      <dt>{{_('Export limit')}}</dt><dd id="pc-export" data-testid="pc-export">—</dd>
     </dl>
-    <h3 class="mon-sub">Reasons</h3>
-    <ul class="mon-list" id="pc-reasons" data-testid="pc-reasons"><li class="muted">none</li></ul>
+    <h3 class="mon-sub">{{_('Reasons')}}</h3>
+    <ul class="mon-list" id="pc-reasons" data-testid="pc-reasons"><li class="muted">{{_('none')}}</li></ul>
   </section>
 
   <section class="card mon-card" aria-labelledby="grid-title" data-testid="grid-panel">
-    <div class="card-head"><h2 id="grid-title">Grid connection</h2></div>
+    <div class="card-head"><h2 id="grid-title">{{_('Grid connection')}}</h2></div>
     <dl class="mon-facts">
-      <dt>Maximum power</dt><dd id="grid-max" data-testid="grid-max">—</dd>
-      <dt>Utilisation</dt>
+      <dt>{{_('Maximum power')}}</dt><dd id="grid-max" data-testid="grid-max">—</dd>
+      <dt>{{_('Utilisation')}}</dt>
       <dd><span class="util" id="grid-utilisation" data-testid="grid-utilisation" data-level="unknown">—</span></dd>
     </dl>
     <div class="util-bar" aria-hidden="true"><span class="util-fill" id="grid-util-fill" data-level="unknown"></span></div>
@@ -36,32 +36,32 @@
 
   <section class="card mon-card" aria-labelledby="batt-title" data-testid="battery-panel">
     <div class="card-head">
-      <h2 id="batt-title">Battery</h2>
-      <span class="muted" id="batt-status" data-testid="batt-status">—</span>
+      <h2 id="batt-title">{{_('Battery')}}</h2>
+      <span class="muted" id="batt-status" data-testid="batt-status" translate="no">—</span>
     </div>
     <dl class="mon-facts">
-      <dt>State of charge</dt><dd id="batt-soc" data-testid="batt-soc">—</dd>
-      <dt>State of health</dt><dd id="batt-soh" data-testid="batt-soh">—</dd>
-      <dt>Voltage</dt><dd id="batt-voltage" data-testid="batt-voltage">—</dd>
-      <dt>Temperature</dt><dd id="batt-temperature" data-testid="batt-temperature">—</dd>
-      <dt>Insulation</dt><dd id="batt-insulation" data-testid="batt-insulation">—</dd>
-      <dt>BMS charge limit</dt><dd id="batt-max-charge" data-testid="batt-max-charge">—</dd>
-      <dt>BMS discharge limit</dt><dd id="batt-max-discharge" data-testid="batt-max-discharge">—</dd>
+      <dt>{{_('State of charge')}}</dt><dd id="batt-soc" data-testid="batt-soc">—</dd>
+      <dt>{{_('State of health')}}</dt><dd id="batt-soh" data-testid="batt-soh">—</dd>
+      <dt>{{_('Voltage')}}</dt><dd id="batt-voltage" data-testid="batt-voltage">—</dd>
+      <dt>{{_('Temperature')}}</dt><dd id="batt-temperature" data-testid="batt-temperature">—</dd>
+      <dt>{{_('Insulation')}}</dt><dd id="batt-insulation" data-testid="batt-insulation">—</dd>
+      <dt>{{_('BMS charge limit')}}</dt><dd id="batt-max-charge" data-testid="batt-max-charge">—</dd>
+      <dt>{{_('BMS discharge limit')}}</dt><dd id="batt-max-discharge" data-testid="batt-max-discharge">—</dd>
     </dl>
-    <h3 class="mon-sub">Alarms</h3>
-    <ul class="mon-list" id="batt-alarms" data-testid="batt-alarms"><li class="muted">none</li></ul>
+    <h3 class="mon-sub">{{_('Alarms')}}</h3>
+    <ul class="mon-list" id="batt-alarms" data-testid="batt-alarms"><li class="muted">{{_('none')}}</li></ul>
   </section>
 </div>
 
 <section class="card mon-card" aria-labelledby="dev-title">
-  <div class="card-head"><h2 id="dev-title">Devices</h2><span class="muted" id="dev-summary" data-testid="dev-summary"></span></div>
+  <div class="card-head"><h2 id="dev-title">{{_('Devices')}}</h2><span class="muted" id="dev-summary" data-testid="dev-summary"></span></div>
   <div class="table-scroll">
     <table class="data-table" id="devices-table" data-testid="devices-table">
       <thead>
-        <tr><th scope="col">Name</th><th scope="col">Role</th><th scope="col">Profile</th><th scope="col">State</th>
-            <th scope="col">Last error</th><th scope="col">Requests / cycle</th><th scope="col">Cycle</th></tr>
+        <tr><th scope="col">{{_('Name')}}</th><th scope="col">{{_('Role')}}</th><th scope="col">{{_('Profile')}}</th><th scope="col">{{_('State')}}</th>
+            <th scope="col">{{_('Last error')}}</th><th scope="col">{{_('Requests / cycle')}}</th><th scope="col">{{_('Cycle')}}</th></tr>
       </thead>
-      <tbody id="devices-body"><tr><td colspan="7" class="muted">No devices.</td></tr></tbody>
+      <tbody id="devices-body"><tr><td colspan="7" class="muted">{{_('No devices.')}}</td></tr></tbody>
     </table>
   </div>
 </section>
@@ -69,31 +69,31 @@
 % if show_sim:
 <section class="card mon-card sim-card" id="sim-events" data-testid="sim-events" aria-labelledby="sim-title">
   <div class="card-head">
-    <h2 id="sim-title">Simulator events</h2>
-    <span class="muted">drive the simulated plant only, never hardware</span>
+    <h2 id="sim-title">{{_('Simulator events')}}</h2>
+    <span class="muted">{{_('drive the simulated plant only, never hardware')}}</span>
   </div>
   <div class="sim-row">
-    <span class="sim-label">DSO</span>
-    <button type="button" class="btn" data-type="dso_trip" data-testid="sim-dso-trip">DSO trip</button>
-    <label for="sim-dso-limit-pct" class="sim-inline">Limit
+    <span class="sim-label">{{_('DSO')}}</span>
+    <button type="button" class="btn" data-type="dso_trip" data-testid="sim-dso-trip">{{_('DSO trip')}}</button>
+    <label for="sim-dso-limit-pct" class="sim-inline">{{_('Limit')}}
       <input id="sim-dso-limit-pct" data-testid="sim-dso-limit-pct" type="number" min="0" max="100" step="1" value="30"> %</label>
-    <button type="button" class="btn" data-type="dso_limit" data-testid="sim-dso-limit">DSO limit</button>
-    <button type="button" class="btn" data-type="dso_normal" data-testid="sim-dso-normal">DSO normal</button>
+    <button type="button" class="btn" data-type="dso_limit" data-testid="sim-dso-limit">{{_('DSO limit')}}</button>
+    <button type="button" class="btn" data-type="dso_normal" data-testid="sim-dso-normal">{{_('DSO normal')}}</button>
   </div>
 %   for name in sim_devices:
   <div class="sim-row">
     <span class="sim-label">{{name}}</span>
-    <button type="button" class="btn" data-type="device_offline" data-device="{{name}}" data-testid="sim-offline-{{name}}">Offline</button>
-    <button type="button" class="btn" data-type="device_online" data-device="{{name}}" data-testid="sim-online-{{name}}">Online</button>
+    <button type="button" class="btn" data-type="device_offline" data-device="{{name}}" data-testid="sim-offline-{{name}}">{{_('Offline')}}</button>
+    <button type="button" class="btn" data-type="device_online" data-device="{{name}}" data-testid="sim-online-{{name}}">{{_('Online')}}</button>
   </div>
 %   end
   <div class="sim-row">
-    <span class="sim-label">BMS alarm</span>
-    <button type="button" class="btn" data-type="alarm" data-alarm="insulation resistance low" data-testid="sim-alarm">Alarm: insulation resistance low</button>
-    <button type="button" class="btn" data-type="clear_alarm" data-alarm="insulation resistance low" data-testid="sim-clear-alarm">Clear alarm</button>
+    <span class="sim-label">{{_('BMS alarm')}}</span>
+    <button type="button" class="btn" data-type="alarm" data-alarm="insulation resistance low" data-testid="sim-alarm">{{_('Alarm: insulation resistance low')}}</button>
+    <button type="button" class="btn" data-type="clear_alarm" data-alarm="insulation resistance low" data-testid="sim-clear-alarm">{{_('Clear alarm')}}</button>
   </div>
   <p class="sim-result" id="sim-result" data-testid="sim-result" role="status" aria-live="polite"></p>
 </section>
 % end
 
-<script src="/static/js/monitoring.js" defer></script>
+<script src="{{static('js/monitoring.js')}}" defer></script>

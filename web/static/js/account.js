@@ -7,6 +7,8 @@
 (function () {
   'use strict';
 
+  var U = window.EMSUtil, t = U.t;
+
   function $(id) { return document.getElementById(id); }
 
   function el(tag, cls, text) {
@@ -30,7 +32,7 @@
     for (var i = 0; i < names.length; i++) {
       var input = form.elements[names[i]];
       if (input && !input.value) {
-        window.EMS.showErrors(form, { status: 400, data: { error: 'is required', field: names[i] } });
+        window.EMS.showErrors(form, { status: 400, data: { error: t('is required'), field: names[i] } });
         ok = false;
       }
     }
@@ -49,30 +51,32 @@
     if (!list) return;
     while (list.firstChild) list.removeChild(list.firstChild);
     if (!Array.isArray(tokens) || !tokens.length) {
-      list.appendChild(el('li', 'muted', 'You have no API tokens.'));
+      list.appendChild(el('li', 'muted', t('You have no API tokens.')));
       return;
     }
-    tokens.forEach(function (t) {
-      if (!t || typeof t !== 'object') return;
+    tokens.forEach(function (tok) {
+      if (!tok || typeof tok !== 'object') return;
       var li = el('li', 'token-item');
       li.setAttribute('data-testid', 'own-token');
       var info = el('div', 'token-info');
-      info.appendChild(el('span', 'token-name', typeof t.name === 'string' ? t.name : '?'));
-      info.appendChild(el('span', 'muted', 'created ' + window.EMS.fmtTime(t.created_ts) + ' · last used ' +
-        (t.last_used_ts ? window.EMS.fmtTime(t.last_used_ts) : 'never')));
+      info.appendChild(el('span', 'token-name', typeof tok.name === 'string' ? tok.name : '?'));
+      info.appendChild(el('span', 'muted', t('created {created} · last used {last_used}', {
+        created: window.EMS.fmtTime(tok.created_ts),
+        last_used: tok.last_used_ts ? window.EMS.fmtTime(tok.last_used_ts) : t('never')
+      })));
       li.appendChild(info);
-      var btn = el('button', 'btn btn-small btn-danger', 'Revoke');
+      var btn = el('button', 'btn btn-small btn-danger', t('Revoke'));
       btn.type = 'button';
       btn.setAttribute('data-requires', 'own_account');
       var err = el('span', 'field-error');
       err.setAttribute('role', 'alert');
-      window.EMS.confirmButton(btn, 'Really revoke?', function () {
+      window.EMS.confirmButton(btn, t('Really revoke?'), function () {
         btn.disabled = true;
-        window.EMS.request('DELETE', '/api/me/tokens/' + encodeURIComponent(String(t.id)), {}).then(function (res) {
+        window.EMS.request('DELETE', '/api/me/tokens/' + encodeURIComponent(String(tok.id)), {}).then(function (res) {
           if (handleAuthFailure(res)) return;
           if (!res.ok) {
             btn.disabled = false;
-            err.textContent = res.data.error || 'revoking failed';
+            err.textContent = res.data.error || t('revoking failed');
             return;
           }
           loadTokens();
@@ -91,7 +95,7 @@
         var list = $('own-token-list');
         if (list) {
           while (list.firstChild) list.removeChild(list.firstChild);
-          list.appendChild(el('li', 'field-error', 'Tokens unavailable: ' + (res.data.error || res.status)));
+          list.appendChild(el('li', 'field-error', t('Tokens unavailable: {error}', { error: res.data.error || res.status })));
         }
         return;
       }
@@ -127,7 +131,7 @@
     var input = $('own-new-token-value');
     var btn = $('own-new-token-copy');
     if (!input || !btn) return;
-    function done(ok) { btn.textContent = ok ? 'Copied' : 'Select and copy'; }
+    function done(ok) { btn.textContent = ok ? t('Copied') : t('Select and copy'); }
     if (navigator.clipboard && window.isSecureContext) {
       navigator.clipboard.writeText(input.value).then(function () { done(true); }, function () { done(false); });
       return;
@@ -158,7 +162,7 @@
       // The old session ended with the change; the response set a new cookie and this is its CSRF token.
       window.EMS.setCsrf(res.data.csrf_token);
       form.reset();
-      status(form, 'Password changed. Your other sessions have been logged out.', true);
+      status(form, t('Password changed. Your other sessions have been logged out.'), true);
     });
   }
 

@@ -18,7 +18,21 @@
 
   // ---------------------------------------------------------------- helpers
 
-  var U = window.EMSUtil, $ = U.$, isNum = U.isNum, get = U.get;
+  var U = window.EMSUtil, $ = U.$, isNum = U.isNum, get = U.get, t = U.t, fmtNum = U.fmtNum;
+
+  // Labels for the codes the state carries (the codes stay in data-* attributes; only the label is translated).
+  var STRATEGY_LABELS = {
+    arbitrage: t('Arbitrage'),
+    peak_shaving: t('Peak shaving'),
+    self_consumption: t('Self-consumption'),
+    load_balancing: t('Load balancing')
+  };
+  var MODE_LABELS = { auto: t('auto'), manual: t('manual') };
+  var DIR_LABELS = { idle: t('idle'), discharging: t('discharging'), charging: t('charging') };
+
+  function label(table, code) {
+    return Object.prototype.hasOwnProperty.call(table, code) ? table[code] : code;
+  }
 
   /** Normalise a measurement ({value, stale, age_s, ...}, bare value or null). */
   function meas(m) {
@@ -32,10 +46,10 @@
   }
 
   function fmtAge(s) {
-    if (!isNum(s)) return 'unknown age';
-    if (s < 120) return s.toFixed(1) + ' s';
-    if (s < 7200) return Math.round(s / 60) + ' min';
-    return (s / 3600).toFixed(1) + ' h';
+    if (!isNum(s)) return t('unknown age');
+    if (s < 120) return fmtNum(s, 1) + ' s';
+    if (s < 7200) return t('{n} min', { n: fmtNum(Math.round(s / 60), 0) });
+    return t('{n} h', { n: fmtNum(s / 3600, 1) });
   }
 
   function setText(el, text) {
@@ -47,7 +61,7 @@
     if (!el) return;
     var stale = !!(m && m.stale && m.value !== null);
     el.classList.toggle('is-stale', stale);
-    var title = stale ? 'stale \u2013 last value is ' + fmtAge(m.age) + ' old' : '';
+    var title = stale ? t('stale – last value is {age} old', { age: fmtAge(m.age) }) : '';
     if (title) el.setAttribute('title', title); else el.removeAttribute('title');
     if (badge) {
       badge.hidden = !stale;
@@ -62,17 +76,13 @@
 
   function humanStrategy(name) {
     if (typeof name !== 'string' || !name) return DASH;
+    if (Object.prototype.hasOwnProperty.call(STRATEGY_LABELS, name)) return STRATEGY_LABELS[name];
     if (Object.prototype.hasOwnProperty.call(strategyTitles, name)) return strategyTitles[name];
     var s = name.replace(/[_-]+/g, ' ').trim();
     return s ? s.charAt(0).toUpperCase() + s.slice(1) : DASH;
   }
 
-  function pad2(n) { return (n < 10 ? '0' : '') + n; }
-
-  function hms(ts) {
-    var d = new Date(ts * 1000);
-    return pad2(d.getHours()) + ':' + pad2(d.getMinutes()) + ':' + pad2(d.getSeconds());
-  }
+  function hms(ts) { return U.fmtTime(ts, 'time'); }
 
   function toKw(w) { return isNum(w) ? Math.round(w) / 1000 : null; }
 
@@ -85,23 +95,25 @@
     // SoC
     var soc = meas(get(plant, 'battery', 'soc_pct'));
     var socEl = $('kpi-soc-value');
-    setText(socEl, isNum(soc.value) ? soc.value.toFixed(1) + ' %' : DASH);
+    setText(socEl, isNum(soc.value) ? fmtNum(soc.value, 1) + ' %' : DASH);
     markStale(socEl, soc, badgeOf('kpi-soc'));
     var stText = meas(get(plant, 'battery', 'status_text'));
     var alarms = meas(get(plant, 'battery', 'alarms'));
     var nAlarms = Array.isArray(alarms.value) ? alarms.value.length : 0;
-    var socSub = (typeof stText.value === 'string' && stText.value) ? stText.value : '\u00a0';
-    if (nAlarms > 0) socSub += (socSub === '\u00a0' ? '' : ' \u00b7 ') + nAlarms + (nAlarms === 1 ? ' alarm' : ' alarms');
-    setText($('kpi-soc-sub'), socSub);
+    // The BMS's own status text is the device's (its profile's words, translate="no"); the count is ours.
+    var hasStatus = typeof stText.value === 'string' && stText.value;
+    setText($('kpi-soc-status'), hasStatus ? stText.value : (nAlarms > 0 ? '' : '\u00a0'));
+    setText($('kpi-soc-alarms'), nAlarms > 0 ? (hasStatus ? ' \u00b7 ' : '') +
+      (nAlarms === 1 ? t('1 alarm') : t('{n} alarms', { n: fmtNum(nAlarms, 0) })) : '');
 
     // BESS power (> 0 discharging, < 0 charging)
     var p = meas(get(plant, 'bess', 'power_w'));
     var pEl = $('kpi-bess-power-value');
     var pSub = $('kpi-bess-power-sub');
     if (isNum(p.value)) {
-      setText(pEl, (p.value / 1000).toFixed(2) + ' kW');
+      setText(pEl, fmtNum(p.value / 1000, 2) + ' kW');
       var dir = Math.abs(p.value) < IDLE_W ? 'idle' : (p.value > 0 ? 'discharging' : 'charging');
-      setText(pSub, dir);
+      setText(pSub, DIR_LABELS[dir]);
       if (pSub) pSub.setAttribute('data-dir', dir);
     } else {
       setText(pEl, DASH);
@@ -116,11 +128,11 @@
     var mode = get(st, 'strategy', 'mode');
     shownStrategy = active;
     setText($('kpi-strategy-value'), humanStrategy(active));
-    setText($('kpi-strategy-sub'), (typeof mode === 'string' && mode) ? 'mode: ' + mode : '\u00a0');
+    setText($('kpi-strategy-sub'), (typeof mode === 'string' && mode) ? t('mode: {mode}', { mode: label(MODE_LABELS, mode) }) : '\u00a0');
 
     // Expected profit
     var profit = get(st, 'expected_profit_24h_eur');
-    setText($('kpi-profit-value'), isNum(profit) ? profit.toFixed(2) + ' \u20ac' : DASH);
+    setText($('kpi-profit-value'), isNum(profit) ? fmtNum(profit, 2) + ' \u20ac' : DASH);
 
     // DSO
     var dsoMode = meas(get(plant, 'dso', 'mode'));
@@ -128,9 +140,9 @@
     var dsoEl = $('dso-state');
     var dsoText = DASH;
     var m = typeof dsoMode.value === 'string' ? dsoMode.value.toLowerCase() : '';
-    if (m === 'normal') dsoText = 'Normal';
-    else if (m === 'limit') dsoText = 'Limit' + (isNum(dsoLim.value) ? ' ' + Math.round(dsoLim.value) + ' %' : '');
-    else if (m === 'trip') dsoText = 'Trip';
+    if (m === 'normal') dsoText = t('Normal');
+    else if (m === 'limit') dsoText = isNum(dsoLim.value) ? t('Limit {pct} %', { pct: fmtNum(Math.round(dsoLim.value), 0) }) : t('Limit');
+    else if (m === 'trip') dsoText = t('Trip');
     else if (m) dsoText = humanStrategy(m);
     setText(dsoEl, dsoText);
     if (dsoEl) {
@@ -140,7 +152,7 @@
 
     // event-loop lag
     var p99 = get(st, 'runtime', 'loop_lag_ms', 'p99');
-    setText($('loop-lag'), isNum(p99) ? p99.toFixed(1) + ' ms' : DASH);
+    setText($('loop-lag'), isNum(p99) ? fmtNum(p99, 1) + ' ms' : DASH);
   }
 
   // ---------------------------------------------------------------- chart
@@ -181,10 +193,10 @@
         data: {
           labels: [],
           datasets: [
-            ds('PV', cssVar('--c-pv', '#f59e0b')),
-            ds('Load', cssVar('--c-load', '#3b82f6')),
-            ds('Grid', cssVar('--c-grid', '#6b7280')),
-            ds('BESS', cssVar('--c-bess', '#16a34a'))
+            ds(t('PV'), cssVar('--c-pv', '#f59e0b')),
+            ds(t('Load'), cssVar('--c-load', '#3b82f6')),
+            ds(t('Grid'), cssVar('--c-grid', '#6b7280')),
+            ds(t('BESS'), cssVar('--c-bess', '#16a34a'))
           ]
         },
         options: {
@@ -203,7 +215,7 @@
               callbacks: {
                 label: function (ctx) {
                   var y = ctx.parsed ? ctx.parsed.y : null;
-                  return ' ' + ctx.dataset.label + ': ' + (isNum(y) ? y.toFixed(2) + ' kW' : DASH);
+                  return ' ' + ctx.dataset.label + ': ' + (isNum(y) ? fmtNum(y, 2) + ' kW' : DASH);
                 }
               }
             }

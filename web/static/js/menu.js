@@ -19,6 +19,20 @@
   var POLL_MS = 30000;
   var NOTIF_LIMIT = 30;
 
+  var U = window.EMSUtil, t = U.t;
+
+  // What a notification's level and category (codes from the server) are called on the page.
+  var LEVEL_LABELS = { info: t('info'), warning: t('warning'), error: t('error') };
+  var CATEGORY_LABELS = {
+    config: t('config'), control: t('control'), dso: t('dso'), feedin: t('feed-in'), grid: t('grid'),
+    history: t('history'), mqtt: t('mqtt'), optimizer: t('optimizer'), safety: t('safety'),
+    simulator: t('simulator'), supervisor: t('supervisor'), users: t('users')
+  };
+
+  function label(table, code) {
+    return Object.prototype.hasOwnProperty.call(table, code) ? table[code] : code;
+  }
+
   // ------------------------------------------------------------------ shared helpers
 
   function csrf() {
@@ -54,7 +68,7 @@
         return { status: r.status, ok: r.ok, data: data };
       });
     }, function () {
-      return { status: 0, ok: false, data: { error: 'no connection to the EMS; try again' } };
+      return { status: 0, ok: false, data: { error: t('no connection to the EMS; try again') } };
     });
   }
 
@@ -78,9 +92,10 @@
   function showErrors(root, res) {
     if (!root) return;
     var data = (res && res.data) || {};
-    var message = typeof data.error === 'string' && data.error ? data.error : 'failed (HTTP ' + (res && res.status) + ')';
-    if (res && res.status === 403 && data.field === 'csrf_token') message = 'your session changed: reload the page';
-    if (res && res.status === 429) message = message + ' (too many attempts)';
+    var message = typeof data.error === 'string' && data.error ? data.error
+      : t('failed (HTTP {status})', { status: res && res.status });
+    if (res && res.status === 403 && data.field === 'csrf_token') message = t('your session changed: reload the page');
+    if (res && res.status === 429) message = t('{message} (too many attempts)', { message: message });
     var field = typeof data.field === 'string' ? data.field : '';
     var slot = null;
     var slots = root.querySelectorAll('[data-error-for]');
@@ -99,15 +114,13 @@
     slot.classList.add('is-error');
   }
 
-  function pad2(n) { return (n < 10 ? '0' : '') + n; }
-
+  /** Epoch seconds as "today 14:05" or a date and time, in the page's locale; "—" for a non-number. */
   function fmtTime(ts) {
     if (typeof ts !== 'number' || !isFinite(ts)) return '\u2014';
-    var d = new Date(ts * 1000);
-    var now = new Date();
-    var hm = pad2(d.getHours()) + ':' + pad2(d.getMinutes());
-    if (d.toDateString() === now.toDateString()) return 'today ' + hm;
-    return d.getFullYear() + '-' + pad2(d.getMonth() + 1) + '-' + pad2(d.getDate()) + ' ' + hm;
+    if (new Date(ts * 1000).toDateString() === new Date().toDateString()) {
+      return t('today {time}', { time: U.fmtTime(ts, 'hm') });
+    }
+    return U.fmtTime(ts, 'datetime');
   }
 
   /** A destructive button that needs a second click within a few seconds (no blocking confirm() dialog). */
@@ -224,9 +237,10 @@
       }
     }
     badge.hidden = count === 0;
-    badge.textContent = count > 99 ? '99+' : String(count);
+    badge.textContent = count > 99 ? '99+' : U.fmtNum(count, 0);
     badge.setAttribute('data-level', worst || 'none');
-    badge.setAttribute('aria-label', count + (count === 1 ? ' new warning or error' : ' new warnings or errors'));
+    badge.setAttribute('aria-label', count === 1 ? t('1 new warning or error')
+      : t('{n} new warnings or errors', { n: U.fmtNum(count, 0) }));
   }
 
   function normalise(raw) {
@@ -258,7 +272,7 @@
     if (!list) return;
     while (list.firstChild) list.removeChild(list.firstChild);
     if (message || !lastItems.length) {
-      list.appendChild(el('li', 'notif-empty muted', message || 'No notifications.'));
+      list.appendChild(el('li', 'notif-empty muted', message || t('No notifications.')));
       return;
     }
     var seen = seenId();
@@ -270,8 +284,8 @@
       li.setAttribute('data-id', String(n.id));
       if (isAlert(n) && n.id > seen) li.classList.add('is-new');
       var head = el('div', 'notif-head');
-      head.appendChild(el('span', 'notif-level', n.level));
-      if (n.category) head.appendChild(el('span', 'notif-category', n.category));
+      head.appendChild(el('span', 'notif-level', label(LEVEL_LABELS, n.level)));
+      if (n.category) head.appendChild(el('span', 'notif-category', label(CATEGORY_LABELS, n.category)));
       var time = el('time', 'notif-time', fmtTime(n.ts));
       if (typeof n.ts === 'number' && isFinite(n.ts)) time.setAttribute('datetime', new Date(n.ts * 1000).toISOString());
       head.appendChild(time);
@@ -290,7 +304,7 @@
       loading = false;
       if (res.status === 401) { toLogin(); return; }
       if (!res.ok) {
-        if (render || isOpen()) renderNotifications('Notifications unavailable: ' + (res.data.error || res.status));
+        if (render || isOpen()) renderNotifications(t('Notifications unavailable: {error}', { error: res.data.error || res.status }));
         return;
       }
       lastItems = normalise(res.data.notifications);
@@ -315,7 +329,7 @@
       if (btn) btn.disabled = false;
       if (errEl) {
         errEl.hidden = false;
-        errEl.textContent = 'Logout failed: ' + (res.data.error || 'HTTP ' + res.status);
+        errEl.textContent = t('Logout failed: {error}', { error: res.data.error || 'HTTP ' + res.status });
       }
     });
   }

@@ -10,7 +10,20 @@
   var DASH = '\u2014';
   var PC_STATES = ['normal', 'limited', 'safety', 'shutdown'];
 
-  var U = window.EMSUtil, $ = U.$, isNum = U.isNum, get = U.get;
+  var U = window.EMSUtil, $ = U.$, isNum = U.isNum, get = U.get, t = U.t, fmtNum = U.fmtNum;
+
+  // Labels for the codes the state carries; the code itself stays in data-state.
+  var PC_STATE_LABELS = {
+    normal: t('normal'), limited: t('limited'), safety: t('safety'), shutdown: t('shutdown')
+  };
+  var DEVICE_STATE_LABELS = {
+    starting: t('starting'), connecting: t('connecting'), online: t('online'), degraded: t('degraded'),
+    offline: t('offline')
+  };
+
+  function label(table, code) {
+    return Object.prototype.hasOwnProperty.call(table, code) ? table[code] : code;
+  }
 
   /** A measurement ({value, stale, ...}) or a bare value → {value, stale}. */
   function meas(m) {
@@ -30,10 +43,10 @@
 
   function fmtW(w) {
     if (!isNum(w)) return DASH;
-    return Math.abs(w) >= 1000 ? (w / 1000).toFixed(2) + ' kW' : Math.round(w) + ' W';
+    return Math.abs(w) >= 1000 ? fmtNum(w / 1000, 2) + ' kW' : fmtNum(Math.round(w), 0) + ' W';
   }
 
-  function fmtNum(v, digits, unit) { return isNum(v) ? v.toFixed(digits) + ' ' + unit : DASH; }
+  function fmtUnit(v, digits, unit) { return isNum(v) ? fmtNum(v, digits) + ' ' + unit : DASH; }
 
   /** Fill a <ul> with items (strings); `empty` when there are none. Rebuilt only when the text changed. */
   function fillList(ul, items, empty, decorate) {
@@ -56,16 +69,16 @@
     pc = pc && typeof pc === 'object' ? pc : {};
     var state = typeof pc.state === 'string' ? pc.state.toLowerCase() : '';
     var stEl = $('pc-state');
-    setText(stEl, state || DASH);
+    setText(stEl, state ? label(PC_STATE_LABELS, state) : DASH);
     if (stEl) stEl.setAttribute('data-state', PC_STATES.indexOf(state) >= 0 ? state : 'unknown');
     var disabled = $('pc-disabled');
     if (disabled) disabled.hidden = pc.enabled !== false;
 
     var sp = pc.effective_setpoint_w;
     var spText = fmtW(sp);
-    if (isNum(sp) && Math.abs(sp) >= 1) spText += sp > 0 ? ' (discharging)' : ' (charging)';
+    if (isNum(sp) && Math.abs(sp) >= 1) spText += ' (' + (sp > 0 ? t('discharging') : t('charging')) + ')';
     setText($('pc-setpoint'), spText);
-    var lim = isNum(pc.limit_pct) ? Math.round(pc.limit_pct) + ' %' : DASH;
+    var lim = isNum(pc.limit_pct) ? fmtNum(Math.round(pc.limit_pct), 0) + ' %' : DASH;
     if (isNum(pc.limit_w)) lim += ' \u00b7 ' + fmtW(pc.limit_w);
     setText($('pc-limit'), lim);
     setText($('pc-export'), fmtW(pc.export_limit_w));
@@ -79,7 +92,7 @@
         if (typeof r === 'string' && r) reasons.push({ text: r, code: typeof codes[i] === 'string' ? codes[i] : '' });
       }
     }
-    fillList($('pc-reasons'), reasons, 'none', function (li, item) {
+    fillList($('pc-reasons'), reasons, t('none'), function (li, item) {
       if (item.code) li.setAttribute('data-code', item.code);
     });
   }
@@ -93,11 +106,11 @@
 
   function renderGrid(gc) {
     gc = gc && typeof gc === 'object' ? gc : {};
-    setText($('grid-max'), isNum(gc.max_power_kw) ? gc.max_power_kw.toFixed(1) + ' kW' : DASH);
+    setText($('grid-max'), isNum(gc.max_power_kw) ? fmtNum(gc.max_power_kw, 1) + ' kW' : DASH);
     var pct = gc.utilisation_pct;
     var level = utilLevel(pct);
     var u = $('grid-utilisation');
-    setText(u, isNum(pct) ? pct.toFixed(1) + ' %' : DASH);
+    setText(u, isNum(pct) ? fmtNum(pct, 1) + ' %' : DASH);
     if (u) u.setAttribute('data-level', level);
     var fill = $('grid-util-fill');
     if (fill) {
@@ -114,7 +127,7 @@
     function show(id, key, digits, unit) {
       var m = meas(b[key]);
       var e = $(id);
-      setText(e, fmtNum(m.value, digits, unit));
+      setText(e, fmtUnit(m.value, digits, unit));
       if (e) e.classList.toggle('is-stale', m.stale && m.value !== null);
     }
     show('batt-soc', 'soc_pct', 1, '%');
@@ -137,12 +150,12 @@
         else if (a && typeof a === 'object') {
           var name = typeof a.name === 'string' ? a.name : '';
           var text = typeof a.text === 'string' ? a.text : '';
-          alarms.push({ text: name && text && name !== text ? name + ': ' + text : (name || text || 'alarm'),
+          alarms.push({ text: name && text && name !== text ? name + ': ' + text : (name || text || t('alarm')),
                         severity: typeof a.severity === 'string' ? a.severity : 'warning' });
         }
       }
     }
-    fillList($('batt-alarms'), alarms, 'none', function (li, item) {
+    fillList($('batt-alarms'), alarms, t('none'), function (li, item) {
       li.className = 'mon-alarm';
       li.setAttribute('data-severity', item.severity);
       li.setAttribute('data-testid', 'batt-alarm');
@@ -166,7 +179,7 @@
     var online = 0;
     if (!list.length) {
       var tr0 = el('tr');
-      var td0 = el('td', 'muted', 'No devices.');
+      var td0 = el('td', 'muted', t('No devices.'));
       td0.colSpan = 7;
       tr0.appendChild(td0);
       body.appendChild(tr0);
@@ -182,7 +195,7 @@
       tr.appendChild(el('td', null, typeof d.role === 'string' ? d.role : DASH));
       tr.appendChild(el('td', null, typeof d.profile === 'string' ? d.profile : DASH));
       var stTd = el('td');
-      var pill = el('span', 'dev-state', state || DASH);
+      var pill = el('span', 'dev-state', state ? label(DEVICE_STATE_LABELS, state) : DASH);
       pill.setAttribute('data-state', state || 'unknown');
       pill.setAttribute('data-testid', 'device-state');
       stTd.appendChild(pill);
@@ -190,11 +203,11 @@
       var errTd = el('td', 'dev-error', typeof d.last_error === 'string' && d.last_error ? d.last_error : DASH);
       if (isNum(d.last_error_ts) && window.EMS && window.EMS.fmtTime) errTd.title = window.EMS.fmtTime(d.last_error_ts);
       tr.appendChild(errTd);
-      tr.appendChild(el('td', 'num', isNum(d.requests_per_cycle) ? String(d.requests_per_cycle) : DASH));
-      tr.appendChild(el('td', 'num', isNum(d.cycle_ms) ? d.cycle_ms.toFixed(1) + ' ms' : DASH));
+      tr.appendChild(el('td', 'num', isNum(d.requests_per_cycle) ? fmtNum(d.requests_per_cycle, 0) : DASH));
+      tr.appendChild(el('td', 'num', isNum(d.cycle_ms) ? fmtNum(d.cycle_ms, 1) + ' ms' : DASH));
       body.appendChild(tr);
     }
-    setText($('dev-summary'), list.length ? online + ' of ' + list.length + ' online' : '');
+    setText($('dev-summary'), list.length ? t('{online} of {total} online', { online: fmtNum(online, 0), total: fmtNum(list.length, 0) }) : '');
   }
 
   function renderState(st) {
@@ -219,7 +232,7 @@
     if (body.type === 'dso_limit') {
       var input = $('sim-dso-limit-pct');
       var pct = input ? Number(input.value) : NaN;
-      if (!isNum(pct) || pct < 0 || pct > 100) return { error: 'DSO limit: enter a number from 0 to 100 %' };
+      if (!isNum(pct) || pct < 0 || pct > 100) return { error: t('DSO limit: enter a number from 0 to 100 %') };
       body.limit_pct = pct;
     }
     if (btn.hasAttribute('data-device')) body.device = btn.getAttribute('data-device');
@@ -245,16 +258,16 @@
         var body = eventBody(btn);
         if (body.error) { showResult(body.error, false); return; }
         btn.disabled = true;
-        showResult('sending ' + body.type + '\u2026', true);
+        showResult(t('sending {event}…', { event: body.type }), true);
         window.EMS.request('POST', '/api/simulator/events', body).then(function (res) {
           btn.disabled = false;
           if (res.status === 401) { window.EMS.toLogin(); return; }
           if (res.ok) {
-            showResult('applied: ' + (res.data.applied || body.type), true);
+            showResult(t('applied: {event}', { event: res.data.applied || body.type }), true);
           } else {
             var d = res.data || {};
             var msg = typeof d.error === 'string' && d.error ? d.error : 'HTTP ' + res.status;
-            showResult('refused: ' + (d.field ? d.field + ': ' : '') + msg, false);
+            showResult(t('refused: {message}', { message: (d.field ? d.field + ': ' : '') + msg }), false);
           }
         });
       });

@@ -11,18 +11,13 @@
   var REFRESH_MS = 60 * 1000;
   var DASH = '\u2014';
 
-  var U = window.EMSUtil, $ = U.$, isNum = U.isNum, get = U.get;
+  var U = window.EMSUtil, $ = U.$, isNum = U.isNum, get = U.get, t = U.t, fmtNum = U.fmtNum;
 
   function setText(el, text) {
     if (el && el.textContent !== text) el.textContent = text;
   }
 
-  function pad2(n) { return (n < 10 ? '0' : '') + n; }
-
-  function hhmm(ts) {
-    var d = new Date(ts * 1000);
-    return pad2(d.getHours()) + ':' + pad2(d.getMinutes());
-  }
+  function hhmm(ts) { return U.fmtTime(ts, 'hm'); }
 
   function kw(w) { return isNum(w) ? w / 1000 : null; }
   function ct(eur) { return isNum(eur) ? eur * 100 : null; }
@@ -37,7 +32,7 @@
     }
   }
 
-  function fmt(v, digits, unit) { return isNum(v) ? v.toFixed(digits) + ' ' + unit : DASH; }
+  function fmt(v, digits, unit) { return isNum(v) ? fmtNum(v, digits) + ' ' + unit : DASH; }
 
   // ---------------------------------------------------------------- charts
 
@@ -106,8 +101,8 @@
       label: function (ctx) {
         var y = ctx.parsed ? ctx.parsed.y : null;
         var s = ' ' + ctx.dataset.label + ': ' + fmt(y, 2, 'kW');
-        if (ctx.datasetIndex === 0 && isNum(y) && Math.abs(y) >= 0.01) s += y > 0 ? ' (discharging)' : ' (charging)';
-        if (ctx.datasetIndex === 3 && isNum(y) && Math.abs(y) >= 0.01) s += y > 0 ? ' (import)' : ' (export)';
+        if (ctx.datasetIndex === 0 && isNum(y) && Math.abs(y) >= 0.01) s += ' (' + (y > 0 ? t('discharging') : t('charging')) + ')';
+        if (ctx.datasetIndex === 3 && isNum(y) && Math.abs(y) >= 0.01) s += ' (' + (y > 0 ? t('import') : t('export')) + ')';
         return s;
       }
     };
@@ -131,7 +126,7 @@
         datasets: [
           {
             type: 'bar',
-            label: 'BESS',
+            label: t('BESS'),
             data: [],
             backgroundColor: function (ctx) { return ctx.raw < 0 ? charge : discharge; },
             borderWidth: 0,
@@ -139,9 +134,9 @@
             categoryPercentage: 0.85,
             order: 2
           },
-          line('PV', cssVar('--c-pv', '#f59e0b'), { order: 1 }),
-          line('Load', cssVar('--c-load', '#3b82f6'), { order: 1 }),
-          line('Grid', cssVar('--c-grid', '#6b7280'), { order: 1 })
+          line(t('PV'), cssVar('--c-pv', '#f59e0b'), { order: 1 }),
+          line(t('Load'), cssVar('--c-load', '#3b82f6'), { order: 1 }),
+          line(t('Grid'), cssVar('--c-grid', '#6b7280'), { order: 1 })
         ]
       },
       options: opts
@@ -156,8 +151,8 @@
       label: function (ctx) {
         var y = ctx.parsed ? ctx.parsed.y : null;
         return ctx.datasetIndex === 0
-          ? ' Import price: ' + fmt(y, 2, 'ct/kWh')
-          : ' SoC (end of step): ' + fmt(y, 1, '%');
+          ? ' ' + t('Import price: {value}', { value: fmt(y, 2, 'ct/kWh') })
+          : ' ' + t('SoC (end of step): {value}', { value: fmt(y, 1, '%') });
       }
     };
     opts.scales.y = {
@@ -165,7 +160,7 @@
       grid: { color: zeroLine }
     };
     opts.scales.soc = {
-      type: 'linear', position: 'right', min: 0, max: 100, title: { display: true, text: 'SoC %' },
+      type: 'linear', position: 'right', min: 0, max: 100, title: { display: true, text: t('SoC %') },
       grid: { drawOnChartArea: false }
     };
     return new window.Chart(canvas, {
@@ -174,8 +169,8 @@
         labels: [],
         datasets: [
           // A price holds for its whole step: 'before' draws the horizontal at the step's own value.
-          line('Import price', cssVar('--c-price', '#7c3aed'), { yAxisID: 'y', stepped: 'before' }),
-          line('SoC', cssVar('--c-soc', '#0d9488'), { yAxisID: 'soc' })
+          line(t('Import price'), cssVar('--c-price', '#7c3aed'), { yAxisID: 'y', stepped: 'before' }),
+          line(t('SoC'), cssVar('--c-soc', '#0d9488'), { yAxisID: 'soc' })
         ]
       },
       options: opts
@@ -241,13 +236,13 @@
 
     if (!labels.length) {
       var err = get(body, 'last_error');
-      setEmpty(true, typeof err === 'string' && err ? err : 'The optimizer has not produced a plan yet.');
+      setEmpty(true, typeof err === 'string' && err ? err : t('The optimizer has not produced a plan yet.'));
       setText(meta, 'kW');
       return;
     }
     setEmpty(false, '');
     var planned = get(body, 'planned_at');
-    setText(meta, 'kW' + (isNum(planned) ? ' \u00b7 planned ' + hhmm(planned) : ''));
+    setText(meta, 'kW' + (isNum(planned) ? ' \u00b7 ' + t('planned {time}', { time: hhmm(planned) }) : ''));
     // Until the live state arrives, the plan is the best source for the reason line.
     if (!stateSeen) renderReason(plan.reason, plan.fallback === true, plan.status);
   }
@@ -262,8 +257,9 @@
     var badge = $('strategy-fallback');
     if (badge) {
       badge.hidden = !fallback;
-      var why = fallback ? 'following the safe self-consumption fallback' +
-        (typeof status === 'string' && status ? ' (optimization ' + status + ')' : '') : '';
+      var why = !fallback ? '' : (typeof status === 'string' && status
+        ? t('following the safe self-consumption fallback (optimization {status})', { status: status })
+        : t('following the safe self-consumption fallback'));
       if (why) badge.setAttribute('title', why); else badge.removeAttribute('title');
     }
   }

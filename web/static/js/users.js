@@ -9,7 +9,15 @@
 (function () {
   'use strict';
 
+  var U = window.EMSUtil, t = U.t, fmtNum = U.fmtNum;
+
   var ROLES = ['admin', 'operator', 'viewer'];
+  // What a role is called on the page (the value sent to the server stays the role's name).
+  var ROLE_LABELS = { admin: t('admin'), operator: t('operator'), viewer: t('viewer') };
+
+  function roleLabel(role) {
+    return Object.prototype.hasOwnProperty.call(ROLE_LABELS, role) ? ROLE_LABELS[role] : role;
+  }
 
   var app, usersBody, tokensBody, statusEl, countEl;
   var meId = null;
@@ -81,41 +89,44 @@
     tr.setAttribute('data-user-id', String(u.id));
 
     var who = el('td', 'user-cell');
-    who.appendChild(el('span', 'user-name', str(u.name) || str(u.username)));
+    var name = el('span', 'user-name', str(u.name) || str(u.username));
+    name.setAttribute('translate', 'no');  // a name is data, in no language
+    who.appendChild(name);
     var sub = el('span', 'user-login muted', str(u.username));
+    sub.setAttribute('translate', 'no');
     who.appendChild(sub);
-    if (self) who.appendChild(el('span', 'pill pill-you', 'you'));
+    if (self) who.appendChild(el('span', 'pill pill-you', t('you')));
     tr.appendChild(who);
 
     tr.appendChild(el('td', 'user-email', str(u.email) || '\u2014'));
 
     var roleCell = el('td');
     var select = el('select', 'role-select');
-    select.setAttribute('aria-label', 'Role of ' + str(u.username));
+    select.setAttribute('aria-label', t('Role of {username}', { username: str(u.username) }));
     select.setAttribute('data-testid', 'role-select');
     select.setAttribute('data-requires', 'manage_users');
     select.name = 'role';
     ROLES.forEach(function (r) {
-      var o = el('option', '', r);
+      var o = el('option', '', roleLabel(r));
       o.value = r;
       if (r === u.role) o.selected = true;
       select.appendChild(o);
     });
     if (ROLES.indexOf(u.role) < 0) {  // a role from a hand-edited file: show it, let the admin fix it
-      var odd = el('option', '', str(u.role) + ' (unknown)');
+      var odd = el('option', '', t('{role} (unknown)', { role: str(u.role) }));
       odd.value = str(u.role);
       odd.selected = true;
       select.appendChild(odd);
     }
     if (self) {
       select.disabled = true;
-      select.title = 'Another admin must change your own role';
+      select.title = t('Another admin must change your own role');
     }
     select.addEventListener('change', function () {
       var wanted = select.value;
       select.disabled = true;
       change('PUT', '/api/users/' + u.id, { role: wanted }, tr, function () {
-        return 'Role of ' + str(u.username) + ' is now ' + wanted + '.';
+        return t('Role of {username} is now {role}.', { username: str(u.username), role: roleLabel(wanted) });
       }).then(function (res) {
         if (!res.ok) { select.value = u.role; select.disabled = false; }
       });
@@ -125,28 +136,29 @@
     tr.appendChild(roleCell);
 
     var state = el('td');
-    var pill = el('span', 'pill ' + (u.disabled ? 'pill-off' : 'pill-on'), u.disabled ? 'disabled' : 'active');
+    var pill = el('span', 'pill ' + (u.disabled ? 'pill-off' : 'pill-on'), u.disabled ? t('disabled') : t('active'));
     pill.setAttribute('data-testid', 'user-state');
     state.appendChild(pill);
     tr.appendChild(state);
 
-    tr.appendChild(el('td', 'muted', u.last_login_ts ? window.EMS.fmtTime(u.last_login_ts) : 'never'));
+    tr.appendChild(el('td', 'muted', u.last_login_ts ? window.EMS.fmtTime(u.last_login_ts) : t('never')));
 
     var actionsCell = el('td', 'actions-cell');
     var actions = el('div', 'row-actions');
     actionsCell.appendChild(actions);
     var pwRow = passwordRow(u);
     if (!self) {
-      var toggle = button(u.disabled ? 'Enable' : 'Disable', '', 'toggle-disabled');
+      var toggle = button(u.disabled ? t('Enable') : t('Disable'), '', 'toggle-disabled');
       toggle.addEventListener('click', function () {
         toggle.disabled = true;
         change('PUT', '/api/users/' + u.id, { disabled: !u.disabled }, tr, function () {
-          return str(u.username) + (u.disabled ? ' can log in again.' : ' is disabled and logged out.');
+          return u.disabled ? t('{username} can log in again.', { username: str(u.username) })
+            : t('{username} is disabled and logged out.', { username: str(u.username) });
         }).then(function (res) { if (!res.ok) toggle.disabled = false; });
       });
       actions.appendChild(toggle);
     }
-    var pwBtn = button('Set password', '', 'set-password');
+    var pwBtn = button(t('Set password'), '', 'set-password');
     pwBtn.setAttribute('aria-expanded', 'false');
     pwBtn.addEventListener('click', function () {
       var show = pwRow.hidden;
@@ -156,11 +168,11 @@
     });
     actions.appendChild(pwBtn);
     if (!self) {
-      var del = button('Delete', 'btn-danger', 'delete-user');
-      window.EMS.confirmButton(del, 'Really delete?', function () {
+      var del = button(t('Delete'), 'btn-danger', 'delete-user');
+      window.EMS.confirmButton(del, t('Really delete?'), function () {
         del.disabled = true;
         change('DELETE', '/api/users/' + u.id, {}, tr, function () {
-          return 'Deleted ' + str(u.username) + ' and revoked their tokens.';
+          return t('Deleted {username} and revoked their tokens.', { username: str(u.username) });
         }).then(function (res) { if (!res.ok) del.disabled = false; });
       });
       actions.appendChild(del);
@@ -183,7 +195,7 @@
     form.setAttribute('data-testid', 'password-form');
     form.setAttribute('data-username', str(u.username));
     var id = 'pw-' + u.id;
-    var label = el('label', '', 'New password for ' + str(u.username));
+    var label = el('label', '', t('New password for {username}', { username: str(u.username) }));
     label.htmlFor = id;
     var input = el('input');
     input.type = 'password';
@@ -191,9 +203,9 @@
     input.name = 'password';
     input.autocomplete = 'new-password';
     input.minLength = 10;
-    var save = el('button', 'btn btn-small btn-primary', 'Save password');
+    var save = el('button', 'btn btn-small btn-primary', t('Save password'));
     save.type = 'submit';
-    var cancel = button('Cancel', 'btn-quiet');
+    var cancel = button(t('Cancel'), 'btn-quiet');
     cancel.addEventListener('click', function () { tr.hidden = true; form.reset(); window.EMS.clearErrors(form); });
     var who = el('input');  // lets password managers file the new password under the right account
     who.type = 'text';
@@ -209,17 +221,17 @@
     form.appendChild(cancel);
     form.appendChild(errorSlot('password'));
     form.appendChild(errorSlot('_'));
-    form.appendChild(el('span', 'field-hint', 'Their sessions end; tell them the new password.'));
+    form.appendChild(el('span', 'field-hint', t('Their sessions end; tell them the new password.')));
     form.addEventListener('submit', function (ev) {
       ev.preventDefault();
       window.EMS.clearErrors(form);
       if (!input.value) {
-        window.EMS.showErrors(form, { status: 400, data: { error: 'is required', field: 'password' } });
+        window.EMS.showErrors(form, { status: 400, data: { error: t('is required'), field: 'password' } });
         return;
       }
       save.disabled = true;
       change('POST', '/api/users/' + u.id + '/password', { password: input.value }, form, function () {
-        return 'New password set for ' + str(u.username) + '; their sessions have ended.';
+        return t('New password set for {username}; their sessions have ended.', { username: str(u.username) });
       }).then(function () { save.disabled = false; });
     });
     td.appendChild(form);
@@ -233,7 +245,7 @@
     users.forEach(function (u) { if (u && typeof u.id === 'number') usernames[u.id] = str(u.username); });
     if (!users.length) {
       var tr = el('tr');
-      var td = el('td', 'muted', 'No users.');
+      var td = el('td', 'muted', t('No users.'));
       td.colSpan = 6;
       tr.appendChild(td);
       usersBody.appendChild(tr);
@@ -242,7 +254,7 @@
       if (!u || typeof u.id !== 'number') return;
       userRow(u).forEach(function (row) { usersBody.appendChild(row); });
     });
-    if (countEl) countEl.textContent = users.length + (users.length === 1 ? ' account' : ' accounts');
+    if (countEl) countEl.textContent = users.length === 1 ? t('1 account') : t('{n} accounts', { n: fmtNum(users.length, 0) });
   }
 
   // ------------------------------------------------------------------ tokens
@@ -251,28 +263,30 @@
     clearChildren(tokensBody);
     if (!tokens.length) {
       var tr = el('tr');
-      var td = el('td', 'muted', 'No API tokens.');
+      var td = el('td', 'muted', t('No API tokens.'));
       td.colSpan = 5;
       tr.appendChild(td);
       tokensBody.appendChild(tr);
       return;
     }
-    tokens.forEach(function (t) {
-      if (!t || typeof t !== 'object') return;
+    tokens.forEach(function (tok) {
+      if (!tok || typeof tok !== 'object') return;
       var row = el('tr');
       row.setAttribute('data-testid', 'token-row');
-      row.appendChild(el('td', '', str(t.name)));
-      row.appendChild(el('td', '', usernames[t.user_id] || ('user ' + t.user_id)));
-      row.appendChild(el('td', 'muted', window.EMS.fmtTime(t.created_ts)));
-      row.appendChild(el('td', 'muted', t.last_used_ts ? window.EMS.fmtTime(t.last_used_ts) : 'never'));
+      row.appendChild(el('td', '', str(tok.name)));
+      var owner = el('td', '', usernames[tok.user_id] || t('user {id}', { id: tok.user_id }));
+      owner.setAttribute('translate', 'no');
+      row.appendChild(owner);
+      row.appendChild(el('td', 'muted', window.EMS.fmtTime(tok.created_ts)));
+      row.appendChild(el('td', 'muted', tok.last_used_ts ? window.EMS.fmtTime(tok.last_used_ts) : t('never')));
       var cell = el('td', 'actions-cell');
       var actions = el('div', 'row-actions');
       cell.appendChild(actions);
-      var revoke = button('Revoke', 'btn-danger', 'revoke-token');
-      window.EMS.confirmButton(revoke, 'Really revoke?', function () {
+      var revoke = button(t('Revoke'), 'btn-danger', 'revoke-token');
+      window.EMS.confirmButton(revoke, t('Really revoke?'), function () {
         revoke.disabled = true;
-        change('DELETE', '/api/tokens/' + encodeURIComponent(String(t.id)), {}, row, function () {
-          return 'Token \u201c' + str(t.name) + '\u201d revoked.';
+        change('DELETE', '/api/tokens/' + encodeURIComponent(String(tok.id)), {}, row, function () {
+          return t('Token “{name}” revoked.', { name: str(tok.name) });
         }).then(function (res) { if (!res.ok) revoke.disabled = false; });
       });
       actions.appendChild(revoke);
@@ -289,7 +303,7 @@
     return window.EMS.request('GET', '/api/users').then(function (res) {
       if (authFailed(res)) return;
       if (!res.ok) {
-        setStatus('Could not load the users: ' + (res.data.error || 'HTTP ' + res.status), false);
+        setStatus(t('Could not load the users: {error}', { error: res.data.error || 'HTTP ' + res.status }), false);
         return;
       }
       renderUsers(Array.isArray(res.data.users) ? res.data.users : []);
@@ -305,7 +319,7 @@
     var missing = false;
     ['username', 'password'].forEach(function (name) {
       if (!f[name].value) {
-        window.EMS.showErrors(form, { status: 400, data: { error: 'is required', field: name } });
+        window.EMS.showErrors(form, { status: 400, data: { error: t('is required'), field: name } });
         missing = true;
       }
     });
@@ -316,7 +330,7 @@
     btn.disabled = true;
     change('POST', '/api/users', body, form, function (data) {
       var u = (data && data.user) || {};
-      return 'Created ' + str(u.username) + ' (' + str(u.role) + ').';
+      return t('Created {username} ({role}).', { username: str(u.username), role: roleLabel(str(u.role)) });
     }).then(function (res) {
       btn.disabled = false;
       if (res.ok) form.reset();
@@ -355,7 +369,7 @@
       webSection = res.data.web;
       var slot = form.querySelector('[data-error-for="_"]');
       if (slot) {
-        slot.textContent = wanted ? 'Self-registration is on.' : 'Self-registration is off.';
+        slot.textContent = wanted ? t('Self-registration is on.') : t('Self-registration is off.');
         slot.classList.add('is-ok');
       }
       loadAudit();
@@ -376,7 +390,8 @@
       var chain = $('audit-chain');
       if (!res.ok) {
         var tr = el('tr');
-        var td = el('td', 'muted', 'Could not load the audit log: ' + ((res.data && res.data.error) || 'HTTP ' + res.status));
+        var td = el('td', 'muted', t('Could not load the audit log: {error}',
+          { error: (res.data && res.data.error) || 'HTTP ' + res.status }));
         td.colSpan = 6;
         tr.appendChild(td);
         body.appendChild(tr);
@@ -384,13 +399,13 @@
       }
       if (chain) {
         var ok = res.data.chain && res.data.chain.ok;
-        chain.textContent = ok ? 'chain intact' : 'chain broken: an entry was changed or removed';
+        chain.textContent = ok ? t('chain intact') : t('chain broken: an entry was changed or removed');
         chain.classList.toggle('is-error', !ok);
       }
       var entries = Array.isArray(res.data.entries) ? res.data.entries : [];
       if (!entries.length) {
         var empty = el('tr');
-        var cell = el('td', 'muted', 'No changes recorded yet.');
+        var cell = el('td', 'muted', t('No changes recorded yet.'));
         cell.colSpan = 6;
         empty.appendChild(cell);
         body.appendChild(empty);
@@ -398,6 +413,7 @@
       entries.forEach(function (e) {
         var row = el('tr');
         row.setAttribute('data-testid', 'audit-row');
+        row.setAttribute('translate', 'no');  // a record: who, what and the values as they were written
         row.appendChild(el('td', 'muted', window.EMS.fmtTime(e.ts)));
         row.appendChild(el('td', '', str(e.user) + (e.role ? ' (' + str(e.role) + ')' : '')));
         row.appendChild(el('td', 'muted', str(e.remote_addr) || '\u2014'));

@@ -4,6 +4,48 @@
 
   function byId(id) { return document.getElementById(id); }
 
+  // ---------------------------------------------------------------- translations (ems/i18n.py)
+  // window.EMS_I18N comes from /i18n/<lang>.js, loaded before this file. gettext's convention: the English
+  // text is the msgid, so a page is English without a catalog and German with one.
+  var I18N = window.EMS_I18N || { lang: 'en', locale: 'en-GB', messages: {} };
+  var MESSAGES = I18N.messages || {};
+  var LOCALE = I18N.locale || 'en-GB';
+
+  /** Translate a msgid and fill its {name} placeholders from params ({n: 3} fills "{n}"). */
+  function t(msgid, params) {
+    var text = Object.prototype.hasOwnProperty.call(MESSAGES, msgid) ? MESSAGES[msgid] : msgid;
+    if (!params) return text;
+    return text.replace(/\{([a-z_][a-z0-9_]*)\}/g, function (m, name) {
+      return Object.prototype.hasOwnProperty.call(params, name) ? String(params[name]) : m;
+    });
+  }
+
+  var numberFormats = {};
+  /** A number in the page's locale with exactly `digits` decimals ("1,25" in German); '' for a non-number. */
+  function fmtNum(v, digits) {
+    if (typeof v !== 'number' || !isFinite(v)) return '';
+    var d = digits === undefined ? 0 : digits;
+    var f = numberFormats[d] || (numberFormats[d] = new Intl.NumberFormat(LOCALE, {
+      minimumFractionDigits: d, maximumFractionDigits: d, useGrouping: 'min2'  // 12,345 but 1234
+    }));
+    return f.format(v);
+  }
+
+  var timeFormats = {};
+  /** Epoch seconds as local wall time in the page's locale; style 'time' (HH:MM:SS), 'hm', 'date', 'datetime'. */
+  function fmtTime(ts, style) {
+    if (typeof ts !== 'number' || !isFinite(ts)) return '';
+    var s = style || 'time';
+    var opts = {
+      time: { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false },
+      hm: { hour: '2-digit', minute: '2-digit', hour12: false },
+      date: { year: 'numeric', month: '2-digit', day: '2-digit' },
+      datetime: { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hour12: false }
+    }[s] || {};
+    var f = timeFormats[s] || (timeFormats[s] = new Intl.DateTimeFormat(LOCALE, opts));
+    return f.format(new Date(ts * 1000));
+  }
+
   function isNum(v) { return typeof v === 'number' && isFinite(v); }
 
   /** Safe nested property access: get(obj, 'a', 'b', 'c'); undefined on any missing level. */
@@ -32,7 +74,7 @@
 
     function setConn(state) {
       if (!connEl) return;
-      var text = state === 'live' ? 'live' : 'reconnecting\u2026';
+      var text = state === 'live' ? t('live') : t('reconnecting…');
       if (connEl.textContent !== text) connEl.textContent = text;
       connEl.setAttribute('data-state', state);
       if (document.body) document.body.setAttribute('data-conn', state === 'live' ? 'up' : 'down');
@@ -78,5 +120,8 @@
     }, 2000);
   }
 
-  window.EMSUtil = Object.freeze({ $: byId, isNum: isNum, get: get, liveState: liveState });
+  window.EMSUtil = Object.freeze({
+    $: byId, isNum: isNum, get: get, liveState: liveState,
+    t: t, fmtNum: fmtNum, fmtTime: fmtTime, lang: I18N.lang || 'en', locale: LOCALE
+  });
 })();

@@ -1,0 +1,73 @@
+"""Static files as a phone on the gateway's Wi-Fi needs them: compressed, versioned, cached for a year."""
+from __future__ import annotations
+
+import gzip
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ems.api.static_files import StaticFiles, accepts_gzip
+
+WEB_STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
+
+
+def fetch(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url, headers={k.replace("_", "-"): v for k, v in headers.items()})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+
+def test_pages_name_versioned_files_served_compressed_and_kept_a_year(ems_factory):
+    ems = ems_factory()
+    status, _, login = fetch(ems.base_url + "/login")
+    assert status == 200
+    css = re.search(r'href="(/static/css/app\.css\?v=[0-9a-f]{12})"', login.decode())
+    assert css, "the page names its stylesheet with the content's version"
+
+    status, headers, body = fetch(ems.base_url + css.group(1), Accept_Encoding="gzip, deflate")
+    assert status == 200 and headers["content-encoding"] == "gzip"
+    assert headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert headers["content-type"].startswith("text/css") and "Accept-Encoding" in headers["vary"]
+    assert gzip.decompress(body) == (WEB_STATIC / "css" / "app.css").read_bytes()
+    assert len(body) < 0.4 * len(gzip.decompress(body))
+
+    # Chart.js, the largest file: what a cold dashboard pays for it.
+    _, chart_headers, chart = fetch(ems.base_url + "/static/vendor/chartjs/chart.umd.min.js", Accept_Encoding="gzip")
+    raw = (WEB_STATIC / "vendor" / "chartjs" / "chart.umd.min.js").read_bytes()
+    assert gzip.decompress(chart) == raw and len(chart) < len(raw) / 2.5
+    assert chart_headers["cache-control"] == "no-cache", "without its version a file is revalidated, never stale"
+
+    # Revalidation: the ETag answers 304 without a body; a client without gzip gets the plain file.
+    status, _, empty = fetch(ems.base_url + css.group(1), If_None_Match=headers["etag"])
+    assert status == 304 and empty == b""
+    status, plain_headers, plain = fetch(ems.base_url + css.group(1), Accept_Encoding="identity")
+    assert status == 200 and "content-encoding" not in plain_headers and plain == gzip.decompress(body)
+
+    for bad in ("/static/../ems/__init__.py", "/static/%2e%2e/%2e%2e/setup.cfg", "/static/js/nope.js",
+                "/static/js/%00.js"):
+        assert fetch(ems.base_url + bad)[0] == 404, bad
+
+
+def test_files_are_outside_the_folder_refused_and_tiny_ones_not_compressed(tmp_path):
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "tiny.css").write_text("a{}")
+    (tmp_path / "secret.txt").write_text("no")
+    files = StaticFiles(tmp_path / "static")
+    tiny = files.get("tiny.css")
+    assert tiny is not None and tiny.gzipped is None, "a few bytes compressed cost more than they save"
+    assert files.get("../secret.txt") is None
+    assert files.url("missing.js") == "/static/missing.js"
+
+
+@pytest.mark.parametrize("header, gzip_ok", [
+    ("gzip, deflate, br", True), ("br;q=1.0, gzip;q=0.8", True), ("gzip;q=0", False), ("*", True),
+    ("identity", False), (None, False), ("", False),
+])
+def test_gzip_only_when_the_client_accepts_it(header, gzip_ok):
+    assert accepts_gzip(header) is gzip_ok
