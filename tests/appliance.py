@@ -117,10 +117,13 @@ def demo_config(modbus: bool = False, **overrides: dict[str, Any]) -> dict[str, 
 
 
 def start_ems(tmp_path: Path, config: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-              timeout_s: float = 20.0) -> EmsProcess:
+              timeout_s: float = 20.0, keep_config: bool = False) -> EmsProcess:
+    """`ems run` on a free port with tmp_path/ems.yaml and tmp_path/data; `keep_config` starts it again on
+    the files an earlier run left (a restart: what the settings page saved must still be there)."""
     data_dir = tmp_path / "data"
     config_path = tmp_path / "ems.yaml"
-    config_path.write_text(yaml.safe_dump(config if config is not None else demo_config()))
+    if not keep_config:
+        config_path.write_text(yaml.safe_dump(config if config is not None else demo_config()))
     security = Security.open(data_dir)
     admin_password = security.users.ensure_admin() or security.reset_password("admin")
     security.close()

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from ems import i18n
+from ems.api.settings_form import CHOICES, SECTIONS
+from ems.optimizer.strategies import STRATEGIES
 from ems.users.permissions import ACTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +72,13 @@ def server_msgids() -> dict[str, str]:
             for msgid in match.groups():
                 found.setdefault(msgid, path.name)
     found.setdefault("An unexpected error occurred.", "error.tpl")
+    for section, (title, intro, keys) in SECTIONS.items():  # the settings form's tables
+        for msgid in (title, intro, *(text for pair in keys.values() for text in pair if text)):
+            found.setdefault(msgid, f"settings_form[{section}]")
+    for msgid in CHOICES.values():
+        found.setdefault(msgid, "settings_form.CHOICES")
+    for strategy in STRATEGIES.values():  # titles shown in the settings form and on the dashboard
+        found.setdefault(strategy.title, "STRATEGIES")
     return found
 
 

@@ -48,6 +48,7 @@ from .http import error_plugin, header, json_body, number_query, request_languag
 from .http import json_response as _json
 from .origin import HostGuard
 from .server import LIMITS_KEY, SSE_SLOTS_KEY, ConnectionLimits
+from .settings_form import settings_form
 from .static_files import IMMUTABLE, REVALIDATE, StaticFiles, accepts_gzip
 from .streams import StreamSlots
 from .views import plan_json, state_json
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 
 # Navigation tabs: (path, label, the action needed to see it).
 NAV = [("/", i18n.mark("Dashboard"), "read"), ("/monitoring", i18n.mark("Monitoring"), "read"),
-       ("/users", i18n.mark("Users"), "manage_users")]
+       ("/settings", i18n.mark("Settings"), "read"), ("/users", i18n.mark("Users"), "manage_users")]
 
 # Config sections that can be read and changed over HTTP, with the paths SPEC.md names for some.
 CONFIG_ROUTES = {
@@ -272,6 +273,22 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         sim = ems.simulator
         return page("monitoring.tpl", "Monitoring", "/monitoring", simulator=sim is not None,
                     devices=list(sim.device_names()) if sim else [])
+
+    @app.get("/settings", action="read")
+    def settings_page() -> str:
+        return page("settings.tpl", "Settings", "/settings")
+
+    @app.get("/api/settings/form", action="read")
+    def settings_form_api() -> str:
+        """What the settings page needs in one request: the translated form, the stored values (secrets as
+        {"set": …}) and what the caller may change."""
+        principal = current_auth().principal
+        strategies = [(name, strategy.title) for name, strategy in STRATEGIES.items()]
+        sections = settings_form(request_language(), strategies)
+        return _json({"sections": sections,
+                      "values": {s["name"]: ems.config.section_plain(s["name"]) for s in sections},
+                      "may": {action: principal is not None and principal.can(action)
+                              for action in ("configure", "configure_safety")}})
 
     @app.get("/help", action="read")
     def help_page() -> str:

@@ -321,7 +321,9 @@ class FeedinLimitationConfig:
 
     enabled: bool = c(False, admin_only=True)
     mode: Literal["off", "fixed", "dynamic"] = c("off", admin_only=True)
-    fixed_limit_pct: float = c(70.0, min=0, max=100, doc="of pv_peak_kwp", admin_only=True)
+    fixed_limit_pct: float = c(70.0, min=0, max=100, admin_only=True,
+                               doc="of forecast.pv_peak_kwp with pv_integration_enabled, else of the grid "
+                                   "connection's feed-in rating; also outside every dynamic rule")
     pv_integration_enabled: bool = False
     dynamic_rules: list[FeedinRule] = c(default_factory=tuple, max_items=48, admin_only=True)
 

@@ -1,0 +1,194 @@
+"""Commissioning from the browser: the settings page as an operator, an admin and a viewer see it (headless
+Chromium against the real `ems run`), applied to the running plant and still there after a restart.
+
+Screenshots of the page at 1280 and 360 px land in build/screenshots/ (or $EMS_SCREENSHOT_DIR) for people
+to look at.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from appliance import create_user, start_ems
+from browser import Watch, chromium_page, login_through_form
+from support import wait_until
+
+pytestmark = pytest.mark.browser
+
+OPERATOR_PW = "tidal-ferry-9-lantern"
+VIEWER_PW = "copper-owl-42-meadow"
+SCREENSHOTS = Path(os.environ.get("EMS_SCREENSHOT_DIR", Path(__file__).resolve().parent.parent / "build" / "screenshots"))
+
+
+def shoot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def form(page: Any, section: str) -> Any:
+    return page.locator(f"[data-testid=settings-form-{section}]")
+
+
+def no_horizontal_scroll(page: Any) -> bool:
+    return bool(page.evaluate("() => document.scrollingElement.scrollWidth <= document.scrollingElement.clientWidth"))
+
+
+def logout(page: Any) -> None:
+    page.click("[data-testid=user-menu-button]")
+    with page.expect_navigation():
+        page.click("[data-testid=logout]")
+
+
+def state(admin: Any) -> dict[str, Any]:
+    status, body = admin.request("GET", "/api/state")
+    assert status == 200
+    return body
+
+
+def test_operator_and_admin_commission_the_plant_from_the_settings_page(ems_factory, tmp_path):
+    ems = ems_factory()
+    admin = ems.login()
+    create_user(admin, "olga", OPERATOR_PW, "operator", "Olga Operator")
+    grid = admin.request("GET", "/api/config/grid_connection")[1]["grid_connection"]
+    export_rating_kw = grid["max_feedin_kw"] or grid["max_power_kw"]  # what feed-in percentages refer to
+
+    with chromium_page() as page:
+        watch = Watch(page)
+        login_through_form(page, ems.base_url, "olga", OPERATOR_PW)
+        page.click("nav a[href='/settings']")
+        expect(form(page, "bess")).to_be_visible()
+        shoot(page, "settings-operator-1280")
+
+        # What an operator may not change is shown, disabled, and marked.
+        pc = form(page, "power_control")
+        assert pc.locator("[data-testid=field-enabled]").is_disabled()
+        assert pc.locator(".pill-admin").count() >= 10
+        assert pc.locator("[data-testid=save-power_control]").count() == 1  # others in the section could change
+
+        # A lower discharge limit: saved, applied to the running safety loop, and the plant obeys it.
+        bess = form(page, "bess")
+        bess.locator("[data-testid=field-max_discharge_power_kw]").fill("1.5")
+        bess.locator("[data-testid=save-bess]").click()
+        expect(bess.page.locator("[data-testid=status-bess]")).to_contain_text("Saved and applied")
+        limit = wait_until(lambda: (state(admin)["power_control"].get("limit_w") or 1e9) <= 1500.0, 10)
+        assert limit
+        assert abs(state(admin)["plant"]["bess"]["power_w"]["value"]) <= 1500.0 + 1.0
+
+        # A bad value: the server's message next to the field it names; nothing saved.
+        watch.expect_refusal(400, ems.base_url + "/api/config/bess")
+        bess = form(page, "bess")
+        bess.locator("[data-testid=field-min_soc_pct]").fill("120")
+        bess.locator("[data-testid=save-bess]").click()
+        error = bess.locator("[data-error-for=min_soc_pct]")
+        expect(error).to_contain_text("100")
+        assert bess.locator("[data-testid=field-min_soc_pct]").get_attribute("aria-invalid") == "true"
+        stored_min_soc = admin.request("GET", "/api/config/bess")[1]["bess"]["min_soc_pct"]
+        assert stored_min_soc != 120
+        bess.locator("[data-testid=field-min_soc_pct]").fill(f"{stored_min_soc:g}")
+        bess.locator("[data-testid=save-bess]").click()
+        expect(page.locator("[data-testid=status-bess]")).to_contain_text("Nothing changed")
+
+        # Forcing an admin-only key past the disabled field: the server refuses it, naming the key.
+        watch.expect_refusal(403, ems.base_url + "/api/config/power_control")
+        refused = page.evaluate("""() => fetch('/api/config/power_control', {method: 'POST', headers: {
+            'Content-Type': 'application/json',
+            'X-CSRF-Token': document.querySelector('meta[name=csrf-token]').content},
+            body: JSON.stringify({enabled: false})}).then(r => r.json().then(b => [r.status, b.field]))""")
+        assert refused[0] == 403 and "enabled" in refused[1]
+
+        # Unsaved changes are not lost silently: leaving asks first, and staying keeps them.
+        form(page, "strategy").locator("[data-testid=field-horizon_h]").fill("12")
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: dialogs.append(d.type))  # Watch answers "stay"
+        page.click("nav a[href='/']", no_wait_after=True)
+        wait_until(lambda: "beforeunload" in dialogs, 5)
+        assert page.url.endswith("/settings")
+        assert form(page, "strategy").locator("[data-testid=field-horizon_h]").input_value() == "12"
+        watch.dialogs.clear()  # the one dialog this test asked for
+        form(page, "strategy").locator("[data-testid=save-strategy]").click()
+        expect(page.locator("[data-testid=status-strategy]")).to_contain_text("Saved and applied")
+        assert admin.request("GET", "/api/config/strategy")[1]["strategy"]["horizon_h"] == 12
+        logout(page)
+        login_through_form(page, ems.base_url, "admin", ems.admin_password)
+        page.goto(ems.base_url + "/settings", wait_until="load")
+        expect(form(page, "feedin_limitation")).to_be_visible()
+
+        # A feed-in rule as a table row: the export limit follows it.
+        assert state(admin)["power_control"].get("export_limit_w") != 0.4 * export_rating_kw * 1000.0
+        feedin = form(page, "feedin_limitation")
+        feedin.locator("[data-testid=field-enabled]").check()
+        feedin.locator("[data-testid=field-mode]").select_option("dynamic")
+        feedin.locator("[data-testid=add-row-dynamic_rules]").click()
+        row = feedin.locator("[data-testid=row]").first
+        row.locator("[data-testid=field-limit_pct]").fill("40")
+        feedin.locator("[data-testid=save-feedin_limitation]").click()
+        confirm = page.locator("[data-testid=settings-confirm]")
+        expect(confirm).to_be_visible()
+        assert "Time-based rules" in page.inner_text("[data-testid=settings-confirm-list]")
+        page.click("[data-testid=settings-confirm-ok]")
+        expect(page.locator("[data-testid=status-feedin_limitation]")).to_contain_text("Saved and applied")
+        expected_w = 0.4 * export_rating_kw * 1000.0
+        wait_until(lambda: abs((state(admin)["power_control"].get("export_limit_w") or 0) - expected_w) < 1.0, 10)
+
+        # Power control off: an admin, after confirming; cancelling saves nothing.
+        pc = form(page, "power_control")
+        pc.locator("[data-testid=field-enabled]").uncheck()
+        pc.locator("[data-testid=save-power_control]").click()
+        expect(confirm).to_be_visible()
+        assert "Power control on" in page.inner_text("[data-testid=settings-confirm-list]")
+        page.click("[data-testid=settings-confirm-cancel]")
+        assert admin.request("GET", "/api/config/power_control")[1]["power_control"]["enabled"] is True
+        pc.locator("[data-testid=save-power_control]").click()
+        page.click("[data-testid=settings-confirm-ok]")
+        expect(page.locator("[data-testid=status-power_control]")).to_contain_text("Saved and applied")
+        assert admin.request("GET", "/api/config/power_control")[1]["power_control"]["enabled"] is False
+        entries = admin.request("GET", "/api/audit")[1]["entries"]
+        off = [e for e in entries if e["field"] == "power_control.enabled"]
+        assert off and off[-1]["user"] == "admin" and off[-1]["old"] is True and off[-1]["new"] is False
+        assert any(e["field"].startswith("bess.max_discharge_power_kw") and e["user"] == "olga" for e in entries)
+        shoot(page, "settings-admin-1280")
+
+        page.set_viewport_size({"width": 360, "height": 740})
+        page.reload(wait_until="load")
+        expect(form(page, "grid_tariffs")).to_be_visible()
+        assert no_horizontal_scroll(page), "the page must not scroll sideways on a phone"
+        shoot(page, "settings-admin-360")
+        watch.assert_clean()
+
+    # Still there after a restart: the page wrote ems.yaml, not just the running config.
+    ems.stop()
+    again = start_ems(tmp_path / "ems", keep_config=True)
+    try:
+        session = again.login()
+        assert session.request("GET", "/api/config/bess")[1]["bess"]["max_discharge_power_kw"] == 1.5
+        assert session.request("GET", "/api/config/power_control")[1]["power_control"]["enabled"] is False
+        rules = session.request("GET", "/api/config/feedin_limitation")[1]["feedin_limitation"]["dynamic_rules"]
+        assert rules == [{"start": "00:00", "end": "24:00", "limit_pct": 40.0}]
+    finally:
+        again.stop()
+
+
+def test_a_viewer_sees_every_setting_and_can_change_none_on_a_phone_in_german(ems_factory):
+    ems = ems_factory()
+    admin = ems.login()
+    create_user(admin, "vera", VIEWER_PW, "viewer", "Vera Viewer")
+    with chromium_page(locale="de-AT", viewport=(360, 740)) as page:
+        watch = Watch(page)
+        login_through_form(page, ems.base_url, "vera", VIEWER_PW)
+        page.goto(ems.base_url + "/settings", wait_until="load")
+        expect(form(page, "bess")).to_be_visible()
+        assert "Batterie" in page.inner_text("#section-title-bess")
+        inputs = page.locator("[data-testid=settings-forms] input, [data-testid=settings-forms] select")
+        assert inputs.count() > 40
+        assert inputs.evaluate_all("els => els.filter(e => !e.disabled).length") == 0
+        assert page.locator("[data-testid=settings-forms] button[type=submit]").count() == 0
+        assert "Bediener" in page.inner_text("[data-testid=settings-role-note]")
+        assert no_horizontal_scroll(page)
+        shoot(page, "settings-viewer-360-de")
+        page.set_viewport_size({"width": 1280, "height": 800})
+        shoot(page, "settings-viewer-1280-de")
+        watch.assert_clean()

@@ -1,0 +1,451 @@
+/* Phoenyra EMS – settings page.
+ * One form per config section, generated from GET /api/settings/form (labels, hints, units in the page's
+ * language; kinds, bounds, choices and marks from the schema). Each form saves its whole section with
+ * POST /api/config/<section>; the server validates it as a whole file, writes it atomically and applies it
+ * live. Its error is shown at the field it names. Keys the caller may not change are shown disabled; a
+ * change of an admin-only key asks for confirmation first (the server refuses it to non-admins and
+ * records it in the audit log). Leaving with unsaved changes asks first.
+ */
+(function () {
+  'use strict';
+
+  var U = window.EMSUtil, $ = U.$, t = U.t;
+  var EMS = window.EMS;
+
+  var state = { sections: [], values: {}, may: {}, dirty: {} };
+  var pendingSave = null;  // the save waiting for the confirmation dialog
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = text;
+    return e;
+  }
+
+  function clone(v) { return v === undefined ? undefined : JSON.parse(JSON.stringify(v)); }
+
+  function fieldId(section, path) { return 'set-' + section + '-' + path.replace(/[^A-Za-z0-9_-]/g, '-'); }
+
+  function mayChange(field) {
+    if (!state.may.configure) return false;
+    return !field.admin_only || !!state.may.configure_safety;
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  /** An input for one plain value; `read()` gives the value to post (null for an empty nullable field). */
+  function valueInput(field, value, id, path) {
+    var input;
+    if (field.kind === 'boolean') {
+      input = el('input');
+      input.type = 'checkbox';
+      input.checked = value === true;
+    } else if (field.kind === 'choice' || field.choices) {
+      input = el('select');
+      if (field.nullable) input.appendChild(option('', '\u2014'));
+      (field.choices || []).forEach(function (c) {
+        var labels = field.choice_labels || {};
+        input.appendChild(option(String(c), labels[String(c)] || String(c)));
+      });
+      input.value = value === null || value === undefined ? '' : String(value);
+    } else if (field.secret) {
+      input = el('input');
+      input.type = 'password';
+      input.autocomplete = 'new-password';
+      var isSet = value && typeof value === 'object' && value.set === true;
+      input.placeholder = isSet ? t('set – leave empty to keep it') : t('not set');
+      input.setAttribute('data-secret-set', isSet ? '1' : '0');
+    } else if (field.kind === 'number' || field.kind === 'integer') {
+      input = el('input');
+      input.type = 'number';
+      input.inputMode = field.kind === 'integer' ? 'numeric' : 'decimal';
+      input.step = field.kind === 'integer' ? '1' : 'any';
+      if (typeof field.min === 'number') input.min = String(field.min);
+      if (typeof field.max === 'number') input.max = String(field.max);
+      input.value = typeof value === 'number' ? String(value) : '';
+    } else if (field.kind === 'list') {
+      input = el('input');
+      input.value = Array.isArray(value) ? value.join(', ') : '';
+    } else {
+      input = el('input');
+      input.value = value === null || value === undefined ? '' : String(value);
+      input.spellcheck = false;
+    }
+    input.id = id;
+    input.name = path;
+    input.setAttribute('data-path', path);
+    input.setAttribute('data-testid', 'field-' + path);
+    if (!mayChange(field)) input.disabled = true;
+    return input;
+  }
+
+  function option(value, label) {
+    var o = el('option', '', label);
+    o.value = value;
+    return o;
+  }
+
+  /** The value an input holds, in the form the API takes; `undefined` = leave the key as stored. */
+  function readInput(field, input) {
+    if (field.kind === 'boolean') return input.checked;
+    if (field.secret) return input.value === '' ? undefined : { replace: input.value };
+    var raw = input.value.trim();
+    if (field.kind === 'list') {
+      if (!raw) return [];
+      return raw.split(/[\s,;]+/).filter(Boolean).map(function (s) {
+        var n = Number(s);
+        return field.item_kind === 'integer' || field.item_kind === 'number' ? (isFinite(n) && s !== '' ? n : s) : s;
+      });
+    }
+    if (raw === '') return field.nullable ? null : (field.kind === 'string' || field.kind === 'choice' ? '' : null);
+    if (field.kind === 'number' || field.kind === 'integer') {
+      var num = Number(raw.replace(',', '.'));
+      return isFinite(num) ? num : raw;  // a non-number goes to the server, which names the field
+    }
+    return raw;
+  }
+
+  // ---------------------------------------------------------------- tables (lists of rows)
+
+  function tableEditor(section, field, rows, path) {
+    var wrap = el('div', 'settings-table');
+    wrap.setAttribute('data-path', path);
+    wrap.setAttribute('data-testid', 'table-' + path);
+    var scroll = el('div', 'table-scroll');
+    var table = el('table', 'data-table');
+    var head = el('tr');
+    field.item_fields.forEach(function (f) {
+      var th = el('th', '', f.label + (f.unit ? ' (' + f.unit + ')' : ''));
+      th.scope = 'col';
+      head.appendChild(th);
+    });
+    var actionsHead = el('th');
+    actionsHead.appendChild(el('span', 'visually-hidden', t('Actions')));
+    head.appendChild(actionsHead);
+    var thead = el('thead');
+    thead.appendChild(head);
+    table.appendChild(thead);
+    var body = el('tbody');
+    table.appendChild(body);
+    scroll.appendChild(table);
+    wrap.appendChild(scroll);
+
+    function addRow(item) {
+      var index = body.children.length;
+      var tr = el('tr');
+      tr.setAttribute('data-testid', 'row');
+      field.item_fields.forEach(function (f) {
+        var td = el('td');
+        var input = valueInput(f, item[f.key], fieldId(section, path + '-' + index + '-' + f.key), f.key);
+        input.setAttribute('aria-label', f.label);
+        input.setAttribute('data-item-key', f.key);
+        td.appendChild(input);
+        td.appendChild(errorSlot(path + '[' + index + '].' + f.key));
+        tr.appendChild(td);
+      });
+      var td = el('td', 'actions-cell');
+      var remove = el('button', 'btn btn-small', t('Remove'));
+      remove.type = 'button';
+      remove.setAttribute('data-testid', 'remove-row');
+      remove.disabled = !mayChange(field);
+      remove.addEventListener('click', function () { tr.remove(); markDirty(section); renumber(); });
+      td.appendChild(remove);
+      tr.appendChild(td);
+      body.appendChild(tr);
+    }
+
+    function renumber() {  // error slots follow the row's position, as the server counts
+      Array.prototype.forEach.call(body.children, function (tr, i) {
+        tr.querySelectorAll('[data-error-for]').forEach(function (slot) {
+          slot.setAttribute('data-error-for', slot.getAttribute('data-error-for').replace(/\[\d+\]/, '[' + i + ']'));
+        });
+      });
+    }
+
+    (Array.isArray(rows) ? rows : []).forEach(addRow);
+    var add = el('button', 'btn btn-small', t('Add row'));
+    add.type = 'button';
+    add.setAttribute('data-testid', 'add-row-' + path);
+    add.disabled = !mayChange(field);
+    add.addEventListener('click', function () {
+      var item = {};
+      field.item_fields.forEach(function (f) { item[f.key] = clone(f.default); });
+      addRow(item);
+      markDirty(section);
+    });
+    wrap.appendChild(add);
+    wrap.readRows = function () {
+      return Array.prototype.map.call(body.children, function (tr) {
+        var item = {};
+        field.item_fields.forEach(function (f) {
+          var input = tr.querySelector('[data-item-key="' + f.key + '"]');
+          var v = readInput(f, input);
+          if (v !== undefined) item[f.key] = v;
+        });
+        return item;
+      });
+    };
+    return wrap;
+  }
+
+  function errorSlot(path) {
+    var slot = el('span', 'field-error');
+    slot.setAttribute('data-error-for', path);
+    slot.setAttribute('role', 'alert');
+    return slot;
+  }
+
+  // ---------------------------------------------------------------- forms
+
+  function buildForm(section) {
+    var values = state.values[section.name] || {};
+    var form = el('form', 'card page-section settings-form');
+    form.id = 'section-' + section.name;
+    form.noValidate = true;
+    form.setAttribute('data-section', section.name);
+    form.setAttribute('data-testid', 'settings-form-' + section.name);
+    form.setAttribute('data-requires', 'configure');
+    var h2 = el('h2', '', section.title);
+    h2.id = 'section-title-' + section.name;
+    form.setAttribute('aria-labelledby', h2.id);
+    form.appendChild(h2);
+    if (section.intro) form.appendChild(el('p', 'muted', section.intro));
+
+    var grid = el('div', 'form-grid settings-grid');
+    form.appendChild(grid);
+    var readers = [];
+    section.fields.forEach(function (field) {
+      var path = field.key;
+      var id = fieldId(section.name, path);
+      var label = el('label', '', field.label);
+      label.htmlFor = id;
+      if (field.admin_only) {
+        var lock = el('span', 'pill pill-admin', t('admin only'));
+        lock.title = t('Only administrators change this; every change is in the audit log.');
+        label.appendChild(document.createTextNode(' '));
+        label.appendChild(lock);
+      }
+      var cell = el('div', 'field');
+      if (field.kind === 'table') {
+        label = el('span', 'settings-table-label', field.label);
+        label.id = id + '-label';
+        if (field.admin_only) label.appendChild(el('span', 'pill pill-admin', t('admin only')));
+        var editor = tableEditor(section.name, field, values[field.key], path);
+        editor.setAttribute('aria-labelledby', label.id);
+        cell.appendChild(editor);
+        readers.push({ field: field, read: function () { return editor.readRows(); } });
+      } else {
+        var input = valueInput(field, values[field.key], id, path);
+        var line = el('div', 'field-line');
+        line.appendChild(input);
+        if (field.unit) line.appendChild(el('span', 'field-unit', field.unit));
+        cell.appendChild(line);
+        if (field.secret && values[field.key] && values[field.key].set) {
+          var clear = el('label', 'field-inline');
+          var box = el('input');
+          box.type = 'checkbox';
+          box.setAttribute('data-testid', 'clear-' + path);
+          box.disabled = input.disabled;
+          clear.appendChild(box);
+          clear.appendChild(document.createTextNode(' ' + t('remove the stored value')));
+          cell.appendChild(clear);
+          readers.push({ field: field, read: function () { return box.checked ? { clear: true } : readInput(field, input); } });
+        } else {
+          readers.push({ field: field, read: function () { return readInput(field, input); } });
+        }
+      }
+      if (field.hint) {
+        var hint = el('span', 'field-hint', field.hint);
+        cell.appendChild(hint);
+      }
+      cell.appendChild(errorSlot(path));
+      grid.appendChild(label);
+      grid.appendChild(cell);
+    });
+
+    var actions = el('div', 'form-actions');
+    if (state.may.configure) {
+      var save = el('button', 'btn btn-primary', t('Save'));
+      save.type = 'submit';
+      save.setAttribute('data-testid', 'save-' + section.name);
+      actions.appendChild(save);
+    }
+    var status = el('span', 'form-status');
+    status.setAttribute('data-error-for', '_');
+    status.setAttribute('role', 'status');
+    status.setAttribute('data-testid', 'status-' + section.name);
+    actions.appendChild(status);
+    form.appendChild(actions);
+
+    form.addEventListener('input', function () { markDirty(section.name); });
+    form.addEventListener('change', function () { markDirty(section.name); });
+    form.addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      submit(section, form, readers);
+    });
+    return form;
+  }
+
+  function markDirty(name) {
+    state.dirty[name] = true;
+    var link = document.querySelector('[data-nav-section="' + name + '"]');
+    if (link) link.classList.add('is-dirty');
+  }
+
+  function clearDirty(name) {
+    delete state.dirty[name];
+    var link = document.querySelector('[data-nav-section="' + name + '"]');
+    if (link) link.classList.remove('is-dirty');
+  }
+
+  /** The section to post: what is stored (keys the page does not show stay as they are), overlaid with the form. */
+  function collect(section, readers) {
+    var body = clone(state.values[section.name]) || {};
+    readers.forEach(function (r) {
+      var v = r.read();
+      if (v === undefined) delete body[r.field.key]; else body[r.field.key] = v;
+    });
+    return body;
+  }
+
+  function same(a, b) { return JSON.stringify(a) === JSON.stringify(b); }
+
+  function shown(v) {
+    if (v === null || v === undefined || v === '') return '\u2014';
+    if (typeof v === 'boolean') return v ? t('on') : t('off');
+    if (typeof v === 'object') return JSON.stringify(v);
+    return String(v);
+  }
+
+  function submit(section, form, readers) {
+    clearErrors(form);
+    var body = collect(section, readers);
+    var stored = state.values[section.name] || {};
+    var safety = section.fields.filter(function (f) {
+      return f.admin_only && !f.secret && !same(body[f.key], stored[f.key]);
+    });
+    if (safety.length && state.may.configure_safety) {
+      var list = $('settings-confirm-list');
+      while (list.firstChild) list.removeChild(list.firstChild);
+      safety.forEach(function (f) {
+        var li = el('li');
+        li.appendChild(el('strong', '', f.label + ': '));
+        li.appendChild(document.createTextNode(shown(stored[f.key]) + ' \u2192 ' + shown(body[f.key])));
+        if (f.hint) li.appendChild(el('span', 'field-hint', ' ' + f.hint));
+        list.appendChild(li);
+      });
+      pendingSave = function () { post(section, form, body); };
+      $('settings-confirm').showModal();
+      return;
+    }
+    post(section, form, body);
+  }
+
+  function post(section, form, body) {
+    var status = form.querySelector('[data-testid="status-' + section.name + '"]');
+    status.textContent = t('Saving…');
+    status.className = 'form-status';
+    EMS.request('POST', '/api/config/' + encodeURIComponent(section.name), body).then(function (res) {
+      if (res.status === 401) { EMS.toLogin(); return; }
+      if (!res.ok) {
+        status.textContent = '';
+        showFieldError(section.name, form, res);
+        return;
+      }
+      state.values[section.name] = res.data[section.name];
+      clearDirty(section.name);
+      var fresh = buildForm(section);
+      form.replaceWith(fresh);
+      var freshStatus = fresh.querySelector('[data-testid="status-' + section.name + '"]');
+      var changed = Array.isArray(res.data.changed) ? res.data.changed.length : 0;
+      freshStatus.textContent = changed ? t('Saved and applied ({n} changed).', { n: changed }) : t('Nothing changed.');
+      freshStatus.className = 'form-status is-ok';
+    });
+  }
+
+  /** Put the server's message next to the field it names ("bess.min_soc_pct", "dynamic_rules[0].end", …). */
+  function showFieldError(name, form, res) {
+    var data = res.data || {};
+    var message = typeof data.error === 'string' && data.error ? data.error : t('failed (HTTP {status})', { status: res.status });
+    var field = typeof data.field === 'string' ? data.field : '';
+    var local = field.indexOf(name + '.') === 0 ? field.slice(name.length + 1) : field;
+    var slot = null;
+    var slots = form.querySelectorAll('[data-error-for]');
+    for (var i = 0; i < slots.length; i++) {
+      var key = slots[i].getAttribute('data-error-for');
+      if (key === local || (key !== '_' && local.indexOf(key + '.') === 0)) { slot = slots[i]; break; }
+    }
+    if (!slot) {
+      slot = form.querySelector('[data-error-for="_"]');
+      if (field && field !== 'body') message = field + ': ' + message;
+    } else {
+      var input = slot.parentNode.querySelector('[data-path]');
+      if (input) { input.setAttribute('aria-invalid', 'true'); input.focus(); }
+    }
+    slot.textContent = message;
+    slot.classList.add('is-error');
+  }
+
+  function clearErrors(form) {
+    form.querySelectorAll('[data-error-for]').forEach(function (slot) {
+      slot.textContent = '';
+      slot.classList.remove('is-error');
+    });
+    form.querySelectorAll('[aria-invalid]').forEach(function (i) { i.removeAttribute('aria-invalid'); });
+  }
+
+  // ---------------------------------------------------------------- page
+
+  function render(data) {
+    state.sections = Array.isArray(data.sections) ? data.sections : [];
+    state.values = data.values || {};
+    state.may = data.may || {};
+    var nav = $('settings-nav');
+    var forms = $('settings-forms');
+    while (forms.firstChild) forms.removeChild(forms.firstChild);
+    state.sections.forEach(function (section) {
+      var li = el('li');
+      var a = el('a', '', section.title);
+      a.href = '#section-' + section.name;
+      a.setAttribute('data-nav-section', section.name);
+      li.appendChild(a);
+      nav.appendChild(li);
+      forms.appendChild(buildForm(section));
+    });
+    var note = $('settings-role-note');
+    note.textContent = !state.may.configure ? t('You can see the settings; changing them needs the operator role.')
+      : (!state.may.configure_safety ? t('Settings marked "admin only" are safety-relevant: an administrator changes them.')
+        : t('Each section is saved on its own, checked as a whole and applied at once.'));
+  }
+
+  function init() {
+    if (!$('settings-forms')) return;
+    EMS.request('GET', '/api/settings/form').then(function (res) {
+      if (res.status === 401) { EMS.toLogin(); return; }
+      var loading = $('settings-loading');
+      if (!res.ok) {
+        if (loading) loading.textContent = t('Settings unavailable: {error}', { error: res.data.error || res.status });
+        return;
+      }
+      render(res.data);
+      if (location.hash && document.getElementById(location.hash.slice(1))) {
+        document.getElementById(location.hash.slice(1)).scrollIntoView();
+      }
+    });
+    $('settings-confirm-ok').addEventListener('click', function () {
+      $('settings-confirm').close();
+      var go = pendingSave;
+      pendingSave = null;
+      if (go) go();
+    });
+    $('settings-confirm-cancel').addEventListener('click', function () {
+      pendingSave = null;
+      $('settings-confirm').close();
+    });
+    window.addEventListener('beforeunload', function (ev) {
+      if (Object.keys(state.dirty).length) { ev.preventDefault(); ev.returnValue = ''; }
+    });
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init); else init();
+})();
