@@ -9,6 +9,7 @@ import pytest
 
 from appliance import demo_config
 from browser import Watch, chromium_page, login_through_form
+from playwright.sync_api import expect
 from support import wait_until
 
 pytestmark = pytest.mark.browser
@@ -182,4 +183,36 @@ def test_dashboard_says_no_plan_yet_while_the_battery_is_silent(ems_factory):
                                timeout=15000)
         assert page.inner_text("[data-testid=strategy-reason]") == ems.get("/api/state")[1]["strategy"]["reason"]
         assert not page.locator("[data-testid=strategy-fallback]").is_visible()
+        watch.assert_clean()
+
+
+def test_an_operator_switches_strategy_on_the_dashboard_and_sees_the_new_plan_and_its_cost(ems_factory):
+    # Wear so dear that cycling the battery never pays: load balancing (which flattens the grid profile
+    # whatever it costs) then plans at a loss, and the card must say so; auto plans no loss.
+    ems = ems_factory(demo_config(simulator={"start": SIM_START}, bess={"degradation_cost_eur_per_kwh": 5.0}))
+    admin = ems.login()
+    with chromium_page() as page:
+        watch = Watch(page)
+        log_in(page, ems)
+        page.wait_for_function("() => document.querySelector('[data-testid=strategy-choice]').value === 'auto'")
+        page.select_option("[data-testid=strategy-choice]", "load_balancing")
+        page.click("[data-testid=strategy-apply]")
+        status = page.locator("[data-testid=strategy-status]")
+        expect(status).to_have_text("New plan: Load balancing.", timeout=20000)
+        assert page.inner_text("[data-testid=kpi-strategy-value]") == "Load balancing"
+        strategy = admin.request("GET", "/api/config/strategy")[1]["strategy"]
+        assert (strategy["mode"], strategy["current"]) == ("manual", "load_balancing")
+        profit = admin.request("GET", "/api/state")[1]["expected_profit_24h_eur"]
+        assert profit < 0, "the scenario: this plan loses money against no battery"
+        loss = page.locator("[data-testid=strategy-loss]")
+        expect(loss).to_be_visible()
+        assert "more than running without the battery" in loss.inner_text()
+        assert page.inner_text("[data-testid=strategy-reason]") == \
+            admin.request("GET", "/api/plan")[1]["plan"]["reason"]
+
+        page.select_option("[data-testid=strategy-choice]", "auto")
+        page.click("[data-testid=strategy-apply]")
+        expect(status).to_contain_text("New plan:", timeout=20000)
+        assert admin.request("GET", "/api/config/strategy")[1]["strategy"]["mode"] == "auto"
+        expect(loss).to_be_hidden()
         watch.assert_clean()

@@ -7,6 +7,8 @@ to look at.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from playwright.sync_api import expect
 
 from appliance import create_user, start_ems
 from browser import Watch, chromium_page, login_through_form
-from support import wait_until
+from support import free_port, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -192,3 +194,54 @@ def test_a_viewer_sees_every_setting_and_can_change_none_on_a_phone_in_german(em
         page.set_viewport_size({"width": 1280, "height": 800})
         shoot(page, "settings-viewer-1280-de")
         watch.assert_clean()
+
+
+def test_the_mqtt_form_tests_a_real_broker_before_saving_and_the_uplink_connects(ems_factory, tmp_path):
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: _listening(port), 10, 0.05)
+        ems = ems_factory()
+        admin = ems.login()
+        with chromium_page() as page:
+            watch = Watch(page)
+            login_through_form(page, ems.base_url, "admin", ems.admin_password)
+            page.goto(ems.base_url + "/settings#section-mqtt", wait_until="load")
+            mqtt = form(page, "mqtt")
+            expect(mqtt).to_be_visible()
+            mqtt.locator("[data-testid=field-broker]").fill("127.0.0.1")
+            status = mqtt.locator("[data-testid=status-mqtt]")
+
+            mqtt.locator("[data-testid=field-port]").fill(str(free_port()))  # nothing listens there
+            mqtt.locator("[data-testid=test-mqtt]").click()
+            expect(status).to_contain_text("refused", timeout=15000)
+            assert status.get_attribute("data-test-ok") == "0"
+
+            mqtt.locator("[data-testid=field-port]").fill(str(port))
+            mqtt.locator("[data-testid=test-mqtt]").click()
+            expect(status).to_contain_text("Connected in", timeout=15000)
+            assert status.get_attribute("data-test-ok") == "1"
+            assert admin.request("GET", "/api/config/mqtt")[1]["mqtt"]["enabled"] is False, "a test saves nothing"
+
+            mqtt.locator("[data-testid=field-enabled]").check()
+            mqtt.locator("[data-testid=save-mqtt]").click()
+            page.click("[data-testid=settings-confirm-ok]")  # where the data goes is admin-only
+            expect(page.locator("[data-testid=status-mqtt]")).to_contain_text("Saved and applied")
+            wait_until(lambda: admin.request("GET", "/api/state")[1]["mqtt"].get("connected"), 15)
+            page.set_viewport_size({"width": 360, "height": 740})
+            assert no_horizontal_scroll(page)
+            shoot(page, "settings-mqtt-360")
+            watch.assert_clean()
+    finally:
+        broker.terminate()
+        broker.wait(timeout=10)
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False

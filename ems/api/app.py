@@ -266,7 +266,8 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
 
     @app.get("/", action="read")
     def dashboard() -> str:
-        return page("dashboard.tpl", "Dashboard", "/")
+        return page("dashboard.tpl", "Dashboard", "/",
+                    strategies=[(name, strategy.title) for name, strategy in STRATEGIES.items()])
 
     @app.get("/monitoring", action="read")
     def monitoring() -> str:

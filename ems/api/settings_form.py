@@ -113,12 +113,37 @@ SECTIONS: dict[str, tuple[str, str, dict[str, tuple[str, str]]]] = {
         "use_weather": (M("Use weather forecasts"), M("Needs an OpenWeatherMap key.")),
         "openweathermap_api_key": (M("OpenWeatherMap key"), M("Write-only: stored, never shown again.")),
     }),
+    "mqtt": (M("MQTT (cloud)"), M("Telemetry to a broker, commands in; while the broker is away, messages wait on "
+                                  "the gateway. Test the connection before saving."), {
+        "enabled": (M("MQTT on"), ""),
+        "broker": (M("Broker"), M("Host name or IP address.")),
+        "port": (M("Port"), M("1883 plain, 8883 with TLS.")),
+        "tls": (M("TLS"), M("The broker's certificate and host name are verified.")),
+        "tls_ca_file": (M("CA file"), M("PEM file on the gateway; empty = the system's CAs.")),
+        "tls_cert_file": (M("Client certificate"), M("PEM file, for brokers that ask for one.")),
+        "tls_key_file": (M("Client key"), M("PEM file of the client certificate's key.")),
+        "username": (M("Username"), ""),
+        "password": (M("Password"), M("Write-only: stored, never shown again.")),
+        "client_id": (M("Client id"), M("Unique per broker; empty = derived from the site.")),
+        "site_id": (M("Site id"), M("Names this site in the topics; empty = from the machine id.")),
+        "topic_prefix": (M("Topic prefix"), M("Ending in /; empty = phoenyra/<site id>/.")),
+        "publish_interval_s": (M("Telemetry every"), ""),
+        "commands_enabled": (M("Accept commands"), M("Strategy, setpoint requests; the safety loop still "
+                                                     "decides.")),
+        "command_secret": (M("Command secret"), M("Write-only; when set, every command must carry it.")),
+        "homeassistant_discovery": (M("Home Assistant discovery"), ""),
+    }),
 }
+
+# Sections with a connection test: its URL takes the section as the form holds it (unsaved changes included).
+TESTS: dict[str, tuple[str, str]] = {"mqtt": ("/api/mqtt/test", M("Test connection"))}
 
 # Keys left to ems.yaml and the API on purpose: service endpoints (for tests and mirrors) and timeouts that
 # only a developer has reason to change. Every other key of a shown section must have a label above.
 NOT_ON_THE_PAGE: dict[str, set[str]] = {
     "forecast": {"awattar_base_url", "entsoe_base_url", "openweathermap_base_url", "http_timeout_s", "fit_timeout_s"},
+    "mqtt": {"keepalive_s", "reconnect_min_s", "reconnect_max_s", "qos", "topics", "command_max_age_s",
+             "commands_per_minute", "sources", "homeassistant_prefix", "outbox_max_mb", "outbox_flush_interval_s"},
 }
 
 # Names of choices as people read them (the value posted stays the code).
@@ -149,7 +174,11 @@ def settings_form(lang: str, strategies: list[tuple[str, str]]) -> list[dict[str
             if field["key"] not in keys:
                 continue
             fields.append(_localise(field, name, keys, _, strategies))
-        sections.append({"name": name, "title": _(title), "intro": _(intro), "fields": fields})
+        section: dict[str, Any] = {"name": name, "title": _(title), "intro": _(intro), "fields": fields}
+        if name in TESTS:
+            url, label = TESTS[name]
+            section["test"] = {"url": url, "label": _(label)}
+        sections.append(section)
     return sections
 
 

@@ -22,6 +22,20 @@
       <span class="fallback-badge" id="strategy-fallback" data-testid="strategy-fallback" hidden>{{_('fallback')}}</span>
       <span id="strategy-reason" data-testid="strategy-reason"></span>
     </p>
+    <p class="strategy-loss" id="strategy-loss" data-testid="strategy-loss" role="status" hidden></p>
+% if 'operate' in ((me or {}).get('actions') or []):
+    <form class="strategy-control" id="strategy-form" data-requires="operate" data-testid="strategy-form" novalidate>
+      <label for="strategy-choice">{{_('Run')}}</label>
+      <select id="strategy-choice" name="strategy" data-testid="strategy-choice">
+        <option value="auto">{{_('Auto (best per plan)')}}</option>
+%   for name, title in get('strategies', []):
+        <option value="{{name}}">{{_(title)}}</option>
+%   end
+      </select>
+      <button type="submit" class="btn btn-small" data-testid="strategy-apply">{{_('Apply')}}</button>
+      <span class="form-status" id="strategy-status" data-testid="strategy-status" data-error-for="_" role="status"></span>
+    </form>
+% end
   </article>
 
   <article class="card kpi" id="kpi-profit" data-testid="kpi-profit">

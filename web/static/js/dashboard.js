@@ -133,6 +133,17 @@
     // Expected profit
     var profit = get(st, 'expected_profit_24h_eur');
     setText($('kpi-profit-value'), isNum(profit) ? fmtNum(profit, 2) + ' \u20ac' : DASH);
+    // A plan that loses money against no battery says so (a manual strategy can; auto never picks one that
+    // loses more than the others).
+    var loss = $('strategy-loss');
+    if (loss) {
+      var losing = isNum(profit) && profit < -0.005;
+      loss.hidden = !losing;
+      setText(loss, losing ? (mode === 'manual'
+        ? t('This strategy’s plan costs {eur} € more than running without the battery; Auto would choose the best.', { eur: fmtNum(-profit, 2) })
+        : t('The plan costs {eur} € more than running without the battery.', { eur: fmtNum(-profit, 2) })) : '');
+    }
+    strategyControl.update(st);
 
     // DSO
     var dsoMode = meas(get(plant, 'dso', 'mode'));
@@ -154,6 +165,57 @@
     var p99 = get(st, 'runtime', 'loop_lag_ms', 'p99');
     setText($('loop-lag'), isNum(p99) ? fmtNum(p99, 1) + ' ms' : DASH);
   }
+
+  // ---------------------------------------------------------------- strategy control (operators)
+
+  /** Auto or one strategy, for operators: posts the choice, then reports the plan made for it. */
+  var lastState = null;  // the newest state shown
+  var strategyControl = (function () {
+    var form = $('strategy-form');
+    var waitingSince = null;  // planned_at of the plan in force when the choice was sent
+    var sentChoice = null;
+
+    function choiceOf(st) {
+      var mode = get(st, 'strategy', 'mode');
+      var active = get(st, 'strategy', 'active');
+      return mode === 'manual' && typeof active === 'string' ? active : 'auto';
+    }
+
+    function update(st) {
+      if (!form) return;
+      var select = $('strategy-choice');
+      if (waitingSince !== null) {
+        var plannedAt = get(st, 'strategy', 'planned_at');
+        if (isNum(plannedAt) && plannedAt !== waitingSince && choiceOf(st) === sentChoice) {
+          waitingSince = null;
+          setText($('strategy-status'), t('New plan: {strategy}.', { strategy: humanStrategy(get(st, 'strategy', 'active')) }));
+        }
+        return;
+      }
+      if (document.activeElement !== select) select.value = choiceOf(st);
+    }
+
+    if (form) {
+      form.addEventListener('submit', function (ev) {
+        ev.preventDefault();
+        var choice = $('strategy-choice').value;
+        var status = $('strategy-status');
+        status.className = 'form-status';
+        setText(status, t('Replanning…'));
+        var current = lastState || {};
+        waitingSince = get(current, 'strategy', 'planned_at');
+        if (!isNum(waitingSince)) waitingSince = -1;
+        sentChoice = choice;
+        var request = choice === 'auto' ? window.EMS.request('POST', '/api/strategy/auto', {})
+          : window.EMS.request('POST', '/api/strategy', { strategy: choice });
+        request.then(function (res) {
+          if (res.status === 401) { window.EMS.toLogin(); return; }
+          if (!res.ok) { waitingSince = null; window.EMS.showErrors(form, res); }
+        });
+      });
+    }
+    return { update: update };
+  })();
 
   // ---------------------------------------------------------------- chart
 
@@ -364,6 +426,7 @@
   }
 
   function onState(st, fromEvent) {
+    lastState = st;
     try {
       renderState(st);
       if (fromEvent) pushLive(st);

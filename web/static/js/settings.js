@@ -270,6 +270,13 @@
       save.setAttribute('data-testid', 'save-' + section.name);
       actions.appendChild(save);
     }
+    if (section.test && state.may.configure) {
+      var test = el('button', 'btn', section.test.label);
+      test.type = 'button';
+      test.setAttribute('data-testid', 'test-' + section.name);
+      test.addEventListener('click', function () { runTest(section, form, readers, test); });
+      actions.appendChild(test);
+    }
     var status = el('span', 'form-status');
     status.setAttribute('data-error-for', '_');
     status.setAttribute('role', 'status');
@@ -360,6 +367,44 @@
       var changed = Array.isArray(res.data.changed) ? res.data.changed.length : 0;
       freshStatus.textContent = changed ? t('Saved and applied ({n} changed).', { n: changed }) : t('Nothing changed.');
       freshStatus.className = 'form-status is-ok';
+    });
+  }
+
+  // What a failed connection test's `error_kind` means, in words; the exact error follows.
+  var TEST_FAILURES = {
+    dns: t('The name of the server was not found.'),
+    refused: t('The connection was refused: nothing listens there.'),
+    timeout: t('No answer in time.'),
+    tls: t('The encrypted connection failed.'),
+    auth: t('The login was refused.'),
+    protocol: t('The server refused the connection.'),
+    no_echo: t('Connected, but the test message did not come back.'),
+    network: t('The network failed.')
+  };
+
+  /** The section's connection test with the values as the form holds them (saved or not). */
+  function runTest(section, form, readers, button) {
+    clearErrors(form);
+    var status = form.querySelector('[data-testid="status-' + section.name + '"]');
+    status.className = 'form-status';
+    status.textContent = t('Testing…');
+    button.disabled = true;
+    EMS.request('POST', section.test.url, collect(section, readers)).then(function (res) {
+      button.disabled = false;
+      if (res.status === 401) { EMS.toLogin(); return; }
+      if (!res.ok) { status.textContent = ''; showFieldError(section.name, form, res); return; }
+      var r = res.data || {};
+      status.setAttribute('data-test-ok', r.ok ? '1' : '0');
+      if (r.ok) {
+        status.className = 'form-status is-ok';
+        status.textContent = t('Connected in {connect} ms; a test message went round in {round} ms.', {
+          connect: U.fmtNum(r.connect_ms, 0), round: U.fmtNum(r.round_trip_ms, 0) });
+      } else {
+        status.className = 'form-status is-error';
+        var words = Object.prototype.hasOwnProperty.call(TEST_FAILURES, r.error_kind) ? TEST_FAILURES[r.error_kind]
+          : t('The test failed.');
+        status.textContent = words + ' ' + (r.error || '');
+      }
     });
   }
 
