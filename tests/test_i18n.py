@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from ems import i18n
-from ems.api.settings_form import CHOICES, SECTIONS, TESTS
+from ems.api.settings_form import (CHOICES, DEVICE_CHOICES, DEVICE_FIELDS, DEVICE_TEXTS, DEVICES_INTRO, DEVICES_TITLE,
+                                    REGISTER_COLUMNS, SECTIONS, TESTS)
 from ems.optimizer.strategies import STRATEGIES
 from ems.users.permissions import ACTIONS
 
@@ -30,7 +31,8 @@ _PAGE_MESSAGE = re.compile(r"\bmessage=\"(.*?)\"")
 _ERROR_PAGE_MESSAGES = re.compile(r"message = \{404: \"(.*?)\", 405: \"(.*?)\"\}\.get\(err\.status_code, \"(.*?)\"\)")
 # Text that is the same in both languages: the product's name, protocol words, units.
 SAME_IN_BOTH = {"Phoenyra EMS", "Authorization: Bearer <token>", "Name", "Status", "Online", "Offline", "online",
-                "offline", "live", "Support", "Arbitrage", "Normal", "normal", "{n} min", "Broker", "Port", "TLS"}
+                "offline", "live", "Support", "Arbitrage", "Normal", "normal", "{n} min", "Broker", "Port", "TLS",
+                "Modbus RTU (RS-485)", "Status: {text}"}
 UNITS_ONLY = re.compile(r"^(?:[\s·%/()]|k?Wh?|ct|V|A|°C|kΩ)*$")
 
 
@@ -75,7 +77,9 @@ def server_msgids() -> dict[str, str]:
     for section, (title, intro, keys) in SECTIONS.items():  # the settings form's tables
         for msgid in (title, intro, *(text for pair in keys.values() for text in pair if text)):
             found.setdefault(msgid, f"settings_form[{section}]")
-    for msgid in (*CHOICES.values(), *(label for _url, label in TESTS.values())):
+    device_texts = [DEVICES_TITLE, DEVICES_INTRO, *(text for pair in DEVICE_FIELDS.values() for text in pair if text),
+                    *DEVICE_CHOICES.values(), *REGISTER_COLUMNS.values(), *DEVICE_TEXTS.values()]
+    for msgid in (*CHOICES.values(), *(label for _url, label in TESTS.values()), *device_texts):
         found.setdefault(msgid, "settings_form")
     for strategy in STRATEGIES.values():  # titles shown in the settings form and on the dashboard
         found.setdefault(strategy.title, "STRATEGIES")

@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from appliance import create_user, start_ems
+from appliance import create_user, demo_config, start_ems
 from browser import Watch, chromium_page, login_through_form
 from support import free_port, wait_until
 
@@ -245,3 +246,95 @@ def _listening(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+@pytest.fixture
+def pty_pair(tmp_path):
+    """(EMS end, device end) of a socat pty pair, as /dev/pts paths (the wizard takes devices under /dev)."""
+    ems_end, device_end = tmp_path / "ems-end", tmp_path / "device-end"
+    proc = subprocess.Popen(["socat", f"pty,raw,echo=0,link={ems_end}", f"pty,raw,echo=0,link={device_end}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: ems_end.exists() and device_end.exists(), 5, 0.02)
+        yield os.path.realpath(ems_end), os.path.realpath(device_end)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+
+
+def test_the_modbus_wizard_tests_devices_over_tcp_and_rtu_and_shows_live_values(ems_factory, pty_pair, tmp_path):
+    ems_end, device_end = pty_pair
+    log = tmp_path / "sim-device.log"
+    with log.open("w") as out:
+        meter = subprocess.Popen([sys.executable, "-m", "ems", "sim-device", "--profile", "eastron_sdm630", "--rtu",
+                                  device_end, "--unit-id", "7"], stdout=subprocess.DEVNULL, stderr=out)
+    try:
+        wait_until(lambda: "serving" in log.read_text(), 20, 0.05)
+        ems = ems_factory(demo_config(modbus=True))
+        admin = ems.login()
+        with chromium_page() as page:
+            watch = Watch(page)
+            login_through_form(page, ems.base_url, "admin", ems.admin_password)
+            page.goto(ems.base_url + "/settings#section-modbus", wait_until="load")
+            devices = form(page, "modbus")
+            expect(devices.locator("[data-testid=device-row]")).to_have_count(4)
+
+            # TCP: the configured BMS, read once; decoded values beside the profile's registers.
+            devices.locator("[data-device=bms] [data-testid=edit-device]").click()
+            editor = devices.locator("[data-testid=device-editor]")
+            expect(editor.locator("[data-testid=register-table] tr[data-register]").first).to_be_visible()
+            assert "Hithium" in editor.locator("[data-testid=profile-info]").inner_text()
+            editor.locator("[data-testid=test-device]").click()
+            result = editor.locator("[data-testid=device-test-result]")
+            expect(result).to_have_attribute("data-test-ok", "1", timeout=15000)
+            soc = editor.locator("tr[data-register=soc_pct] [data-testid=register-value]")
+            expect(soc).to_contain_text("%")
+            assert editor.locator("tr.has-value").count() >= 5
+            editor.locator("[data-testid=device-done]").click()
+
+            # RTU on a real serial line: a new meter at the wrong address first (the exact error), then right.
+            devices.locator("[data-testid=add-device]").click()
+            editor = devices.locator("[data-testid=device-editor]")
+            editor.locator("[data-testid=field-name]").fill("meter2")
+            editor.locator("[data-testid=field-role]").select_option("meter")
+            editor.locator("[data-testid=field-profile]").select_option("eastron_sdm630")
+            editor.locator("[data-testid=field-connection_type]").select_option("rtu")
+            assert editor.locator("[data-testid=field-host]").is_hidden()
+            editor.locator("[data-testid=field-serial_port]").fill(ems_end)
+            editor.locator("[data-testid=field-unit_id]").fill("9")
+            editor.locator("[data-testid=field-timeout_s]").fill("0.5")
+            editor.locator("[data-testid=test-device]").click()
+            result = editor.locator("[data-testid=device-test-result]")
+            expect(result).to_have_attribute("data-test-ok", "0", timeout=20000)
+            assert editor.locator("[data-testid=device-test-error]").count() >= 1
+            editor.locator("[data-testid=field-unit_id]").fill("7")
+            editor.locator("[data-testid=test-device]").click()
+            expect(result).to_have_attribute("data-test-ok", "1", timeout=20000)
+            expect(editor.locator("tr.has-value").first).to_be_visible()
+            shoot(page, "settings-modbus-rtu-1280")
+            editor.locator("[data-testid=device-done]").click()
+
+            # Saved as a whole list: one enabled device per role, so the second meter is kept off for now.
+            watch.expect_refusal(400, ems.base_url + "/api/config/modbus")
+            devices.locator("[data-testid=save-modbus]").click()  # first as it is: the server says why not
+            page.click("[data-testid=settings-confirm-ok]")
+            expect(page.locator("[data-testid=status-modbus]")).to_contain_text("one per role", timeout=10000)
+            devices.locator("[data-device=meter2] [data-testid=edit-device]").click()
+            editor = devices.locator("[data-testid=device-editor]")
+            editor.locator("[data-testid=field-enabled]").uncheck()
+            editor.locator("[data-testid=device-done]").click()
+            expect(devices.locator("[data-testid=device-row]")).to_have_count(5)
+            devices.locator("[data-testid=save-modbus]").click()
+            page.click("[data-testid=settings-confirm-ok]")
+            expect(page.locator("[data-testid=status-modbus]")).to_contain_text("Saved and applied", timeout=10000)
+            saved = admin.request("GET", "/api/config/modbus")[1]["modbus"]
+            added = [d for d in saved if d["name"] == "meter2"]
+            assert added and added[0]["connection_type"] == "rtu" and added[0]["unit_id"] == 7
+            assert added[0]["enabled"] is False
+            assert added[0]["serial_port"] == ems_end
+            page.set_viewport_size({"width": 360, "height": 740})
+            assert no_horizontal_scroll(page)
+            watch.assert_clean()
+    finally:
+        meter.terminate()
+        meter.wait(timeout=10)

@@ -36,6 +36,7 @@ from ..config.paths import device_path_problem
 from ..config.schema import ModbusDeviceConfig
 from ..config.validate import parse_config
 from ..devices.profile import Profile, profile_to_json
+from ..devices.serial_ports import serial_ports
 from ..optimizer.strategies import STRATEGIES, STRATEGY_NAMES
 from ..resources import web_dir
 from .account_routes import install as install_account_routes
@@ -289,7 +290,7 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         return _json({"sections": sections,
                       "values": {s["name"]: ems.config.section_plain(s["name"]) for s in sections},
                       "may": {action: principal is not None and principal.can(action)
-                              for action in ("configure", "configure_safety")}})
+                              for action in ("configure", "configure_safety", "commission")}})
 
     @app.get("/help", action="read")
     def help_page() -> str:
@@ -422,7 +423,19 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
                 raise ApiError(404, f"no profile {key[:64]!r} (allowed: {', '.join(sorted(profiles))})", "profile")
             return _json({"profile": profile_to_json(profiles[key])})
         return _json({"profiles": [{"key": k, "vendor": p.meta.vendor, "model": p.meta.model, "kind": p.meta.kind,
-                                    "verified": p.meta.verified} for k, p in sorted(profiles.items())]})
+                                    "verified": p.meta.verified, "description": p.meta.description,
+                                    "notes": p.meta.notes, "sunspec": p.sunspec is not None,
+                                    "defaults": {"port": p.connection.port, "unit_id": p.connection.unit_id,
+                                                 "baudrate": p.connection.baudrate, "parity": p.connection.parity,
+                                                 "stopbits": p.connection.stopbits,
+                                                 "poll_interval_s": p.connection.poll_interval_s,
+                                                 "timeout_s": p.connection.timeout_s}}
+                                   for k, p in sorted(profiles.items())]})
+
+    @app.get("/api/modbus/serial_ports", action="commission")
+    def modbus_serial_ports() -> str:
+        """The gateway's serial ports for the wizard's RTU picker (a pty or another /dev path may be typed)."""
+        return _json({"serial_ports": serial_ports()})
 
     @app.post("/api/modbus/test", action="commission")
     def modbus_test() -> str:

@@ -135,6 +135,63 @@ SECTIONS: dict[str, tuple[str, str, dict[str, tuple[str, str]]]] = {
     }),
 }
 
+# The Modbus devices: a list, edited one device at a time in the wizard (`settings.js`), with a register table
+# from the device's profile and a Test that reads it once (`POST /api/modbus/test`).
+DEVICES_TITLE = M("Devices (Modbus)")
+DEVICES_INTRO = M("The battery's BMS, the inverter (PCS), the grid meter and the grid operator's box: how the EMS "
+                  "reaches each one. Test reads a device once and shows what it answers. Which device plays which "
+                  "role, and adding or removing one, is for administrators.")
+DEVICE_FIELDS: dict[str, tuple[str, str]] = {
+    "name": (M("Name"), M("Lower-case letters, digits and _, e.g. bms.")),
+    "role": (M("Role"), ""),
+    "profile": (M("Device profile"), ""),
+    "enabled": (M("In use"), M("Off: the EMS does not poll it.")),
+    "connection_type": (M("Connection"), ""),
+    "host": (M("IP address or host name"), ""),
+    "port": (M("TCP port"), ""),
+    "serial_port": (M("Serial port"), M("e.g. /dev/ttyUSB0 (a USB-RS485 adapter) or /dev/ttyAMA0.")),
+    "baudrate": (M("Baud rate"), ""),
+    "parity": (M("Parity"), ""),
+    "stopbits": (M("Stop bits"), ""),
+    "unit_id": (M("Unit id"), M("The device's Modbus address (slave id).")),
+    "poll_interval_s": (M("Poll every"), ""),
+    "timeout_s": (M("Answer timeout"), ""),
+}
+DEVICE_CHOICES: dict[str, str] = {
+    "bms": M("Battery (BMS)"), "pcs": M("Inverter (PCS)"), "meter": M("Grid meter"),
+    "dso": M("Grid operator's box"), "tcp": M("Modbus TCP (network)"), "rtu": M("Modbus RTU (RS-485)"),
+    "N": M("none"), "E": M("even"), "O": M("odd"),
+}
+# The register table's columns (the profile's own field names).
+REGISTER_COLUMNS: dict[str, str] = {
+    "name": M("Register"), "address": M("Address"), "function": M("Function"), "type": M("Type"),
+    "word_order": M("Word order"), "scale": M("Scale"), "offset": M("Offset"), "unit": M("Unit"),
+    "category": M("Category"), "value": M("Value read"),
+}
+DEVICE_TEXTS: dict[str, str] = {
+    "add": M("Add device"), "edit": M("Edit"), "remove": M("Remove"), "test": M("Test"), "done": M("Done"),
+    "registers": M("Registers of the profile"), "verified": M("verified on hardware"),
+    "unverified": M("not yet verified on hardware"), "sunspec": M("SunSpec models found"),
+}
+
+
+def devices_form(lang: str) -> dict[str, Any]:
+    """The Modbus devices part of the settings page, translated."""
+    _ = i18n.translator(lang)
+    fields = []
+    for field in describe_section("modbus"):
+        label, hint = DEVICE_FIELDS[field["key"]]
+        out = {**field, "label": _(label), "hint": _(hint) if hint else "", "unit": unit_of(field["key"])}
+        out.pop("doc", None)
+        if field.get("choices"):
+            out["choice_labels"] = {str(c): _(DEVICE_CHOICES[str(c)]) if str(c) in DEVICE_CHOICES else str(c)
+                                    for c in field["choices"]}
+        fields.append(out)
+    return {"name": "modbus", "kind": "devices", "title": _(DEVICES_TITLE), "intro": _(DEVICES_INTRO),
+            "fields": fields, "columns": {k: _(v) for k, v in REGISTER_COLUMNS.items()},
+            "texts": {k: _(v) for k, v in DEVICE_TEXTS.items()}}
+
+
 # Sections with a connection test: its URL takes the section as the form holds it (unsaved changes included).
 TESTS: dict[str, tuple[str, str]] = {"mqtt": ("/api/mqtt/test", M("Test connection"))}
 
@@ -169,6 +226,8 @@ def settings_form(lang: str, strategies: list[tuple[str, str]]) -> list[dict[str
     _ = i18n.translator(lang)
     sections = []
     for name, (title, intro, keys) in SECTIONS.items():
+        if name == "strategy":  # installers set up the devices right after the site
+            sections.append(devices_form(lang))
         fields = []
         for field in describe_section(name):
             if field["key"] not in keys:

@@ -98,6 +98,9 @@
       });
     }
     if (raw === '') return field.nullable ? null : (field.kind === 'string' || field.kind === 'choice' ? '' : null);
+    if (field.choices) {  // a select holds text; the schema's choice may be a number (baud rate, stop bits)
+      for (var i = 0; i < field.choices.length; i++) if (String(field.choices[i]) === raw) return field.choices[i];
+    }
     if (field.kind === 'number' || field.kind === 'integer') {
       var num = Number(raw.replace(',', '.'));
       return isFinite(num) ? num : raw;  // a non-number goes to the server, which names the field
@@ -361,7 +364,7 @@
       }
       state.values[section.name] = res.data[section.name];
       clearDirty(section.name);
-      var fresh = buildForm(section);
+      var fresh = section.kind === 'devices' ? buildDevices(section) : buildForm(section);
       form.replaceWith(fresh);
       var freshStatus = fresh.querySelector('[data-testid="status-' + section.name + '"]');
       var changed = Array.isArray(res.data.changed) ? res.data.changed.length : 0;
@@ -422,7 +425,7 @@
     }
     if (!slot) {
       slot = form.querySelector('[data-error-for="_"]');
-      if (field && field !== 'body') message = field + ': ' + message;
+      if (field && field !== 'body' && field !== name && message.indexOf(field + ':') !== 0) message = field + ': ' + message;
     } else {
       var input = slot.parentNode.querySelector('[data-path]');
       if (input) { input.setAttribute('aria-invalid', 'true'); input.focus(); }
@@ -437,6 +440,358 @@
       slot.classList.remove('is-error');
     });
     form.querySelectorAll('[aria-invalid]').forEach(function (i) { i.removeAttribute('aria-invalid'); });
+  }
+
+  // ---------------------------------------------------------------- Modbus devices (the wizard)
+
+  var profileList = null;     // GET /api/modbus/profiles, once
+  var profileDocs = {};       // key -> the profile document (registers), on first use
+  var serialPorts = [];
+
+  function loadProfiles() {
+    if (profileList) return Promise.resolve(profileList);
+    return EMS.request('GET', '/api/modbus/profiles').then(function (res) {
+      profileList = res.ok && Array.isArray(res.data.profiles) ? res.data.profiles : [];
+      return profileList;
+    });
+  }
+
+  function profileDoc(key) {
+    if (profileDocs[key]) return Promise.resolve(profileDocs[key]);
+    return EMS.request('GET', '/api/modbus/profiles?profile=' + encodeURIComponent(key)).then(function (res) {
+      if (!res.ok) return null;
+      profileDocs[key] = res.data.profile;
+      return profileDocs[key];
+    });
+  }
+
+  function profileMeta(key) {
+    for (var i = 0; i < (profileList || []).length; i++) if (profileList[i].key === key) return profileList[i];
+    return null;
+  }
+
+  function fieldOf(section, key) {
+    for (var i = 0; i < section.fields.length; i++) if (section.fields[i].key === key) return section.fields[i];
+    return null;
+  }
+
+  function describeConnection(d) {
+    return d.connection_type === 'rtu'
+      ? (d.serial_port || '?') + ' \u00b7 ' + d.baudrate + ' ' + (d.parity || 'N') + (d.stopbits || 1) + ' \u00b7 #' + d.unit_id
+      : (d.host || '?') + ':' + d.port + ' \u00b7 #' + d.unit_id;
+  }
+
+  function buildDevices(section) {
+    var texts = section.texts || {};
+    var devices = clone(state.values.modbus) || [];
+    var card = el('form', 'card page-section settings-form settings-devices');
+    card.id = 'section-modbus';
+    card.noValidate = true;
+    card.setAttribute('data-section', 'modbus');
+    card.setAttribute('data-testid', 'settings-form-modbus');
+    card.setAttribute('data-requires', 'configure');
+    var h2 = el('h2', '', section.title);
+    h2.id = 'section-title-modbus';
+    card.setAttribute('aria-labelledby', h2.id);
+    card.appendChild(h2);
+    card.appendChild(el('p', 'muted', section.intro));
+
+    var listWrap = el('div', 'table-scroll');
+    var table = el('table', 'data-table devices-list');
+    table.setAttribute('data-testid', 'devices-list');
+    var head = el('tr');
+    [fieldOf(section, 'name').label, fieldOf(section, 'role').label, fieldOf(section, 'profile').label,
+      fieldOf(section, 'connection_type').label, fieldOf(section, 'enabled').label, t('Actions')].forEach(function (h) {
+      var th = el('th', '', h);
+      th.scope = 'col';
+      head.appendChild(th);
+    });
+    var thead = el('thead');
+    thead.appendChild(head);
+    table.appendChild(thead);
+    var body = el('tbody');
+    table.appendChild(body);
+    listWrap.appendChild(table);
+    card.appendChild(listWrap);
+
+    var editor = el('div', 'device-editor');
+    editor.hidden = true;
+    editor.setAttribute('data-testid', 'device-editor');
+    var editing = null;  // index in devices, or -1 for a new one
+    var editorReaders = {};
+
+    function renderList() {
+      while (body.firstChild) body.removeChild(body.firstChild);
+      devices.forEach(function (d, i) {
+        var tr = el('tr');
+        tr.setAttribute('data-testid', 'device-row');
+        tr.setAttribute('data-device', String(d.name));
+        var roleLabels = fieldOf(section, 'role').choice_labels || {};
+        var meta = profileMeta(d.profile);
+        [String(d.name), roleLabels[d.role] || String(d.role),
+          meta ? meta.vendor + ' ' + meta.model : String(d.profile), describeConnection(d),
+          d.enabled ? t('on') : t('off')].forEach(function (text, col) {
+          var td = el('td', '', text);
+          if (col === 0 || col === 3) td.setAttribute('translate', 'no');
+          tr.appendChild(td);
+        });
+        var td = el('td', 'actions-cell');
+        var edit = el('button', 'btn btn-small', texts.edit);
+        edit.type = 'button';
+        edit.setAttribute('data-testid', 'edit-device');
+        edit.addEventListener('click', function () { openEditor(i); });
+        td.appendChild(edit);
+        var remove = el('button', 'btn btn-small', texts.remove);
+        remove.type = 'button';
+        remove.setAttribute('data-testid', 'remove-device');
+        remove.disabled = !state.may.configure_safety;
+        remove.addEventListener('click', function () { devices.splice(i, 1); markDirty('modbus'); renderList(); });
+        td.appendChild(remove);
+        tr.appendChild(td);
+        body.appendChild(tr);
+      });
+    }
+
+    function openEditor(index) {
+      editing = index;
+      var d = index >= 0 ? devices[index] : {
+        name: '', role: 'meter', profile: (profileList && profileList[0] && profileList[0].key) || '', enabled: true,
+        connection_type: 'tcp', host: '', port: 502, serial_port: null, baudrate: 9600, parity: 'N', stopbits: 1,
+        unit_id: 1, poll_interval_s: 2.0, timeout_s: 3.0
+      };
+      while (editor.firstChild) editor.removeChild(editor.firstChild);
+      editorReaders = {};
+      editor.appendChild(el('h3', '', index >= 0 ? String(d.name) : texts.add));
+      var grid = el('div', 'form-grid settings-grid');
+      editor.appendChild(grid);
+      var rows = {};
+      section.fields.forEach(function (field) {
+        var id = fieldId('modbus', 'dev-' + field.key);
+        var label = el('label', '', field.label);
+        label.htmlFor = id;
+        // A new device is all the admin's to set; an existing one's role, profile and use are admin-only.
+        var f = field;
+        if (index < 0 && !state.may.configure_safety) f = Object.assign({}, field, { admin_only: true });
+        if (f.admin_only) label.appendChild(el('span', 'pill pill-admin', t('admin only')));
+        var input;
+        if (field.key === 'profile') {
+          input = el('select');
+          (profileList || []).forEach(function (p) {
+            input.appendChild(option(p.key, p.vendor + ' ' + p.model + (p.verified ? ' \u2713' : '')));
+          });
+          input.value = d.profile;
+          input.id = id;
+          input.name = 'profile';
+          input.setAttribute('data-path', 'profile');
+          input.setAttribute('data-testid', 'field-profile');
+          if (!mayChange(f)) input.disabled = true;
+        } else {
+          input = valueInput(f, d[field.key], id, field.key);
+        }
+        if (field.key === 'serial_port') {
+          var list = el('datalist');
+          list.id = id + '-ports';
+          serialPorts.forEach(function (p) { list.appendChild(option(p.by_id || p.path, p.path)); });
+          input.setAttribute('list', list.id);
+          grid.appendChild(list);
+        }
+        var cell = el('div', 'field');
+        var line = el('div', 'field-line');
+        line.appendChild(input);
+        if (field.unit) line.appendChild(el('span', 'field-unit', field.unit));
+        cell.appendChild(line);
+        if (field.hint) cell.appendChild(el('span', 'field-hint', field.hint));
+        cell.appendChild(errorSlot(field.key));
+        grid.appendChild(label);
+        grid.appendChild(cell);
+        rows[field.key] = [label, cell];
+        editorReaders[field.key] = function () { return field.key === 'profile' ? input.value : readInput(field, input); };
+      });
+      var info = el('div', 'profile-info');
+      info.setAttribute('data-testid', 'profile-info');
+      editor.appendChild(info);
+      var registers = el('div', 'table-scroll register-table');
+      editor.appendChild(registers);
+
+      function showKind() {
+        var rtu = editorReaders.connection_type() === 'rtu';
+        ['host', 'port'].forEach(function (k) { rows[k].forEach(function (e) { e.hidden = rtu; }); });
+        ['serial_port', 'baudrate', 'parity', 'stopbits'].forEach(function (k) { rows[k].forEach(function (e) { e.hidden = !rtu; }); });
+      }
+      function showProfile(prefill) {
+        var key = editorReaders.profile();
+        var meta = profileMeta(key);
+        while (info.firstChild) info.removeChild(info.firstChild);
+        if (meta) {
+          info.appendChild(el('strong', '', meta.vendor + ' ' + meta.model + ' '));
+          info.appendChild(el('span', 'pill ' + (meta.verified ? 'pill-ok' : 'pill-admin'), meta.verified ? texts.verified : texts.unverified));
+          if (meta.description) info.appendChild(el('p', 'muted', meta.description));
+          if (meta.notes) info.appendChild(el('p', 'field-hint', meta.notes));
+          if (prefill && meta.defaults) {
+            ['port', 'unit_id', 'baudrate', 'parity', 'stopbits', 'poll_interval_s', 'timeout_s'].forEach(function (k) {
+              var inp = editor.querySelector('[data-path="' + k + '"]');
+              if (inp && meta.defaults[k] !== undefined && !inp.disabled) inp.value = String(meta.defaults[k]);
+            });
+          }
+        }
+        profileDoc(key).then(function (doc) { renderRegisters(registers, doc, section.columns || {}, texts); });
+      }
+      editor.querySelector('[data-path="connection_type"]').addEventListener('change', showKind);
+      editor.querySelector('[data-path="profile"]').addEventListener('change', function () { showProfile(index < 0); });
+      showKind();
+      showProfile(index < 0 && !d.name);
+
+      var actions = el('div', 'form-actions');
+      var result = el('div', 'test-result');
+      result.setAttribute('data-testid', 'device-test-result');
+      result.setAttribute('role', 'status');
+      if (state.may.commission) {
+        var test = el('button', 'btn', texts.test);
+        test.type = 'button';
+        test.setAttribute('data-testid', 'test-device');
+        test.addEventListener('click', function () { testDevice(readEditor(), test, result, registers); });
+        actions.appendChild(test);
+      }
+      var done = el('button', 'btn btn-primary', texts.done);
+      done.type = 'button';
+      done.setAttribute('data-testid', 'device-done');
+      done.disabled = !state.may.configure;
+      done.addEventListener('click', function () {
+        var dev = readEditor();
+        if (editing >= 0) devices[editing] = dev; else devices.push(dev);
+        editor.hidden = true;
+        markDirty('modbus');
+        renderList();
+      });
+      actions.appendChild(done);
+      editor.appendChild(actions);
+      editor.appendChild(result);
+      editor.hidden = false;
+      editor.scrollIntoView({ block: 'nearest' });
+    }
+
+    function readEditor() {
+      var d = editing >= 0 ? clone(devices[editing]) : {};
+      Object.keys(editorReaders).forEach(function (k) {
+        var v = editorReaders[k]();
+        if (v !== undefined) d[k] = v;
+      });
+      return d;
+    }
+
+    var add = el('button', 'btn', texts.add);
+    add.type = 'button';
+    add.setAttribute('data-testid', 'add-device');
+    add.disabled = !state.may.configure_safety;
+    add.addEventListener('click', function () { openEditor(-1); });
+    card.appendChild(add);
+    card.appendChild(editor);
+
+    var actions = el('div', 'form-actions');
+    if (state.may.configure) {
+      var save = el('button', 'btn btn-primary', t('Save'));
+      save.type = 'submit';
+      save.setAttribute('data-testid', 'save-modbus');
+      actions.appendChild(save);
+    }
+    var status = el('span', 'form-status');
+    status.setAttribute('data-error-for', '_');
+    status.setAttribute('role', 'status');
+    status.setAttribute('data-testid', 'status-modbus');
+    actions.appendChild(status);
+    card.appendChild(actions);
+    card.addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      if (!editor.hidden) editor.querySelector('[data-testid=device-done]').click();
+      var stored = state.values.modbus || [];
+      var changesRoles = JSON.stringify(devices.map(function (d) { return [d.name, d.role, d.profile, d.enabled]; })) !==
+        JSON.stringify(stored.map(function (d) { return [d.name, d.role, d.profile, d.enabled]; }));
+      var go = function () { post(section, card, devices); };
+      if (changesRoles && state.may.configure_safety) {
+        var list = $('settings-confirm-list');
+        while (list.firstChild) list.removeChild(list.firstChild);
+        devices.forEach(function (d) { list.appendChild(el('li', '', d.name + ': ' + d.role + ', ' + d.profile + (d.enabled ? '' : ' (' + t('off') + ')'))); });
+        pendingSave = go;
+        $('settings-confirm').showModal();
+        return;
+      }
+      go();
+    });
+    renderList();
+    return card;
+  }
+
+  function renderRegisters(wrap, doc, columns, texts) {
+    while (wrap.firstChild) wrap.removeChild(wrap.firstChild);
+    if (!doc || !doc.registers) return;
+    wrap.appendChild(el('h4', '', texts.registers));
+    var table = el('table', 'data-table');
+    table.setAttribute('data-testid', 'register-table');
+    var keys = ['name', 'address', 'function', 'type', 'word_order', 'scale', 'offset', 'unit', 'category', 'value'];
+    var head = el('tr');
+    keys.forEach(function (k) { var th = el('th', '', columns[k] || k); th.scope = 'col'; head.appendChild(th); });
+    var thead = el('thead');
+    thead.appendChild(head);
+    table.appendChild(thead);
+    var body = el('tbody');
+    Object.keys(doc.registers).forEach(function (name) {
+      var r = doc.registers[name];
+      var tr = el('tr');
+      tr.setAttribute('data-register', name);
+      tr.setAttribute('translate', 'no');
+      keys.forEach(function (k) {
+        var v = k === 'name' ? name : (k === 'value' ? '' : r[k]);
+        var td = el('td', k === 'value' ? 'register-value' : '', v === undefined || v === null ? '' : String(v));
+        if (k === 'value') td.setAttribute('data-testid', 'register-value');
+        tr.appendChild(td);
+      });
+      body.appendChild(tr);
+    });
+    table.appendChild(body);
+    wrap.appendChild(table);
+  }
+
+  function testDevice(device, button, result, registers) {
+    button.disabled = true;
+    while (result.firstChild) result.removeChild(result.firstChild);
+    result.appendChild(el('p', 'muted', t('Testing…')));
+    EMS.request('POST', '/api/modbus/test', device).then(function (res) {
+      button.disabled = false;
+      while (result.firstChild) result.removeChild(result.firstChild);
+      if (res.status === 401) { EMS.toLogin(); return; }
+      if (!res.ok) {
+        var p = el('p', 'form-alert', (res.data.field ? res.data.field + ': ' : '') + (res.data.error || res.status));
+        result.appendChild(p);
+        result.setAttribute('data-test-ok', '0');
+        return;
+      }
+      var r = res.data;
+      result.setAttribute('data-test-ok', r.ok ? '1' : '0');
+      var summary = r.ok
+        ? t('The device answered: {n} requests, {ms} ms on average.', { n: r.requests, ms: U.fmtNum((r.latency_ms || {}).avg, 1) })
+        : t('The device did not answer every read.');
+      result.appendChild(el('p', r.ok ? 'form-status is-ok' : 'form-status is-error', summary));
+      if (r.status_text) result.appendChild(el('p', '', t('Status: {text}', { text: r.status_text })));
+      if (Array.isArray(r.sunspec_models) && r.sunspec_models.length) {
+        result.appendChild(el('p', '', t('SunSpec models found: {models}', { models: r.sunspec_models.join(', ') })));
+      }
+      (r.errors || []).forEach(function (e) {
+        var text = (e.read ? e.read + ': ' : '') + e.error;
+        var p = el('p', 'form-alert', text);
+        p.setAttribute('data-testid', 'device-test-error');
+        p.setAttribute('translate', 'no');
+        result.appendChild(p);
+      });
+      var values = r.values || {};
+      registers.querySelectorAll('tr[data-register]').forEach(function (tr) {
+        var v = values[tr.getAttribute('data-register')];
+        var cell = tr.querySelector('.register-value');
+        if (!cell) return;
+        cell.textContent = v ? (typeof v.value === 'number' ? U.fmtNum(v.value, Math.abs(v.value) < 100 ? 2 : 0) : String(v.value)) +
+          (v.unit ? ' ' + v.unit : '') : '';
+        tr.classList.toggle('has-value', !!v);
+      });
+    });
   }
 
   // ---------------------------------------------------------------- page
@@ -455,7 +810,7 @@
       a.setAttribute('data-nav-section', section.name);
       li.appendChild(a);
       nav.appendChild(li);
-      forms.appendChild(buildForm(section));
+      forms.appendChild(section.kind === 'devices' ? buildDevices(section) : buildForm(section));
     });
     var note = $('settings-role-note');
     note.textContent = !state.may.configure ? t('You can see the settings; changing them needs the operator role.')
@@ -465,7 +820,15 @@
 
   function init() {
     if (!$('settings-forms')) return;
-    EMS.request('GET', '/api/settings/form').then(function (res) {
+    Promise.all([EMS.request('GET', '/api/settings/form'), loadProfiles()]).then(function (all) {
+      var res = all[0];
+      var mayTest = res.ok && res.data.may && res.data.may.commission;
+      // The gateway's serial ports are for those who may test devices (the list names the hardware).
+      return (mayTest ? EMS.request('GET', '/api/modbus/serial_ports') : Promise.resolve({ ok: false }))
+        .then(function (ports) { return [res, ports]; });
+    }).then(function (both) {
+      var res = both[0];
+      serialPorts = both[1].ok && Array.isArray(both[1].data.serial_ports) ? both[1].data.serial_ports : [];
       if (res.status === 401) { EMS.toLogin(); return; }
       var loading = $('settings-loading');
       if (!res.ok) {
