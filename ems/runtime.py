@@ -27,6 +27,7 @@ from .config import SECTIONS, ConfigStore
 from .config.schema import EmsConfig, ModbusDeviceConfig
 from .devices import diagnostics
 from .devices.poller import DevicePoller
+from .devices.overrides import OverrideError, with_overrides
 from .devices.profile import Profile, load_library
 from .devices.sink import ModbusSetpointSink, PcsSink
 from .optimizer.realtime import realtime_request
@@ -74,6 +75,11 @@ def load_profiles(cfg: EmsConfig) -> dict[str, Profile]:
         elif device.profile not in profiles:
             problems.append(ConfigProblem(f"modbus[{i}].profile", f"{device.profile!r} is not a known profile "
                                                                   f"(allowed: {', '.join(sorted(profiles))})"))
+        else:
+            try:
+                with_overrides(profiles[device.profile], device.register_overrides)
+            except OverrideError as exc:
+                problems.append(ConfigProblem(f"modbus[{i}].register_overrides.{exc.key}", exc.message))
     roles = [d.role for d in cfg.modbus if d.enabled]
     for role in ("pcs", "dso", "bms", "meter"):
         if roles.count(role) > 1:
@@ -205,7 +211,8 @@ class Runtime:
     def _build_pollers(self, cfg: Any) -> None:
         """One poller per enabled device; the PCS's poller becomes the safety loop's sink."""
         self.profiles = load_profiles(cfg)
-        self.pollers = {d.name: DevicePoller(d, self.profiles[d.profile], self.bus, self.clock,
+        self.pollers = {d.name: DevicePoller(d, with_overrides(self.profiles[d.profile], d.register_overrides),
+                                             self.bus, self.clock,
                                              on_change=self.safety.wake if d.role == "dso" else None)
                         for d in cfg.modbus if d.enabled}
         pcs = next((p for p in self.pollers.values() if p.config.role == "pcs"), None)
@@ -320,7 +327,7 @@ class Runtime:
         running = self.pollers.get(device.name)
         # A serial line must not be opened twice: the test reuses a running poller's link to the same device.
         client = running.client if running is not None and running.config == device else None
-        profile = self.profiles[device.profile]
+        profile = with_overrides(self.profiles[device.profile], device.register_overrides)
         result: dict[str, Any] = self.call_on_loop(
             lambda: diagnostics.test_connection(device, profile, client=client), timeout_s=60)
         return result

@@ -117,15 +117,22 @@ def demo_config(modbus: bool = False, **overrides: dict[str, Any]) -> dict[str, 
 
 
 def start_ems(tmp_path: Path, config: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-              timeout_s: float = 20.0, keep_config: bool = False) -> EmsProcess:
+              timeout_s: float = 20.0, keep_config: bool = False, one_time_admin: bool = False) -> EmsProcess:
     """`ems run` on a free port with tmp_path/ems.yaml and tmp_path/data; `keep_config` starts it again on
-    the files an earlier run left (a restart: what the settings page saved must still be there)."""
+    the files an earlier run left (a restart: what the settings page saved must still be there).
+
+    The admin's password is generated; unless `one_time_admin`, it is then made the admin's own (as after the
+    first-run setup), so a login lands where it was going instead of in the setup."""
     data_dir = tmp_path / "data"
     config_path = tmp_path / "ems.yaml"
     if not keep_config:
         config_path.write_text(yaml.safe_dump(config if config is not None else demo_config()))
     security = Security.open(data_dir)
     admin_password = security.users.ensure_admin() or security.reset_password("admin")
+    if not one_time_admin:
+        admin = security.users.get_by_username("admin")
+        assert admin is not None
+        security.users.set_password(admin.id, admin_password)
     security.close()
     proc = subprocess.Popen(
         [sys.executable, "-m", "ems", "run", "--config", str(config_path), "--data-dir", str(data_dir),

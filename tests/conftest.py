@@ -17,9 +17,9 @@ def ems_factory(tmp_path: Path) -> Iterator[Any]:
     started: list[EmsProcess] = []
 
     def factory(config: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-                subdir: str = "ems") -> EmsProcess:
+                subdir: str = "ems", one_time_admin: bool = False) -> EmsProcess:
         (tmp_path / subdir).mkdir(exist_ok=True)
-        ems = start_ems(tmp_path / subdir, config, env)
+        ems = start_ems(tmp_path / subdir, config, env, one_time_admin=one_time_admin)
         started.append(ems)
         return ems
 

@@ -14,7 +14,7 @@ import pytest
 
 from ems import i18n
 from ems.api.settings_form import (CHOICES, DEVICE_CHOICES, DEVICE_FIELDS, DEVICE_TEXTS, DEVICES_INTRO, DEVICES_TITLE,
-                                    REGISTER_COLUMNS, SECTIONS, TESTS)
+                                    REGISTER_COLUMNS, SECTIONS, SETUP_STEPS, TESTS)
 from ems.optimizer.strategies import STRATEGIES
 from ems.users.permissions import ACTIONS
 
@@ -79,7 +79,8 @@ def server_msgids() -> dict[str, str]:
             found.setdefault(msgid, f"settings_form[{section}]")
     device_texts = [DEVICES_TITLE, DEVICES_INTRO, *(text for pair in DEVICE_FIELDS.values() for text in pair if text),
                     *DEVICE_CHOICES.values(), *REGISTER_COLUMNS.values(), *DEVICE_TEXTS.values()]
-    for msgid in (*CHOICES.values(), *(label for _url, label in TESTS.values()), *device_texts):
+    setup_texts = [text for _id, title, intro, _parts in SETUP_STEPS for text in (title, intro)]
+    for msgid in (*CHOICES.values(), *(label for _url, label in TESTS.values()), *device_texts, *setup_texts):
         found.setdefault(msgid, "settings_form")
     for strategy in STRATEGIES.values():  # titles shown in the settings form and on the dashboard
         found.setdefault(strategy.title, "STRATEGIES")

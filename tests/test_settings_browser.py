@@ -290,6 +290,19 @@ def test_the_modbus_wizard_tests_devices_over_tcp_and_rtu_and_shows_live_values(
             soc = editor.locator("tr[data-register=soc_pct] [data-testid=register-value]")
             expect(soc).to_contain_text("%")
             assert editor.locator("tr.has-value").count() >= 5
+            read_soc = float(soc.inner_text().split()[0].replace(",", "."))
+
+            # A site's correction of a register: the scale halved, the same device read again decodes half.
+            row = editor.locator("tr[data-register=soc_pct]")
+            row.locator("input[data-override=scale]").fill("0.5")
+            assert "is-overridden" in (row.get_attribute("class") or "")
+            editor.locator("[data-testid=test-device]").click()
+            expect(soc).not_to_have_text(soc.inner_text(), timeout=15000)
+            assert float(soc.inner_text().split()[0].replace(",", ".")) == pytest.approx(read_soc / 2, abs=1.0)
+            row.locator("[data-testid=reset-register]").click()
+            assert row.locator("input[data-override=scale]").input_value() == "1"
+            assert "is-overridden" not in (row.get_attribute("class") or "")
+            row.locator("input[data-override=scale]").fill("0.5")
             editor.locator("[data-testid=device-done]").click()
 
             # RTU on a real serial line: a new meter at the wrong address first (the exact error), then right.
@@ -332,9 +345,90 @@ def test_the_modbus_wizard_tests_devices_over_tcp_and_rtu_and_shows_live_values(
             assert added and added[0]["connection_type"] == "rtu" and added[0]["unit_id"] == 7
             assert added[0]["enabled"] is False
             assert added[0]["serial_port"] == ems_end
+            bms = next(d for d in saved if d["name"] == "bms")
+            assert bms["register_overrides"]["soc_pct"]["scale"] == 0.5
+            # ...and the running poller decodes with it: the state's SoC is the device's halved.
+            def state_soc() -> float:  # None while the pollers restart with the new list
+                value = admin.request("GET", "/api/state")[1]["plant"]["battery"]["soc_pct"]["value"]
+                return 1e9 if value is None else float(value)
+            wait_until(lambda: state_soc() <= read_soc / 2 + 2, 15)
             page.set_viewport_size({"width": 360, "height": 740})
             assert no_horizontal_scroll(page)
             watch.assert_clean()
     finally:
         meter.terminate()
         meter.wait(timeout=10)
+
+
+def test_the_first_login_asks_for_an_own_password_and_walks_through_a_resumable_skippable_setup(ems_factory):
+    ems = ems_factory(one_time_admin=True)
+    admin = ems.login()  # the API client, with the one-time password too
+    new_password = "harbour-lamp-31-quill"
+    with chromium_page() as page:
+        watch = Watch(page)
+        page.goto(ems.base_url + "/", wait_until="load")
+        page.fill("[data-testid=login-username]", "admin")
+        page.fill("[data-testid=login-password]", ems.admin_password)
+        with page.expect_navigation(url=ems.base_url + "/setup"):
+            page.click("[data-testid=login-submit]")
+        expect(page.locator("[data-testid=setup-password]")).to_be_visible()
+        assert page.locator("[data-testid=setup-nav]").is_hidden(), "no step before an own password"
+
+        # Skippable: the dashboard, with a reminder that leads back.
+        page.goto(ems.base_url + "/", wait_until="load")
+        banner = page.locator("[data-testid=one-time-banner]")
+        expect(banner).to_be_visible()
+        with page.expect_navigation(url=ems.base_url + "/setup"):
+            banner.locator("a").click()
+
+        # The password: a wrong current one is named at its field, then the own one is set.
+        watch.expect_refusal(400, ems.base_url + "/api/me/password")
+        page.fill("[data-testid=setup-current-password]", "not-the-one-time-password")
+        page.fill("[data-testid=setup-new-password]", new_password)
+        page.click("[data-testid=setup-password-save]")
+        expect(page.locator("#setup-password-form [data-error-for=current_password]")).not_to_be_empty()
+        page.fill("[data-testid=setup-current-password]", ems.admin_password)
+        page.click("[data-testid=setup-password-save]")
+        step = page.locator("[data-testid=setup-step]")
+        expect(step.locator(".setup-title")).to_have_text("Site and PV")
+
+        step.locator("[data-testid=settings-form-site] [data-testid=field-name]").fill("Hof Müller")
+        step.locator("[data-testid=settings-form-forecast] [data-testid=field-latitude_deg]").fill("47.32")
+        step.locator("[data-testid=settings-form-forecast] [data-testid=field-pv_peak_kwp]").fill("12.5")
+        page.click("[data-testid=setup-next]")
+        expect(step.locator(".setup-title")).to_have_text("Battery")
+        step.locator("[data-testid=field-capacity_kwh]").fill("100")
+        step.locator("[data-testid=field-capacity_kwh]").fill("12")
+        page.click("[data-testid=setup-next]")
+        expect(step.locator(".setup-title")).to_have_text("Grid connection")
+
+        # Resumable: a reload comes back to the same step.
+        page.reload(wait_until="load")
+        expect(step.locator(".setup-title")).to_have_text("Grid connection")
+        step.locator("[data-testid=field-max_power_kw]").fill("20")
+        page.click("[data-testid=setup-next]")
+        page.click("[data-testid=settings-confirm-ok]")  # a grid limit is safety-relevant
+        expect(step.locator(".setup-title")).to_have_text("Devices")
+        expect(step.locator("[data-testid=add-device]")).to_be_enabled()
+        assert admin.request("GET", "/api/me")[0] == 401, "the change of password ended the old sessions"
+        page.click("[data-testid=setup-next]")
+        expect(step.locator(".setup-title")).to_have_text("Prices")
+        step.locator("[data-testid=field-price_source]").select_option("bundled")
+        page.click("[data-testid=setup-next]")
+        expect(page.locator("[data-testid=setup-done]")).to_be_visible()
+        shoot(page, "setup-done-1280")
+
+        session = ems.login(password=new_password)
+        assert session.request("GET", "/api/config/site")[1]["site"]["name"] == "Hof Müller"
+        forecast = session.request("GET", "/api/config/forecast")[1]["forecast"]
+        assert (forecast["latitude_deg"], forecast["pv_peak_kwp"], forecast["price_source"]) == (47.32, 12.5, "bundled")
+        assert session.request("GET", "/api/config/bess")[1]["bess"]["capacity_kwh"] == 12
+        assert session.request("GET", "/api/config/grid_connection")[1]["grid_connection"]["max_power_kw"] == 20
+        assert session.request("GET", "/api/me")[1]["user"]["one_time_credential"] is False
+
+        # The next login lands on the dashboard, with the site's name in the header.
+        logout(page)
+        login_through_form(page, ems.base_url, "admin", new_password)
+        assert page.inner_text("[data-testid=site-name]") == "Hof Müller"
+        assert page.locator("[data-testid=one-time-banner]").count() == 0
+        watch.assert_clean()

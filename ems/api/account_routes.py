@@ -100,7 +100,7 @@ def install(app: bottle.Bottle, ems: EmsFacade, page: Page, audit: AuditLog | No
         _apply_cookie(ems, result)
         if wants_html():
             if result.ok:
-                return bottle.redirect(_safe_next(body.get("next")), 303)
+                return bottle.redirect(_after_login(result, _safe_next(body.get("next"))), 303)
             bottle.response.status = result.status
             return page("login.tpl", "Log in", "/login", next=_safe_next(body.get("next")), error=result.message,
                         allow_registration=ems.config.config.web.allow_registration,
@@ -108,6 +108,15 @@ def install(app: bottle.Bottle, ems: EmsFacade, page: Page, audit: AuditLog | No
         if not result.ok:
             return _json({"error": result.message, "field": result.field}, result.status)
         return _json(security.whoami(result))
+
+    def _after_login(result: AuthResult, target: str) -> str:
+        """An admin still on the generated one-time password goes to the first-run setup, which asks for an
+        own password first (and can be skipped); everyone else where they were going."""
+        principal = result.principal
+        user = security.users.get(principal.user_id) if principal is not None else None
+        if user is not None and user.one_time_credential and principal is not None and principal.can("configure_safety"):
+            return "/setup"
+        return target
 
     @app.post("/language", action=None)
     def choose_language() -> Any:

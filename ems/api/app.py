@@ -36,6 +36,7 @@ from ..config.paths import device_path_problem
 from ..config.schema import ModbusDeviceConfig
 from ..config.validate import parse_config
 from ..devices.profile import Profile, profile_to_json
+from ..devices.overrides import OverrideError, with_overrides
 from ..devices.serial_ports import serial_ports
 from ..optimizer.strategies import STRATEGIES, STRATEGY_NAMES
 from ..resources import web_dir
@@ -49,7 +50,7 @@ from .http import error_plugin, header, json_body, number_query, request_languag
 from .http import json_response as _json
 from .origin import HostGuard
 from .server import LIMITS_KEY, SSE_SLOTS_KEY, ConnectionLimits
-from .settings_form import settings_form
+from .settings_form import settings_form, setup_steps
 from .static_files import IMMUTABLE, REVALIDATE, StaticFiles, accepts_gzip
 from .streams import StreamSlots
 from .views import plan_json, state_json
@@ -248,7 +249,7 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
             title=_(title), active=active, nav=nav, version=__version__, me=me,
             csrf_token=me.get("csrf_token") or "", _=_, lang=lang, languages=i18n.LANGUAGES,
             lang_cookie=i18n.LANG_COOKIE, i18n_src=f"/i18n/{lang}.js?v={i18n.script_version(lang)}",
-            static=static_files.url)
+            static=static_files.url, site_name=ems.config.config.site.name)
         return bottle.template(name, template_lookup=lookup, base_env=base_env, **base_env, **extra)
 
     @app.error(404)
@@ -287,10 +288,19 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         principal = current_auth().principal
         strategies = [(name, strategy.title) for name, strategy in STRATEGIES.items()]
         sections = settings_form(request_language(), strategies)
-        return _json({"sections": sections,
+        return _json({"sections": sections, "setup": setup_steps(request_language()),
                       "values": {s["name"]: ems.config.section_plain(s["name"]) for s in sections},
                       "may": {action: principal is not None and principal.can(action)
                               for action in ("configure", "configure_safety", "commission")}})
+
+    @app.get("/setup", action="configure_safety")
+    def setup_page() -> str:
+        """The first-run setup: an own password, then site, battery, grid, devices and prices; skippable and
+        resumable (each step saves as the settings page does)."""
+        auth = current_auth()
+        me = ems.security.whoami(auth)
+        one_time = bool((me.get("user") or {}).get("one_time_credential"))
+        return page("setup.tpl", "First-run setup", "/setup", one_time=one_time)
 
     @app.get("/help", action="read")
     def help_page() -> str:
@@ -444,7 +454,11 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         if device.profile not in profiles:
             raise ApiError(400, f"{device.profile!r} is not a known profile "
                                 f"(allowed: {', '.join(sorted(profiles))})", "device.profile")
-        refusal = connection_test_refusal(device, ems.config.config.modbus, profiles[device.profile])
+        try:
+            profile = with_overrides(profiles[device.profile], device.register_overrides)
+        except OverrideError as exc:
+            raise ApiError(400, exc.message, f"device.register_overrides.{exc.key}") from exc
+        refusal = connection_test_refusal(device, ems.config.config.modbus, profile)
         if refusal:
             raise ApiError(403, refusal, "device.serial_port" if device.connection_type == "rtu" else "device.host")
         if not modbus_test_lock.acquire(blocking=False):

@@ -18,6 +18,7 @@ M = i18n.mark
 SECTIONS: dict[str, tuple[str, str, dict[str, tuple[str, str]]]] = {
     "site": (M("Site"), M("Where the plant is: its wall-clock time decides tariff windows, feed-in rules and "
                           "forecasts."), {
+        "name": (M("Site name"), M("Shown in the page header, e.g. the address or the customer's name.")),
         "timezone": (M("Time zone"), M("IANA name, e.g. Europe/Vienna")),
     }),
     "strategy": (M("Strategy and planning"), M("What the plan is for, and how often and how far ahead it is "
@@ -156,6 +157,8 @@ DEVICE_FIELDS: dict[str, tuple[str, str]] = {
     "unit_id": (M("Unit id"), M("The device's Modbus address (slave id).")),
     "poll_interval_s": (M("Poll every"), ""),
     "timeout_s": (M("Answer timeout"), ""),
+    "register_overrides": (M("Register overrides"), M("This site's corrections of the profile: edit a value in "
+                                                       "the register table; Reset returns to the profile's.")),
 }
 DEVICE_CHOICES: dict[str, str] = {
     "bms": M("Battery (BMS)"), "pcs": M("Inverter (PCS)"), "meter": M("Grid meter"),
@@ -170,6 +173,7 @@ REGISTER_COLUMNS: dict[str, str] = {
 }
 DEVICE_TEXTS: dict[str, str] = {
     "add": M("Add device"), "edit": M("Edit"), "remove": M("Remove"), "test": M("Test"), "done": M("Done"),
+    "reset": M("Reset"),
     "registers": M("Registers of the profile"), "verified": M("verified on hardware"),
     "unverified": M("not yet verified on hardware"), "sunspec": M("SunSpec models found"),
 }
@@ -190,6 +194,31 @@ def devices_form(lang: str) -> dict[str, Any]:
     return {"name": "modbus", "kind": "devices", "title": _(DEVICES_TITLE), "intro": _(DEVICES_INTRO),
             "fields": fields, "columns": {k: _(v) for k, v in REGISTER_COLUMNS.items()},
             "texts": {k: _(v) for k, v in DEVICE_TEXTS.items()}}
+
+
+# The first-run setup (`/setup`): after an own password, the few settings a site cannot run without, each step
+# parts of sections (saved as the settings page saves them). Everything else keeps its default until Settings.
+SETUP_STEPS: list[tuple[str, str, str, dict[str, list[str]]]] = [
+    ("site", M("Site and PV"), M("Where the plant is and what PV it has: the forecasts start from this."),
+     {"site": ["name", "timezone"],
+      "forecast": ["latitude_deg", "longitude_deg", "pv_peak_kwp", "pv_tilt_deg", "pv_azimuth_deg"]}),
+    ("battery", M("Battery"), M("The ratings from the battery's data sheet."),
+     {"bess": ["capacity_kwh", "max_charge_power_kw", "max_discharge_power_kw", "min_soc_pct", "max_soc_pct"]}),
+    ("grid", M("Grid connection"), M("The limits of the connection point, from the grid operator's contract."),
+     {"grid_connection": ["max_power_kw", "max_feedin_kw"]}),
+    ("devices", M("Devices"), M("Add the BMS, the inverter, the meter and the grid operator's box, and test each. "
+                                "The built-in simulator stands in until they are there."), {"modbus": []}),
+    ("prices", M("Prices"), M("Where day-ahead prices come from: aWATTar for Austria or Germany, ENTSO-E with a "
+                              "token, or the bundled prices (offline)."),
+     {"forecast": ["price_source", "price_country", "entsoe_token"]}),
+]
+
+
+def setup_steps(lang: str) -> list[dict[str, Any]]:
+    _ = i18n.translator(lang)
+    return [{"id": step, "title": _(title), "intro": _(intro),
+             "parts": [{"section": section, "keys": keys} for section, keys in parts.items()]}
+            for step, title, intro, parts in SETUP_STEPS]
 
 
 # Sections with a connection test: its URL takes the section as the form holds it (unsaved changes included).

@@ -14,7 +14,7 @@ reason in `doc`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal, Mapping, Optional
 
 from ..localtime import DEFAULT_TIMEZONE, zone_problem
 from .paths import char_device, existing_char_device
@@ -33,6 +33,8 @@ DeviceRole = Literal["bms", "pcs", "meter", "dso"]
 
 @dataclass(frozen=True)
 class SiteConfig:
+    name: str = c("", pattern=r"[^\x00-\x1f\x7f]{0,80}", doc="the site as people call it, shown in the page "
+                                                             "header; at most 80 characters, no control characters")
     timezone: str = c(DEFAULT_TIMEZONE, doc="IANA time zone of the site: tariff windows, feed-in rules and "
                                             "forecasts are in its wall-clock time")
 
@@ -253,6 +255,22 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class RegisterOverride:
+    """A site's correction of one register of the device's profile: a vendor document read another way, a
+    firmware that moved a register, a meter wired with a current transformer (scale). Unset keys keep the
+    profile's value. The merged profile is checked as the profile file itself is (`ems.devices.overrides`)."""
+
+    address: Optional[int] = c(None, min=0, max=65535)
+    function: Optional[Literal[1, 2, 3, 4]] = c(None, doc="read function: 1 coils, 2 inputs, 3 holding, 4 input regs")
+    type: Optional[str] = c(None, pattern=r"[a-z0-9]{2,16}", doc="a register type of the profile format, e.g. int32")
+    word_order: Optional[Literal["big", "little"]] = None
+    byte_order: Optional[Literal["big", "little"]] = None
+    scale: Optional[float] = c(None, min=-1e9, max=1e9)
+    offset: Optional[float] = c(None, min=-1e9, max=1e9)
+    unit: Optional[str] = c(None, pattern=r"[^\x00-\x1f\x7f]{0,16}")
+
+
+@dataclass(frozen=True)
 class ModbusDeviceConfig:
     name: str = c(pattern=r"[a-z0-9_]{1,32}", doc="lower-case letters, digits, _ (1-32)")
     # Which device is the DSO box, the PCS or the BMS, and whether it is used, decides what the safety loop
@@ -270,6 +288,10 @@ class ModbusDeviceConfig:
     unit_id: int = c(1, min=0, max=247)
     poll_interval_s: float = c(2.0, min=0.1, max=3600)
     timeout_s: float = c(3.0, min=0.05, max=60)
+    # How the EMS decodes what the device reports (a DSO input, the SoC, a limit): admin only.
+    register_overrides: Mapping[str, RegisterOverride] = c(
+        default_factory=dict, key_pattern=r"[a-z0-9_]{1,64}", key_doc="a register name of the profile",
+        max_items=256, admin_only=True, doc="per-site corrections of the profile's registers")
 
     def check(self) -> list[tuple[str, str]]:
         if self.connection_type == "tcp" and not self.host:

@@ -57,6 +57,9 @@ class User:
     last_login_ts: float | None
     disabled: bool
     credential_version: int
+    # A generated password nobody chose (the first admin's, `ems user reset-password`): the first login asks
+    # for an own one. Records written before this existed have none.
+    one_time_credential: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -248,15 +251,17 @@ class UserStore:
         log.info("user %r (id %d) deleted", doc["username"], user_id)
         return _user(user_id, doc)
 
-    def set_password(self, user_id: int, password: Any, field: str = "password") -> User:
-        """A new password (admin reset or own change); ends every session via `credential_version`."""
+    def set_password(self, user_id: int, password: Any, field: str = "password", one_time: bool = False) -> User:
+        """A new password (admin reset or own change); ends every session via `credential_version`.
+        `one_time`: a generated password the user is asked to replace at the first login."""
         user = self.require(user_id)
         password_hash = self.hasher.hash(_validate_password(password, user.username, field))
         with self._db.locked():
             doc = self._records().get(user_id)
             if doc is None:
                 raise UserError(404, f"no user with id {user_id}", "id")
-            after = {**doc, "password_hash": password_hash, "credential_version": doc["credential_version"] + 1}
+            after = {**doc, "password_hash": password_hash, "credential_version": doc["credential_version"] + 1,
+                     "one_time_credential": one_time}
             self._users().update(after, doc_ids=[user_id])
         log.info("password of user %r (id %d) changed", doc["username"], user_id)
         return _user(user_id, after)
@@ -276,7 +281,7 @@ class UserStore:
         if user is None:
             raise UserError(404, f"no user named {normalize_username(username)!r}", "username")
         password = generate_password()
-        self.set_password(user.id, password)
+        self.set_password(user.id, password, one_time=True)
         return password
 
     def ensure_admin(self) -> str | None:
@@ -292,7 +297,7 @@ class UserStore:
             self._users().insert(_document(
                 {"username": "admin", "name": "Administrator", "email": "", "role": "admin",
                  "created_ts": self._now(), "last_login_ts": None, "disabled": False,
-                 "credential_version": 1, "password_hash": password_hash}, user_id))
+                 "credential_version": 1, "password_hash": password_hash, "one_time_credential": True}, user_id))
         log.warning("no users existed: created user 'admin' with a random one-time password")
         return password
 
@@ -370,6 +375,8 @@ def _check_record(path: Any, user_id: int, doc: Any) -> None:
     for key, ok in _FIELDS.items():
         if key not in doc or not ok(doc[key]):
             raise StorageCorruptError(path, f"user {user_id}: field {key!r} is missing or invalid")
+    if not isinstance(doc.get("one_time_credential", False), bool):
+        raise StorageCorruptError(path, f"user {user_id}: one_time_credential must be true or false")
     if not _number(doc, "created_ts") or not (doc.get("last_login_ts") is None or _number(doc, "last_login_ts")):
         raise StorageCorruptError(path, f"user {user_id}: created_ts/last_login_ts must be numbers")
 
@@ -378,4 +385,5 @@ def _user(user_id: int, doc: Mapping[str, Any]) -> User:
     return User(id=user_id, username=doc["username"], name=doc["name"], email=doc["email"], role=doc["role"],
                 created_ts=float(doc["created_ts"]),
                 last_login_ts=None if doc["last_login_ts"] is None else float(doc["last_login_ts"]),
-                disabled=doc["disabled"], credential_version=doc["credential_version"])
+                disabled=doc["disabled"], credential_version=doc["credential_version"],
+                one_time_credential=bool(doc.get("one_time_credential", False)))

@@ -28,6 +28,9 @@
     <div class="brand">
       <span class="brand-mark" aria-hidden="true"></span>
       <span class="brand-name">Phoenyra EMS</span>
+% if get('site_name'):
+      <span class="brand-site" data-testid="site-name" translate="no">{{get('site_name')}}</span>
+% end
     </div>
     <nav class="tabs" aria-label="{{_('Main navigation')}}">
       <ul>
@@ -110,6 +113,15 @@
     </div>
   </header>
   <main id="content" class="content">
+% if authenticated and user.get('one_time_credential') and get('active') != '/setup':
+    <p class="banner banner-warning" role="alert" data-testid="one-time-banner">{{_('You are signed in with a one-time password.')}}
+%   if 'configure_safety' in my_actions:
+      <a href="/setup">{{_('Set your own and finish the setup')}}</a>
+%   else:
+      {{_('Set your own under My account in the user menu.')}}
+%   end
+    </p>
+% end
 {{!base}}
   </main>
 % if authenticated and 'own_account' in my_actions:

@@ -293,6 +293,7 @@
       ev.preventDefault();
       submit(section, form, readers);
     });
+    form.saveNow = function () { return submit(section, form, readers); };
     return form;
   }
 
@@ -344,23 +345,29 @@
         if (f.hint) li.appendChild(el('span', 'field-hint', ' ' + f.hint));
         list.appendChild(li);
       });
-      pendingSave = function () { post(section, form, body); };
-      $('settings-confirm').showModal();
-      return;
+      return confirmThen(function () { return post(section, form, body); });
     }
-    post(section, form, body);
+    return post(section, form, body);
+  }
+
+  /** Ask first; resolves with the save's outcome, or false when the admin cancels. */
+  function confirmThen(save) {
+    return new Promise(function (resolve) {
+      pendingSave = function (confirmed) { if (confirmed) save().then(resolve); else resolve(false); };
+      $('settings-confirm').showModal();
+    });
   }
 
   function post(section, form, body) {
     var status = form.querySelector('[data-testid="status-' + section.name + '"]');
     status.textContent = t('Saving…');
     status.className = 'form-status';
-    EMS.request('POST', '/api/config/' + encodeURIComponent(section.name), body).then(function (res) {
-      if (res.status === 401) { EMS.toLogin(); return; }
+    return EMS.request('POST', '/api/config/' + encodeURIComponent(section.name), body).then(function (res) {
+      if (res.status === 401) { EMS.toLogin(); return false; }
       if (!res.ok) {
         status.textContent = '';
         showFieldError(section.name, form, res);
-        return;
+        return false;
       }
       state.values[section.name] = res.data[section.name];
       clearDirty(section.name);
@@ -370,6 +377,8 @@
       var changed = Array.isArray(res.data.changed) ? res.data.changed.length : 0;
       freshStatus.textContent = changed ? t('Saved and applied ({n} changed).', { n: changed }) : t('Nothing changed.');
       freshStatus.className = 'form-status is-ok';
+      if (form.onReplaced) form.onReplaced(fresh);
+      return true;
     });
   }
 
@@ -566,6 +575,7 @@
       editor.appendChild(grid);
       var rows = {};
       section.fields.forEach(function (field) {
+        if (field.key === 'register_overrides') return;  // edited in the register table below
         var id = fieldId('modbus', 'dev-' + field.key);
         var label = el('label', '', field.label);
         label.htmlFor = id;
@@ -607,6 +617,8 @@
         rows[field.key] = [label, cell];
         editorReaders[field.key] = function () { return field.key === 'profile' ? input.value : readInput(field, input); };
       });
+      var registersDoc = null;
+      editorReaders.register_overrides = function () { return readOverrides(registers, registersDoc); };
       var info = el('div', 'profile-info');
       info.setAttribute('data-testid', 'profile-info');
       editor.appendChild(info);
@@ -634,7 +646,12 @@
             });
           }
         }
-        profileDoc(key).then(function (doc) { renderRegisters(registers, doc, section.columns || {}, texts); });
+        var overrides = key === d.profile ? (d.register_overrides || {}) : {};
+        var editable = state.may.configure_safety && mayChange(fieldOf(section, 'register_overrides'));
+        profileDoc(key).then(function (doc) {
+          registersDoc = doc;
+          renderRegisters(registers, doc, section.columns || {}, texts, overrides, editable);
+        });
       }
       editor.querySelector('[data-path="connection_type"]').addEventListener('change', showKind);
       editor.querySelector('[data-path="profile"]').addEventListener('change', function () { showProfile(index < 0); });
@@ -700,36 +717,79 @@
     status.setAttribute('data-testid', 'status-modbus');
     actions.appendChild(status);
     card.appendChild(actions);
-    card.addEventListener('submit', function (ev) {
-      ev.preventDefault();
+    card.saveNow = function () {
       if (!editor.hidden) editor.querySelector('[data-testid=device-done]').click();
       var stored = state.values.modbus || [];
-      var changesRoles = JSON.stringify(devices.map(function (d) { return [d.name, d.role, d.profile, d.enabled]; })) !==
-        JSON.stringify(stored.map(function (d) { return [d.name, d.role, d.profile, d.enabled]; }));
-      var go = function () { post(section, card, devices); };
+      var adminKeys = function (d) { return [d.name, d.role, d.profile, d.enabled, overridesOf(d)]; };
+      var changesRoles = JSON.stringify(devices.map(adminKeys)) !== JSON.stringify(stored.map(adminKeys));
+      var go = function () { return post(section, card, devices); };
       if (changesRoles && state.may.configure_safety) {
         var list = $('settings-confirm-list');
         while (list.firstChild) list.removeChild(list.firstChild);
         devices.forEach(function (d) { list.appendChild(el('li', '', d.name + ': ' + d.role + ', ' + d.profile + (d.enabled ? '' : ' (' + t('off') + ')'))); });
-        pendingSave = go;
-        $('settings-confirm').showModal();
-        return;
+        return confirmThen(go);
       }
-      go();
+      if (!state.dirty.modbus) return Promise.resolve(true);
+      return go();
+    };
+    card.addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      card.saveNow();
     });
     renderList();
     return card;
   }
 
-  function renderRegisters(wrap, doc, columns, texts) {
+  // What a site may correct in a profile register (`RegisterOverride` in the schema), and how to read it back.
+  var OVERRIDABLE = { address: 'int', function: 'int', type: 'text', word_order: 'text', scale: 'num', offset: 'num',
+    unit: 'text' };
+
+  /** The overrides the register table holds: per register, the keys whose value differs from the profile. */
+  function readOverrides(wrap, doc) {
+    var out = {};
+    if (!doc || !doc.registers) return out;
+    wrap.querySelectorAll('tr[data-register]').forEach(function (tr) {
+      var name = tr.getAttribute('data-register');
+      var reg = doc.registers[name] || {};
+      tr.querySelectorAll('input[data-override]').forEach(function (input) {
+        var key = input.getAttribute('data-override');
+        var raw = input.value.trim();
+        var value = OVERRIDABLE[key] === 'text' ? raw : (raw === '' ? null : Number(raw.replace(',', '.')));
+        if (OVERRIDABLE[key] !== 'text' && value !== null && !isFinite(value)) value = raw;  // the server names it
+        var profileValue = reg[key] === undefined ? (key === 'scale' ? 1 : (key === 'offset' ? 0 : '')) : reg[key];
+        if (value !== null && value !== '' && String(value) !== String(profileValue)) {
+          (out[name] = out[name] || {})[key] = value;
+        }
+      });
+    });
+    return out;
+  }
+
+  /** A device's overrides without the keys left unset (the stored form lists every key, null when unset). */
+  function overridesOf(d) {
+    var out = {};
+    Object.keys(d.register_overrides || {}).sort().forEach(function (name) {
+      var o = d.register_overrides[name] || {};
+      Object.keys(o).sort().forEach(function (k) { if (o[k] !== null && o[k] !== undefined) (out[name] = out[name] || {})[k] = o[k]; });
+    });
+    return out;
+  }
+
+  function renderRegisters(wrap, doc, columns, texts, overrides, editable) {
     while (wrap.firstChild) wrap.removeChild(wrap.firstChild);
     if (!doc || !doc.registers) return;
+    overrides = overrides || {};
     wrap.appendChild(el('h4', '', texts.registers));
     var table = el('table', 'data-table');
     table.setAttribute('data-testid', 'register-table');
     var keys = ['name', 'address', 'function', 'type', 'word_order', 'scale', 'offset', 'unit', 'category', 'value'];
     var head = el('tr');
     keys.forEach(function (k) { var th = el('th', '', columns[k] || k); th.scope = 'col'; head.appendChild(th); });
+    if (editable) {
+      var actionsTh = el('th');
+      actionsTh.appendChild(el('span', 'visually-hidden', t('Actions')));
+      head.appendChild(actionsTh);
+    }
     var thead = el('thead');
     thead.appendChild(head);
     table.appendChild(thead);
@@ -739,16 +799,59 @@
       var tr = el('tr');
       tr.setAttribute('data-register', name);
       tr.setAttribute('translate', 'no');
+      var own = overrides[name] || {};
       keys.forEach(function (k) {
         var v = k === 'name' ? name : (k === 'value' ? '' : r[k]);
-        var td = el('td', k === 'value' ? 'register-value' : '', v === undefined || v === null ? '' : String(v));
+        var shownValue = own[k] !== undefined && own[k] !== null ? own[k] : v;
+        var td;
+        if (editable && OVERRIDABLE[k]) {
+          td = el('td');
+          var input = el('input');
+          input.value = shownValue === undefined || shownValue === null ? '' : String(shownValue);
+          input.setAttribute('data-override', k);
+          input.setAttribute('aria-label', name + ': ' + (columns[k] || k));
+          input.size = k === 'type' || k === 'word_order' ? 6 : 5;
+          input.addEventListener('input', function () { markRow(tr, doc.registers[name]); markDirty('modbus'); });
+          td.appendChild(input);
+        } else {
+          td = el('td', k === 'value' ? 'register-value' : '', shownValue === undefined || shownValue === null ? '' : String(shownValue));
+        }
         if (k === 'value') td.setAttribute('data-testid', 'register-value');
         tr.appendChild(td);
       });
+      if (editable) {
+        var resetCell = el('td');
+        var reset = el('button', 'btn btn-small', texts.reset || 'Reset');
+        reset.type = 'button';
+        reset.setAttribute('data-testid', 'reset-register');
+        reset.addEventListener('click', function () {
+          tr.querySelectorAll('input[data-override]').forEach(function (input) {
+            var k = input.getAttribute('data-override');
+            var pv = r[k];
+            input.value = pv === undefined || pv === null ? '' : String(pv);
+          });
+          markRow(tr, r);
+          markDirty('modbus');
+        });
+        resetCell.appendChild(reset);
+        tr.appendChild(resetCell);
+      }
+      markRow(tr, r);
       body.appendChild(tr);
     });
     table.appendChild(body);
     wrap.appendChild(table);
+  }
+
+  /** A row whose values differ from the profile's is marked as this site's. */
+  function markRow(tr, reg) {
+    var differs = false;
+    tr.querySelectorAll('input[data-override]').forEach(function (input) {
+      var k = input.getAttribute('data-override');
+      var pv = reg[k] === undefined || reg[k] === null ? '' : String(reg[k]);
+      if (input.value.trim() !== '' && input.value.trim() !== pv) differs = true;
+    });
+    tr.classList.toggle('is-overridden', differs);
   }
 
   function testDevice(device, button, result, registers) {
@@ -818,8 +921,132 @@
         : t('Each section is saved on its own, checked as a whole and applied at once.'));
   }
 
+  function answerConfirm(confirmed) {
+    var dialog = $('settings-confirm');
+    if (dialog.open) dialog.close();
+    var go = pendingSave;
+    pendingSave = null;
+    if (go) go(confirmed);
+  }
+
+  // ---------------------------------------------------------------- first-run setup (/setup)
+
+  var SETUP_KEY = 'ems_setup_step';
+
+  function setupMode(data) {
+    var steps = Array.isArray(data.setup) ? data.setup : [];
+    var list = $('setup-steps');
+    var holder = $('setup-step');
+    var nav = $('setup-nav');
+    var sections = {};
+    (data.sections || []).forEach(function (s) { sections[s.name] = s; });
+    var current = Math.min(Number(window.localStorage.getItem(SETUP_KEY) || 0) || 0, steps.length);
+    var shownForms = [];
+
+    function renderList() {
+      while (list.firstChild) list.removeChild(list.firstChild);
+      steps.forEach(function (step, i) {
+        var li = el('li', i === current ? 'is-current' : (i < current ? 'is-done' : ''), step.title);
+        if (i === current) li.setAttribute('aria-current', 'step');
+        list.appendChild(li);
+      });
+      var end = el('li', current >= steps.length ? 'is-current' : '', t('Done'));
+      list.appendChild(end);
+    }
+
+    function show(i) {
+      current = i;
+      window.localStorage.setItem(SETUP_KEY, String(i));
+      renderList();
+      while (holder.firstChild) holder.removeChild(holder.firstChild);
+      shownForms = [];
+      $('setup-back').disabled = i === 0;
+      if (i >= steps.length) {
+        var card = el('section', 'card page-section');
+        card.setAttribute('data-testid', 'setup-done');
+        card.appendChild(el('h2', '', t('The site is set up')));
+        card.appendChild(el('p', '', t('Everything can be changed later in Settings. The dashboard shows what the EMS does now.')));
+        var go = el('a', 'btn btn-primary', t('To the dashboard'));
+        go.href = '/';
+        card.appendChild(go);
+        holder.appendChild(card);
+        $('setup-next').hidden = true;
+        $('setup-skip').hidden = true;
+        window.localStorage.removeItem(SETUP_KEY);
+        return;
+      }
+      $('setup-next').hidden = false;
+      $('setup-skip').hidden = false;
+      var step = steps[i];
+      holder.appendChild(el('h2', 'setup-title', step.title));
+      holder.appendChild(el('p', 'muted', step.intro));
+      step.parts.forEach(function (part) {
+        var section = sections[part.section];
+        if (!section) return;
+        var f;
+        if (section.kind === 'devices') {
+          f = buildDevices(section);
+        } else {
+          var only = Object.assign({}, section, {
+            fields: section.fields.filter(function (fd) { return part.keys.indexOf(fd.key) >= 0; }), intro: ''
+          });
+          f = buildForm(only);
+        }
+        holder.appendChild(f);
+        shownForms.push(f);
+        f.onReplaced = function (fresh) {
+          shownForms[shownForms.indexOf(f)] = fresh;
+          fresh.onReplaced = f.onReplaced;
+        };
+      });
+    }
+
+    $('setup-back').addEventListener('click', function () { if (current > 0) show(current - 1); });
+    $('setup-next').addEventListener('click', function () {
+      var status = $('setup-status');
+      status.textContent = '';
+      var forms = shownForms.slice();
+      var chain = Promise.resolve(true);
+      forms.forEach(function (f) {
+        chain = chain.then(function (ok) {
+          if (!ok) return false;
+          return f.getAttribute('data-section') !== 'modbus' && !state.dirty[f.getAttribute('data-section')]
+            ? true : f.saveNow();
+        });
+      });
+      chain.then(function (ok) {
+        if (ok) show(current + 1);
+        else status.textContent = t('Please correct the marked field, or skip the setup for now.');
+      });
+    });
+
+    var passwordCard = $('setup-password');
+    var passwordForm = $('setup-password-form');
+    if (passwordCard && !passwordCard.hidden) {
+      passwordForm.addEventListener('submit', function (ev) {
+        ev.preventDefault();
+        EMS.clearErrors(passwordForm);
+        EMS.request('POST', '/api/me/password', {
+          current_password: passwordForm.elements.current_password.value,
+          new_password: passwordForm.elements.new_password.value
+        }).then(function (res) {
+          if (res.status === 401) { EMS.toLogin(); return; }
+          if (!res.ok) { EMS.showErrors(passwordForm, res); return; }
+          if (res.data && res.data.csrf_token) EMS.setCsrf(res.data.csrf_token);
+          passwordCard.hidden = true;
+          nav.hidden = false;
+          show(current);
+        });
+      });
+      renderList();
+    } else {
+      nav.hidden = false;
+      show(current);
+    }
+  }
+
   function init() {
-    if (!$('settings-forms')) return;
+    if (!$('settings-forms') && !$('setup-steps')) return;
     Promise.all([EMS.request('GET', '/api/settings/form'), loadProfiles()]).then(function (all) {
       var res = all[0];
       var mayTest = res.ok && res.data.may && res.data.may.commission;
@@ -835,21 +1062,18 @@
         if (loading) loading.textContent = t('Settings unavailable: {error}', { error: res.data.error || res.status });
         return;
       }
+      state.sections = Array.isArray(res.data.sections) ? res.data.sections : [];
+      state.values = res.data.values || {};
+      state.may = res.data.may || {};
+      if ($('setup-steps')) { setupMode(res.data); return; }
       render(res.data);
       if (location.hash && document.getElementById(location.hash.slice(1))) {
         document.getElementById(location.hash.slice(1)).scrollIntoView();
       }
     });
-    $('settings-confirm-ok').addEventListener('click', function () {
-      $('settings-confirm').close();
-      var go = pendingSave;
-      pendingSave = null;
-      if (go) go();
-    });
-    $('settings-confirm-cancel').addEventListener('click', function () {
-      pendingSave = null;
-      $('settings-confirm').close();
-    });
+    $('settings-confirm-ok').addEventListener('click', function () { answerConfirm(true); });
+    $('settings-confirm-cancel').addEventListener('click', function () { answerConfirm(false); });
+    $('settings-confirm').addEventListener('cancel', function () { answerConfirm(false); });  // Escape
     window.addEventListener('beforeunload', function (ev) {
       if (Object.keys(state.dirty).length) { ev.preventDefault(); ev.returnValue = ''; }
     });
