@@ -216,3 +216,28 @@ def test_an_operator_switches_strategy_on_the_dashboard_and_sees_the_new_plan_an
         assert admin.request("GET", "/api/config/strategy")[1]["strategy"]["mode"] == "auto"
         expect(loss).to_be_hidden()
         watch.assert_clean()
+
+
+def test_a_dso_order_overrides_the_strategy_and_the_dashboard_says_so_in_words(ems_factory):
+    ems = ems_factory(demo_config(simulator={"start": SIM_START}, web={"sse_interval_s": 0.5}))
+    admin = ems.login()
+    with chromium_page() as page:
+        watch = Watch(page)
+        log_in(page, ems)
+        banner = page.locator("[data-testid=override-banner]")
+        expect(banner).to_be_hidden()
+
+        assert admin.request("POST", "/api/simulator/events", {"type": "dso_trip"})[0] == 200
+        expect(banner).to_be_visible(timeout=10000)  # well under a second here; the bound only keeps CI calm
+        assert banner.get_attribute("data-kind") == "shutdown"
+        assert page.inner_text("[data-testid=override-title]") == "Grid operator: shutdown"
+        assert "0 W" in page.inner_text("[data-testid=override-text]")
+        assert "is-overridden" in (page.locator("[data-testid=kpi-strategy]").get_attribute("class") or "")
+
+        assert admin.request("POST", "/api/simulator/events", {"type": "dso_limit", "limit_pct": 30})[0] == 200
+        expect(banner).to_have_attribute("data-kind", "limited", timeout=10000)
+        assert "30 %" in page.inner_text("[data-testid=override-text]")
+
+        assert admin.request("POST", "/api/simulator/events", {"type": "dso_normal"})[0] == 200
+        expect(banner).to_be_hidden(timeout=10000)
+        watch.assert_clean()

@@ -1,6 +1,11 @@
 % rebase('base.tpl', live=True, **base_env)
 <h1 class="visually-hidden">{{_('Dashboard')}}</h1>
 
+<div class="override-banner" id="override-banner" data-testid="override-banner" role="alert" hidden>
+  <strong id="override-title" data-testid="override-title"></strong>
+  <span id="override-text" data-testid="override-text"></span>
+</div>
+
 <section class="kpis" aria-label="{{_('Key figures')}}">
   <article class="card kpi" id="kpi-soc" data-testid="kpi-soc">
     <h2 class="kpi-label">{{_('State of charge')}} <span class="stale-badge" hidden>{{_('stale')}}</span></h2>

@@ -144,6 +144,7 @@
         : t('The plan costs {eur} € more than running without the battery.', { eur: fmtNum(-profit, 2) })) : '');
     }
     strategyControl.update(st);
+    renderOverride(st);
 
     // DSO
     var dsoMode = meas(get(plant, 'dso', 'mode'));
@@ -164,6 +165,66 @@
     // event-loop lag
     var p99 = get(st, 'runtime', 'loop_lag_ms', 'p99');
     setText($('loop-lag'), isNum(p99) ? fmtNum(p99, 1) + ' ms' : DASH);
+  }
+
+  // ---------------------------------------------------------------- who overrides the strategy
+
+  // Why the safety loop holds the battery, in words (the codes are `ems.safety.reasons.ReasonCode`).
+  var SAFETY_WORDS = {
+    device_offline: t('a device does not answer'),
+    stale_input: t('a reading it needs is missing or out of date'),
+    site_power_out_of_range: t('a measurement is out of range'),
+    invalid_request: t('a measurement is out of range'),
+    bms_alarm: t('the battery reports an alarm'),
+    insulation: t('the insulation resistance is too low'),
+    temperature: t('the battery is too hot'),
+    dso_unknown_mode: t("the grid operator's box cannot be read"),
+    internal_error: t('the EMS hit an internal error'),
+    realtime_failed: t('the EMS hit an internal error'),
+    pcs_write_failed: t('the inverter does not accept setpoints')
+  };
+
+  /** The banner when the grid operator, a safety rule or a fallback plan overrides the strategy. */
+  function renderOverride(st) {
+    var banner = $('override-banner');
+    if (!banner) return;
+    var pc = get(st, 'power_control') || {};
+    var codes = Array.isArray(pc.reason_codes) ? pc.reason_codes : [];
+    var has = function (code) { return codes.indexOf(code) >= 0; };
+    var title = null, text = '', kind = '';
+    if (has('dso_trip')) {
+      kind = 'shutdown';
+      title = t('Grid operator: shutdown');
+      text = t('The grid operator has ordered the battery off: it stays at 0 W and the inverter is disabled until the order ends. The plan waits.');
+    } else if (pc.state === 'safety') {
+      kind = 'safety';
+      var why = [];
+      codes.forEach(function (c) { var w = SAFETY_WORDS[c]; if (w && why.indexOf(w) < 0) why.push(w); });
+      title = t('Safety stop');
+      text = t('The battery is held at 0 W because {why}. It resumes by itself when that is resolved.',
+        { why: why.length ? why.join(', ') : t('an input is not safe') });
+    } else if (has('dso_limit')) {
+      kind = 'limited';
+      var pct = get(st, 'plant', 'dso', 'limit_pct');
+      pct = isNum(get(pct, 'value')) ? pct.value : pc.limit_pct;
+      title = t('Grid operator: limit');
+      text = t('The grid operator limits the battery to {pct} % of its power; the plan is followed within that.',
+        { pct: fmtNum(isNum(pct) ? pct : 0, 0) });
+    } else if (pc.enabled === false) {
+      kind = 'off';
+      title = t('Power control is off');
+      text = t('The EMS does not control the inverter: no setpoints are written and orders of the grid operator are not acted on.');
+    } else if (get(st, 'strategy', 'fallback')) {
+      kind = 'fallback';
+      title = t('Fallback plan');
+      text = t('The optimiser could not make a plan; the battery follows a simple rule until the next plan.');
+    }
+    banner.hidden = title === null;
+    banner.setAttribute('data-kind', kind);
+    setText($('override-title'), title || '');
+    setText($('override-text'), text);
+    var card = $('kpi-strategy');
+    if (card) card.classList.toggle('is-overridden', kind === 'shutdown' || kind === 'safety');
   }
 
   // ---------------------------------------------------------------- strategy control (operators)
