@@ -3,7 +3,9 @@ nothing loaded from outside."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -37,6 +39,10 @@ READ_PLAN_CHARTS = """() => {
     empty_shown: !document.querySelector('[data-testid=plan-empty]').hidden,
   };
 }"""
+
+
+def admin_site_timezone(ems: Any) -> str:
+    return ems.get("/api/config/site")[1]["site"]["timezone"]
 
 
 def log_in(page: Any, ems: Any) -> None:
@@ -143,8 +149,9 @@ def test_dashboard_charts_the_current_plan_and_says_why(ems_factory, tmp_path):
 
         steps = body["plan"]["steps"]
         assert len(steps) >= 4
-        assert shown["labels"] == [time.strftime("%H:%M", time.localtime(s["ts"])) for s in steps], \
-            "x axis: local time of each plan step"
+        site = ZoneInfo(admin_site_timezone(ems))
+        assert shown["labels"] == [datetime.fromtimestamp(s["ts"], site).strftime("%H:%M") for s in steps], \
+            "x axis: the site's wall time of each plan step, wherever the browser is"
         assert shown["price_labels"] == shown["labels"]
         assert shown["bess_type"] == "bar"
         assert shown["bess_kw"] == pytest.approx([s["bess_power_w"] / 1000 for s in steps])

@@ -59,7 +59,8 @@ log = logging.getLogger(__name__)
 
 # Navigation tabs: (path, label, the action needed to see it).
 NAV = [("/", i18n.mark("Dashboard"), "read"), ("/monitoring", i18n.mark("Monitoring"), "read"),
-       ("/settings", i18n.mark("Settings"), "read"), ("/users", i18n.mark("Users"), "manage_users")]
+       ("/analytics", i18n.mark("Analytics"), "read"), ("/settings", i18n.mark("Settings"), "read"),
+       ("/users", i18n.mark("Users"), "manage_users")]
 
 # Config sections that can be read and changed over HTTP, with the paths SPEC.md names for some.
 CONFIG_ROUTES = {
@@ -249,7 +250,8 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
             title=_(title), active=active, nav=nav, version=__version__, me=me,
             csrf_token=me.get("csrf_token") or "", _=_, lang=lang, languages=i18n.LANGUAGES,
             lang_cookie=i18n.LANG_COOKIE, i18n_src=f"/i18n/{lang}.js?v={i18n.script_version(lang)}",
-            static=static_files.url, site_name=ems.config.config.site.name)
+            static=static_files.url, site_name=ems.config.config.site.name,
+            site_timezone=ems.config.config.site.timezone)
         return bottle.template(name, template_lookup=lookup, base_env=base_env, **base_env, **extra)
 
     @app.error(404)
@@ -276,6 +278,10 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         sim = ems.simulator
         return page("monitoring.tpl", "Monitoring", "/monitoring", simulator=sim is not None,
                     devices=list(sim.device_names()) if sim else [])
+
+    @app.get("/analytics", action="read")
+    def analytics_page() -> str:
+        return page("analytics.tpl", "Analytics", "/analytics")
 
     @app.get("/settings", action="read")
     def settings_page() -> str:

@@ -4,6 +4,7 @@
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <meta name="csrf-token" content="{{get('csrf_token', '')}}">
+  <meta name="site-timezone" content="{{get('site_timezone', '')}}">
   <title>{{get('title', 'Phoenyra EMS')}} · Phoenyra EMS</title>
   <link rel="icon" href="data:,">
   <link rel="stylesheet" href="{{static('css/app.css')}}">

@@ -117,7 +117,7 @@
   /** Epoch seconds as "today 14:05" or a date and time, in the page's locale; "—" for a non-number. */
   function fmtTime(ts) {
     if (typeof ts !== 'number' || !isFinite(ts)) return '\u2014';
-    if (new Date(ts * 1000).toDateString() === new Date().toDateString()) {
+    if (U.sameDay(ts, Date.now() / 1000)) {
       return t('today {time}', { time: U.fmtTime(ts, 'hm') });
     }
     return U.fmtTime(ts, 'datetime');

@@ -31,8 +31,16 @@
     return f.format(v);
   }
 
+  // Times are the plant's: its site.timezone (a meta tag of every page), wherever the browser is.
+  var zoneMeta = document.querySelector('meta[name="site-timezone"]');
+  var TIME_ZONE = (zoneMeta && zoneMeta.getAttribute('content')) || undefined;
+  try { new Intl.DateTimeFormat('en', { timeZone: TIME_ZONE }); } catch (e) { TIME_ZONE = undefined; }
+
+  /** Whether two epoch-second instants fall on the same day of the site. */
+  function sameDay(a, b) { return fmtTime(a, 'date') === fmtTime(b, 'date'); }
+
   var timeFormats = {};
-  /** Epoch seconds as local wall time in the page's locale; style 'time' (HH:MM:SS), 'hm', 'date', 'datetime'. */
+  /** Epoch seconds as the site's wall time in the page's locale; style 'time' (HH:MM:SS), 'hm', 'date', 'datetime'. */
   function fmtTime(ts, style) {
     if (typeof ts !== 'number' || !isFinite(ts)) return '';
     var s = style || 'time';
@@ -42,6 +50,7 @@
       date: { year: 'numeric', month: '2-digit', day: '2-digit' },
       datetime: { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hour12: false }
     }[s] || {};
+    if (TIME_ZONE) opts.timeZone = TIME_ZONE;
     var f = timeFormats[s] || (timeFormats[s] = new Intl.DateTimeFormat(LOCALE, opts));
     return f.format(new Date(ts * 1000));
   }
@@ -122,6 +131,7 @@
 
   window.EMSUtil = Object.freeze({
     $: byId, isNum: isNum, get: get, liveState: liveState,
-    t: t, fmtNum: fmtNum, fmtTime: fmtTime, lang: I18N.lang || 'en', locale: LOCALE
+    t: t, fmtNum: fmtNum, fmtTime: fmtTime, sameDay: sameDay, lang: I18N.lang || 'en', locale: LOCALE,
+    timeZone: TIME_ZONE
   });
 })();
