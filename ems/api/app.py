@@ -51,6 +51,7 @@ from .http import json_response as _json
 from .origin import HostGuard
 from .server import LIMITS_KEY, SSE_SLOTS_KEY, ConnectionLimits
 from .settings_form import settings_form, setup_steps
+from .deltas import delta
 from .static_files import IMMUTABLE, REVALIDATE, StaticFiles, accepts_gzip
 from .streams import StreamSlots
 from .views import plan_json, state_json
@@ -82,6 +83,7 @@ CONFIG_ROUTES = {
 SECTION_BODY_BYTES = {"grid_tariffs": 64 * 1024, "modbus": 64 * 1024, "feedin_limitation": 32 * 1024}
 DEFAULT_SECTION_BODY_BYTES = 16 * 1024
 SSE_SPARE_THREADS = 2  # room for a stream that replaces one still finishing its last tick
+FULL_STATE_EVERY_S = 60.0  # a delta stream still sends the whole state this often
 MODBUS_PORT = 502
 # Where a device not configured yet may be: the plant's LAN (RFC 1918, IPv6 ULA), link-local, the gateway itself.
 LAN_NETWORKS = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
@@ -502,12 +504,22 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         bottle.response.set_header("X-Accel-Buffering", "no")
         interval_s = ems.config.config.web.sse_interval_s
         ticks = max(1, math.ceil(interval_s / 0.25))
+        # ?deltas=1 (the pages): the whole state first and every FULL_STATE_EVERY_S, changes in between.
+        deltas = brequest.query.get("deltas") == "1"
+        full_every = max(1, round(FULL_STATE_EVERY_S / interval_s))
 
         def stream() -> Iterator[str]:
+            sent: dict[str, Any] | None = None
+            count = 0
             try:
                 yield "retry: 3000\n\n"
                 while not (ems.stopping.is_set() or slot.ended.is_set()):
-                    yield f"event: state\ndata: {json.dumps(state_json(ems.snapshot()), allow_nan=False)}\n\n"
+                    state = state_json(ems.snapshot())
+                    if deltas and sent is not None and count % full_every:
+                        yield f"event: delta\ndata: {json.dumps(delta(sent, state), allow_nan=False)}\n\n"
+                    else:
+                        yield f"event: state\ndata: {json.dumps(state, allow_nan=False)}\n\n"
+                    sent, count = state, count + 1
                     for _ in range(ticks):  # the EMS stopping or the place given away ends the stream promptly
                         if ems.stopping.wait(interval_s / ticks) or slot.ended.is_set():
                             break

@@ -67,6 +67,17 @@
     return cur;
   }
 
+  /** `base` with a live-stream delta merged in (ems/api/deltas.py): changed branches are new objects, the rest
+   *  is shared, so a page may compare parts of two states by identity. */
+  function applyDelta(base, patch) {
+    if (patch === null || typeof patch !== 'object' || Array.isArray(patch) ||
+        base === null || typeof base !== 'object' || Array.isArray(base)) return patch;
+    var out = {};
+    Object.keys(base).forEach(function (k) { out[k] = base[k]; });
+    Object.keys(patch).forEach(function (k) { out[k] = applyDelta(base[k], patch[k]); });
+    return out;
+  }
+
   var WATCHDOG_MS = 10000;  // no event for this long: the connection counts as down
   var RETRY_MS = 5000;
 
@@ -89,9 +100,16 @@
       if (document.body) document.body.setAttribute('data-conn', state === 'live' ? 'up' : 'down');
     }
 
+    var current = null;  // the state the deltas apply to
+
     function onEvent(ev) {
       var st;
       try { st = JSON.parse(ev.data); } catch (e) { return; }  // ignore malformed frames
+      if (ev.type === 'delta') {
+        if (current === null) return;  // a delta before any whole state: wait for the next one
+        st = applyDelta(current, st);
+      }
+      current = st;
       lastEventAt = Date.now();
       setConn('live');
       onState(st, true);
@@ -101,13 +119,14 @@
       if (typeof window.EventSource !== 'function') return;
       retryTimer = null;
       try {
-        es = new EventSource('/api/events');
+        es = new EventSource('/api/events?deltas=1');
       } catch (e) {
         setConn('reconnecting');
         retryTimer = setTimeout(connect, RETRY_MS);
         return;
       }
       es.addEventListener('state', onEvent);
+      es.addEventListener('delta', onEvent);
       es.onmessage = onEvent;  // tolerate un-named events carrying the same payload
       es.onerror = function () {
         setConn('reconnecting');
@@ -130,7 +149,7 @@
   }
 
   window.EMSUtil = Object.freeze({
-    $: byId, isNum: isNum, get: get, liveState: liveState,
+    $: byId, isNum: isNum, get: get, liveState: liveState, applyDelta: applyDelta,
     t: t, fmtNum: fmtNum, fmtTime: fmtTime, sameDay: sameDay, lang: I18N.lang || 'en', locale: LOCALE,
     timeZone: TIME_ZONE
   });
