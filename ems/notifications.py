@@ -55,6 +55,13 @@ class Notifications:
         log.log(log_level, "[%s] %s", category, message)
         return item
 
+    def latest_id(self) -> int:
+        """The id of the newest notification (0: none yet): in every live state, so a page fetches the list
+        when it changes instead of polling for it."""
+        with self._lock:
+            newest = [q[-1].id for q in (self._items, self._alarms) if q]
+        return max(newest, default=0)
+
     def acknowledge(self, user_id: int, up_to_id: int) -> None:
         """A user has seen everything up to `up_to_id` (kept in memory: a restart shows them again)."""
         with self._lock:

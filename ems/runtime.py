@@ -321,6 +321,7 @@ class Runtime:
             plan=self.plan_view(), version=__version__, uptime_s=self.clock.monotonic() - self.started_mono,
             speed=self.clock.speed, loop_lag_ms=self.supervisor.lag.stats(), tasks=self.supervisor.status(),
             history_rows_written=self.recorder.rows_written, history=self.recorder.store_status,
+            latest_notification_id=self.notifications.latest_id(),
             mqtt=self.mqtt.status())
 
     def _test_modbus(self, device: ModbusDeviceConfig) -> dict[str, Any]:

@@ -233,9 +233,13 @@ def test_a_dso_order_overrides_the_strategy_and_the_dashboard_says_so_in_words(e
         log_in(page, ems)
         banner = page.locator("[data-testid=override-banner]")
         expect(banner).to_be_hidden()
+        badge = page.locator("[data-testid=notif-badge]")
+        alerts_before = int(badge.inner_text() or 0) if badge.is_visible() else 0
 
         assert admin.request("POST", "/api/simulator/events", {"type": "dso_trip"})[0] == 200
         expect(banner).to_be_visible(timeout=10000)  # well under a second here; the bound only keeps CI calm
+        # The notification about it arrives with the live stream, not with the menu's 30 s poll.
+        expect(badge).to_have_text(str(alerts_before + 1), timeout=10000)
         assert banner.get_attribute("data-kind") == "shutdown"
         assert page.inner_text("[data-testid=override-title]") == "Grid operator: shutdown"
         assert "0 W" in page.inner_text("[data-testid=override-text]")

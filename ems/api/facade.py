@@ -95,6 +95,7 @@ class RuntimeSnapshot:
     history_rows_written: int
     history: Mapping[str, Any] = field(default_factory=dict)  # store size, tiers, last integrity check
     mqtt: Mapping[str, Any] = field(default_factory=dict)  # the MQTT uplink: connection, outbox, drops, commands
+    latest_notification_id: int = 0  # the newest notification's id: pages fetch the list when it changes
 
 
 @dataclass(frozen=True)

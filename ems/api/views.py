@@ -34,6 +34,7 @@ def state_json(s: RuntimeSnapshot) -> dict[str, Any]:
         },
         "history": dict(s.history),
         "mqtt": dict(s.mqtt),
+        "notifications": {"latest_id": s.latest_notification_id},
     }
 
 

@@ -361,6 +361,14 @@
     if (logout) logout.addEventListener('submit', onLogout);
 
     loadNotifications(false);
+    // Pages with a live stream say when a notification arrives (its latest id); the poll covers the others.
+    var latestSeen = null;
+    document.addEventListener('ems:live', function (ev) {
+      var latest = U.get(ev.detail, 'notifications', 'latest_id');
+      if (!U.isNum(latest)) return;
+      if (latestSeen !== null && latest !== latestSeen) loadNotifications(isOpen());
+      latestSeen = latest;
+    });
     setInterval(function () {
       if (!document.hidden) loadNotifications(false);
     }, POLL_MS);

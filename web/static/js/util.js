@@ -113,6 +113,7 @@
       lastEventAt = Date.now();
       setConn('live');
       onState(st, true);
+      document.dispatchEvent(new CustomEvent('ems:live', { detail: st }));  // e.g. for the user menu
     }
 
     function connect() {
