@@ -74,6 +74,21 @@ def test_operator_trips_the_dso_and_power_control_shuts_down(ems_factory, tmp_pa
         page.fill("[data-testid=sim-dso-limit-pct]", "150")
         page.click("[data-testid=sim-dso-limit]")
         expect(page.locator("[data-testid=sim-result]")).to_contain_text("0 to 100")
+        page.click("[data-testid=sim-dso-normal]")
+        expect(page.locator("[data-testid=sim-result]")).to_contain_text("dso_normal")
+        page.fill("[data-testid=sim-dso-limit-pct]", "")  # an empty field is no order, not a 0 % limit
+        page.click("[data-testid=sim-dso-limit]")
+        expect(page.locator("[data-testid=sim-result]")).to_contain_text("0 to 100")
+
+        # A device that drops out: the error with its age; once it answers again the cell is cleared.
+        meter = page.locator("[data-testid=device-row][data-device=meter]")
+        page.click("[data-testid=sim-offline-meter]")
+        expect(meter.locator("[data-testid=device-state]")).to_have_text("offline", timeout=15000)
+        expect(meter.locator("[data-testid=device-error]")).to_contain_text("ago")
+        page.click("[data-testid=sim-online-meter]")
+        expect(meter.locator("[data-testid=device-state]")).to_have_text("online", timeout=20000)
+        expect(meter.locator("[data-testid=device-error]")).to_have_text("—", timeout=10000)
+        assert "recovered" in (meter.locator("[data-testid=device-error]").get_attribute("title") or "")
 
         page.click("[data-testid=sim-alarm]")
         alarm = page.locator("[data-testid=batt-alarm]").first

@@ -164,7 +164,15 @@
 
   // ---------------------------------------------------------------- devices
 
-  function renderDevices(devs) {
+  /** A duration in words: "12 s ago", "5 min ago", "3 h ago". */
+  function ago(s) {
+    if (!isNum(s) || s < 0) s = 0;
+    if (s < 120) return t('{n} s ago', { n: fmtNum(s, 0) });
+    if (s < 7200) return t('{n} min ago', { n: fmtNum(s / 60, 0) });
+    return t('{n} h ago', { n: fmtNum(s / 3600, 1) });
+  }
+
+  function renderDevices(devs, now) {
     var body = $('devices-body');
     if (!body) return;
     var list = [];
@@ -200,8 +208,20 @@
       pill.setAttribute('data-testid', 'device-state');
       stTd.appendChild(pill);
       tr.appendChild(stTd);
-      var errTd = el('td', 'dev-error', typeof d.last_error === 'string' && d.last_error ? d.last_error : DASH);
-      if (isNum(d.last_error_ts) && window.EMS && window.EMS.fmtTime) errTd.title = window.EMS.fmtTime(d.last_error_ts);
+      // The last error with its age while it matters; once the device has answered since, it is cleared
+      // (kept as the cell's tooltip for whoever wants the history).
+      var hasError = typeof d.last_error === 'string' && d.last_error;
+      var recovered = hasError && state === 'online' && isNum(d.last_ok_ts) && isNum(d.last_error_ts) &&
+        d.last_ok_ts >= d.last_error_ts;
+      var errText = !hasError || recovered ? DASH
+        : d.last_error + (isNum(d.last_error_ts) && isNum(now) ? ' \u00b7 ' + ago(now - d.last_error_ts) : '');
+      var errTd = el('td', 'dev-error', errText);
+      errTd.setAttribute('translate', 'no');  // the device's or the link's own words
+      errTd.setAttribute('data-testid', 'device-error');
+      if (hasError && isNum(d.last_error_ts) && window.EMS && window.EMS.fmtTime) {
+        errTd.title = (recovered ? t('recovered; last error {time}: {error}', { time: window.EMS.fmtTime(d.last_error_ts), error: d.last_error })
+          : window.EMS.fmtTime(d.last_error_ts));
+      }
       tr.appendChild(errTd);
       tr.appendChild(el('td', 'num', isNum(d.requests_per_cycle) ? fmtNum(d.requests_per_cycle, 0) : DASH));
       tr.appendChild(el('td', 'num', isNum(d.cycle_ms) ? fmtNum(d.cycle_ms, 1) + ' ms' : DASH));
@@ -216,7 +236,7 @@
       function () { renderPowerControl(st.power_control); },
       function () { renderGrid(st.grid_connection); },
       function () { renderBattery(get(st, 'plant', 'battery')); },
-      function () { renderDevices(st.devices); }
+      function () { renderDevices(st.devices, st.ts); }
     ];
     for (var i = 0; i < parts.length; i++) {
       try { parts[i](); } catch (e) { if (window.console) console.warn('monitoring update failed:', e); }
@@ -231,7 +251,8 @@
     var body = { type: btn.getAttribute('data-type') };
     if (body.type === 'dso_limit') {
       var input = $('sim-dso-limit-pct');
-      var pct = input ? Number(input.value) : NaN;
+      var raw = input ? input.value.trim() : '';
+      var pct = raw === '' ? NaN : Number(raw.replace(',', '.'));  // an empty field is no order, not 0 %
       if (!isNum(pct) || pct < 0 || pct > 100) return { error: t('DSO limit: enter a number from 0 to 100 %') };
       body.limit_pct = pct;
     }
