@@ -32,7 +32,8 @@ _ERROR_PAGE_MESSAGES = re.compile(r"message = \{404: \"(.*?)\", 405: \"(.*?)\"\}
 # Text that is the same in both languages: the product's name, protocol words, units.
 SAME_IN_BOTH = {"Phoenyra EMS", "Authorization: Bearer <token>", "Name", "Status", "Online", "Offline", "online",
                 "offline", "live", "Support", "Arbitrage", "Normal", "normal", "{n} min", "Broker", "Port", "TLS",
-                "Modbus RTU (RS-485)", "Status: {text}", "Solver"}
+                "Modbus RTU (RS-485)", "Status: {text}", "Solver", "PV", "ENTSO-E",
+                "band: 10–90 %"}
 UNITS_ONLY = re.compile(r"^(?:[\s·%/()]|k?Wh?|ct|V|A|°C|kΩ)*$")
 
 

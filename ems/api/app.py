@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 
 # Navigation tabs: (path, label, the action needed to see it).
 NAV = [("/", i18n.mark("Dashboard"), "read"), ("/monitoring", i18n.mark("Monitoring"), "read"),
-       ("/analytics", i18n.mark("Analytics"), "read"), ("/settings", i18n.mark("Settings"), "read"),
+       ("/analytics", i18n.mark("Analytics"), "read"), ("/forecasts", i18n.mark("Forecasts"), "read"),
+       ("/settings", i18n.mark("Settings"), "read"),
        ("/users", i18n.mark("Users"), "manage_users")]
 
 # Config sections that can be read and changed over HTTP, with the paths SPEC.md names for some.
@@ -284,6 +285,10 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
     @app.get("/analytics", action="read")
     def analytics_page() -> str:
         return page("analytics.tpl", "Analytics", "/analytics")
+
+    @app.get("/forecasts", action="read")
+    def forecasts_page() -> str:
+        return page("forecasts.tpl", "Forecasts", "/forecasts")
 
     @app.get("/settings", action="read")
     def settings_page() -> str:
