@@ -280,7 +280,9 @@ def test_pages_in_german_show_no_english_text_the_catalog_translates(ems_factory
         watch = Watch(page)
         login_through_form(page, ems.base_url, "admin", ems.admin_password)
         assert page.locator("html").get_attribute("lang") == "de"
-        for path, expect_text in (("/", "Ladezustand"), ("/monitoring", "Leistungssteuerung"), ("/users", "Konten")):
+        for path, expect_text in (("/", "Ladezustand"), ("/monitoring", "Leistungssteuerung"), ("/users", "Konten"),
+                                  ("/analytics", "Vollzyklen"), ("/forecasts", "Preis aus dem Netz"),
+                                  ("/settings", "Nutzbare Kapazität"), ("/help", "Alarme und Sicherheit")):
             page.goto(ems.base_url + path, wait_until="load")
             page.wait_for_function("() => document.body.getAttribute('data-conn') === 'up' || "
                                    "!document.getElementById('conn-status')", timeout=15000)
