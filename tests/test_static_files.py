@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import re
 import urllib.error
 import urllib.request
@@ -71,3 +72,19 @@ def test_files_are_outside_the_folder_refused_and_tiny_ones_not_compressed(tmp_p
 ])
 def test_gzip_only_when_the_client_accepts_it(header, gzip_ok):
     assert accepts_gzip(header) is gzip_ok
+
+
+def test_pages_and_json_answers_are_compressed_for_clients_that_accept_it(ems_factory):
+    ems = ems_factory()
+    session = ems.login()
+    cookie = session.cookie or ""
+    for path, kind in (("/api/state", "application/json"), ("/", "text/html")):
+        status, headers, body = fetch(ems.base_url + path, Cookie=cookie, Accept_Encoding="gzip")
+        assert status == 200 and headers["content-type"].startswith(kind)
+        assert headers["content-encoding"] == "gzip" and "Accept-Encoding" in headers.get("vary", "")
+        text = gzip.decompress(body)
+        assert len(body) < len(text) / 2
+        _, plain_headers, plain = fetch(ems.base_url + path, Cookie=cookie)
+        assert "content-encoding" not in plain_headers, "no gzip for a client that did not ask for it"
+        if kind == "application/json":
+            assert json.loads(text).keys() == json.loads(plain).keys()

@@ -51,6 +51,7 @@ from .http import json_response as _json
 from .origin import HostGuard
 from .server import LIMITS_KEY, SSE_SLOTS_KEY, ConnectionLimits
 from .settings_form import settings_form, setup_steps
+from .compression import gzip_plugin
 from .deltas import delta
 from .static_files import IMMUTABLE, REVALIDATE, StaticFiles, accepts_gzip
 from .streams import StreamSlots
@@ -205,6 +206,7 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
     # Bottle wraps the first plugin installed around the later ones: the scrubber sees every final body, the
     # error plugin answers errors of the auth checks too (a header that is not UTF-8: 400).
     config = guarded(ems.config)
+    app.install(gzip_plugin)  # outermost: compresses what the scrubber has cleaned
     app.install(secret_scrubber(config.secrets))
     app.install(error_plugin)
     app.install(AuthPlugin(ems.security))

@@ -1,0 +1,110 @@
+"""What each page costs a phone on the gateway's Wi-Fi: bytes and requests cold and warm, first contentful
+paint in headless Chromium, and the live stream's bytes per minute.
+
+Against `ems run` on the Modbus demo (started as the tests start it, `tests/appliance.py`). Per page, in a
+fresh browser context (cold cache): the encoded bytes of every response (headers and body) and the number of
+requests, then a reload in the same context (warm); the baseline beside each is the same page's bytes
+uncompressed (what it cost before gzip and caching). The live stream: bytes per minute with `?deltas=1`
+(what the pages open) beside the whole state every tick (what it was). Targets (the pages issue): ≤ 120 KB
+cold, ≤ 10 KB warm, first paint ≤ 300 ms locally.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from appliance import demo_config, start_ems  # the tests' way of starting the appliance
+from browser import CHROMIUM, CHROMIUM_ARGS
+
+PAGES = {"dashboard": "/", "monitoring": "/monitoring", "analytics": "/analytics", "forecasts": "/forecasts",
+         "settings": "/settings", "users": "/users", "help": "/help"}
+SSE_SECONDS = 30.0
+
+
+def page_load(context: Any, url: str) -> dict[str, float]:
+    page = context.new_page()
+    seen: list[Any] = []
+    page.on("requestfinished", lambda r: seen.append(r))
+    page.goto(url, wait_until="load")
+    page.wait_for_timeout(1500)  # the page's own fetches after load
+    fcp = page.evaluate("() => (performance.getEntriesByName('first-contentful-paint')[0] || {}).startTime || -1")
+    encoded = raw = 0.0
+    count = 0
+    for request in seen:
+        if "/api/events" in request.url:
+            continue
+        sizes = request.sizes()
+        response = request.response()
+        wire = sizes["responseBodySize"] + sizes["responseHeadersSize"]
+        if wire <= 0:
+            continue  # served from the browser's cache: no request went out
+        encoded += wire
+        try:
+            raw += len(response.body()) if response is not None else 0
+        except Exception:  # a body the browser did not keep (a redirect)
+            pass
+        count += 1
+    page.close()
+    return {"encoded": encoded, "raw": raw, "requests": count, "fcp_ms": fcp}
+
+
+def sse_bytes_per_min(base: str, cookie: str, query: str) -> float:
+    url = urlsplit(base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=15)
+    conn.request("GET", "/api/events" + query, headers={"Cookie": cookie})
+    resp = conn.getresponse()
+    total, end = 0, time.monotonic() + SSE_SECONDS
+    while time.monotonic() < end:
+        line = resp.fp.readline()
+        if not line:
+            break
+        total += len(line)
+    conn.close()
+    return total * 60.0 / SSE_SECONDS
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ems = start_ems(Path(tmp), demo_config(modbus=True))
+        try:
+            session = ems.login()
+            cookie = session.cookie or ""
+            name, value = cookie.split("=", 1)
+            host = urlsplit(ems.base_url).hostname
+            figures: dict[str, float] = {}
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+                for page_name, path in PAGES.items():
+                    context = browser.new_context(viewport={"width": 390, "height": 844})
+                    context.add_cookies([{"name": name, "value": value, "domain": host, "path": "/"}])
+                    cold = page_load(context, ems.base_url + path)
+                    warm = page_load(context, ems.base_url + path)
+                    context.close()
+                    figures[f"page_{page_name}_cold_kb"] = round(cold["encoded"] / 1024, 1)
+                    figures[f"page_{page_name}_uncompressed_baseline_kb"] = round(cold["raw"] / 1024, 1)
+                    figures[f"page_{page_name}_warm_kb"] = round(warm["encoded"] / 1024, 1)
+                    figures[f"page_{page_name}_requests_cold"] = cold["requests"]
+                    figures[f"page_{page_name}_requests_warm"] = warm["requests"]
+                    figures[f"page_{page_name}_first_paint_ms"] = round(cold["fcp_ms"], 1)
+                browser.close()
+            figures["sse_deltas_kb_per_min"] = round(sse_bytes_per_min(ems.base_url, cookie, "?deltas=1") / 1024, 1)
+            figures["sse_whole_state_baseline_kb_per_min"] = round(sse_bytes_per_min(ems.base_url, cookie, "") / 1024, 1)
+        finally:
+            ems.stop()
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
