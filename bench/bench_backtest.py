@@ -12,6 +12,16 @@ stock inverter's greedy self-consumption, and a planner that plans each calendar
 4 h / only on new prices), a 24 h horizon cap, the terminal SoC value, auto strategy selection — and the same
 comparison with an Austrian household grid fee (10.95 ct/kWh), where self-consumption is worth far more.
 `ems backtest` itself (defaults, with the HTML report) is timed and its peak RSS taken in a child process.
+
+Forecasts (`backtest_fc_<dataset>_*`): the EMS planning on its own forecasts (the runtime's forecasters,
+refitted every 6 h from the data before each fit, in a serving child process) and on seasonal-naive ones
+(load last week, PV yesterday), each as % of the optimum next to perfect forecasts, on the bundled year
+(H25 household), the generated noisy household (CREST) and the generated small business (50 MWh, 30 kWp,
+40 kWh / 20 kW); their forecast MAE and bias; the own forecasts' fits, fit time and the child's peak RSS;
+auto against arbitrage (with perfect forecasts, and with naive ones: `auto_naive_vs_arbitrage_naive_pct`,
+where auto's choices rest on forecasts that miss); and what arbitrage's real-time rule (hold the grid at 0 W on
+the plan's balancing steps) is worth: the naive-forecast run with the earlier rule, always the planned
+battery power (`naive_follow_plan`). Each dataset runs in its own child process, two at a time.
 """
 from __future__ import annotations
 
@@ -21,6 +31,7 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
+from typing import Any
 
 from ems.backtest import RecedingHorizon, Site, Tariff, load_backtest_data, run_backtest
 from ems.backtest.replay import (run_greedy, run_no_battery, run_perfect_foresight, run_receding_horizon,
@@ -52,9 +63,10 @@ def child(code: str) -> tuple[list[str], float]:
 
 
 def cli_figures() -> dict[str, float]:
-    """`ems backtest --out DIR` with its defaults (the bundled AT year), as an installer runs it."""
+    """`ems backtest --forecasts perfect --out DIR` on the bundled AT year, as an installer runs it (the default
+    adds own and naive forecasts: their runtime is `backtest_fc_bundled_runtime_s`)."""
     with tempfile.TemporaryDirectory() as out:
-        code = (f"import sys; from ems.backtest.cli import main; rc = main(['--out', {out!r}]); "
+        code = (f"import sys; from ems.backtest.cli import main; rc = main(['--forecasts', 'perfect', '--out', {out!r}]); "
                 f"assert rc == 0, rc; {PEAK_RSS}")
         lines, wall_s = child(code)
     return {"backtest_cli_runtime_s": wall_s, "backtest_cli_peak_rss_mb": float(lines[-1])}
@@ -75,7 +87,121 @@ def exact_optimum_figures() -> dict[str, float]:
             "backtest_optimum_exact_peak_rss_mb": float(lines[-1])}
 
 
+FORECAST_DATASETS = {
+    # name: (load file, forecast profile, annual kWh, PV kWp, battery kWh, battery kW)
+    "bundled": (LOAD, "household", 4000.0, PV_KWP, 10.0, 5.0),
+    "noisy_household": ("household_crest_2024_4000kWh_15min.csv", "household", 4000.0, PV_KWP, 10.0, 5.0),
+    "noisy_business": ("business_stochastic_2024_50000kWh_15min.csv", "commercial", 50000.0, 30.0, 40.0, 20.0),
+}
+
+
+def forecast_child(name: str) -> dict[str, float]:
+    """One dataset's forecast figures (runs in a child process: `bench_backtest.py --forecasts NAME`)."""
+    from ems.backtest.forecasters import ForecastSite, NaiveForecaster, OwnForecaster
+    from ems.config.schema import BessConfig
+    from ems.optimizer.strategies import STRATEGIES, Request
+    from ems.optimizer.strategies.arbitrage import Arbitrage
+
+    load, profile, annual, kwp, cap, power = FORECAST_DATASETS[name]
+    data = load_backtest_data(data_file(PRICES), data_file(load), data_file(PV), step_s=900, pv_kwp=kwp)
+    site = Site(bess=BessConfig(capacity_kwh=cap, max_charge_power_kw=power, max_discharge_power_kw=power))
+    fsite = ForecastSite(load_profile=profile, annual_load_kwh=annual, pv_kwp=kwp)
+    out: dict[str, float] = {}
+    p = f"backtest_fc_{name}"
+    t0 = time.perf_counter()
+    with OwnForecaster(fsite) as own:
+        result = run_backtest(data, site, RecedingHorizon(),
+                              forecasters={"ems_forecast": own, "ems_naive": NaiveForecaster(fsite)})
+        out[f"{p}_own_fits"] = float(own.fits)
+        out[f"{p}_own_fit_s"] = own.fit_s
+        out[f"{p}_own_ms_per_fit"] = 1000.0 * own.fit_s / max(1, own.fits)
+        out[f"{p}_own_child_peak_rss_mb"] = float(own.peak_rss_mb or 0.0)
+        out[f"{p}_own_fit_errors"] = float(own.fit_errors)
+    out[f"{p}_runtime_s"] = time.perf_counter() - t0
+    for run, key in (("ems", "perfect"), ("ems_forecast", "own"), ("ems_naive", "naive")):
+        total = result.total(run)
+        out[f"{p}_{key}_pct_of_optimum"] = float(total.pct_of_optimum or 0.0)
+        out[f"{p}_{key}_savings_eur"] = total.savings_eur
+        out[f"{p}_{key}_plans"] = float(result.runs[run].plans)
+    out[f"{p}_optimum_savings_eur"] = result.total("optimum").savings_eur
+    out[f"{p}_own_minus_naive_points"] = out[f"{p}_own_pct_of_optimum"] - out[f"{p}_naive_pct_of_optimum"]
+    first_month = result.figures["ems_forecast"][0].pct_of_optimum
+    out[f"{p}_own_first_month_pct_of_optimum"] = float(first_month or 0.0)
+    for run, key in (("ems_forecast", "own"), ("ems_naive", "naive")):
+        f = result.forecasts[run][-1]
+        out[f"{p}_{key}_load_mae_kw"] = float(f.load_mae_kw or 0.0)
+        out[f"{p}_{key}_load_bias_kw"] = float(f.load_bias_kw or 0.0)
+        out[f"{p}_{key}_pv_mae_kw"] = float(f.pv_mae_kw or 0.0)
+        out[f"{p}_{key}_pv_bias_kw"] = float(f.pv_bias_kw or 0.0)
+    log(f"{name}: " + ", ".join(f"{k}={v:.1f}" for k, v in result.runs["ems_forecast"].forecast_errors.models.items()))
+
+    # Auto against arbitrage on this dataset: with perfect forecasts, and with seasonal-naive ones (auto's
+    # choice then rests on forecasts that miss, as at a real site; naive, not own, to spare a second year of fits).
+    # The bundled year's perfect-forecast auto run is the main part's (`backtest_auto_vs_arbitrage_pct`).
+    runs = {"no_battery": result.runs["no_battery"], "optimum": result.runs["optimum"], "ems": result.runs["ems"],
+            "ems_naive": result.runs["ems_naive"],
+            "ems_auto_naive": run_receding_horizon(data, site, RecedingHorizon(strategy="auto"),
+                                                   forecaster=NaiveForecaster(fsite), name="ems_auto_naive")}
+    if name != "bundled":
+        runs["ems_auto"] = run_receding_horizon(data, site, RecedingHorizon(strategy="auto"), name="ems_auto")
+    variants: dict[str, Any] = {}
+    if name == "noisy_household":
+        class FollowPlan(Arbitrage):
+            def realtime(self, meter: Any, step: Any, intent: Any) -> Request:  # the earlier rule, always
+                return Request(float(step.bess_power_w), "arbitrage: planned battery power")
+
+        saved = STRATEGIES["arbitrage"]
+        STRATEGIES["arbitrage"] = FollowPlan()
+        try:  # seasonal naive forecasts: the rule's worth without the cost of a year of fits
+            variants["naive_follow_plan"] = run_receding_horizon(data, site, RecedingHorizon(),
+                                                                 forecaster=NaiveForecaster(fsite),
+                                                                 name="naive_follow_plan")
+        finally:
+            STRATEGIES["arbitrage"] = saved
+    runs.update(variants)
+    _, _, table = summarise(data, site, runs)
+    if "ems_auto" in table:
+        out[f"{p}_auto_vs_arbitrage_pct"] = 100.0 * table["ems_auto"][-1].savings_eur / table["ems"][-1].savings_eur
+        out[f"{p}_auto_pct_of_optimum"] = float(table["ems_auto"][-1].pct_of_optimum or 0.0)
+    out[f"{p}_auto_naive_vs_arbitrage_naive_pct"] = (100.0 * table["ems_auto_naive"][-1].savings_eur
+                                                     / table["ems_naive"][-1].savings_eur)
+    out[f"{p}_auto_naive_peak_shaving_share_pct"] = (100.0 * result_steps(runs["ems_auto_naive"], "peak_shaving")
+                                                     / data.n)
+    for v in variants:
+        out[f"{p}_{v}_pct_of_optimum"] = float(table[v][-1].pct_of_optimum or 0.0)
+    return out
+
+
+def result_steps(run: Any, strategy: str) -> int:
+    """Steps a run spent under `strategy` (auto's choices)."""
+    return int(run.strategy_steps.get(strategy, 0))
+
+
+def forecast_figures() -> dict[str, float]:
+    """Every dataset of FORECAST_DATASETS in a child process, two at a time."""
+    out: dict[str, float] = {}
+    pending = list(FORECAST_DATASETS)
+    running: list[tuple[str, subprocess.Popen[str]]] = []
+    while pending or running:
+        while pending and len(running) < 2:
+            name = pending.pop(0)
+            running.append((name, subprocess.Popen([sys.executable, __file__, "--forecasts", name], text=True,
+                                                   stdout=subprocess.PIPE, stderr=sys.stderr)))
+        name, proc = running.pop(0)
+        stdout, _ = proc.communicate(timeout=1700)
+        if proc.returncode != 0:
+            raise RuntimeError(f"forecast backtest {name} failed ({proc.returncode})")
+        out.update(json.loads(stdout.strip().splitlines()[-1]))
+    return out
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--forecasts"]:
+        print(json.dumps({k: round(float(v), 4) for k, v in forecast_child(sys.argv[2]).items()}))
+        return
+    t_start = time.perf_counter()
+    children = subprocess.Popen([sys.executable, __file__, "--forecasts-all"], text=True, stdout=subprocess.PIPE,
+                                stderr=sys.stderr) if "--no-forecasts" not in sys.argv else None
     figures: dict[str, float] = {}
     t0 = time.perf_counter()
     data = load_backtest_data(data_file(PRICES), data_file(LOAD), data_file(PV), step_s=900, pv_kwp=PV_KWP)
@@ -122,6 +248,7 @@ def main() -> None:
     figures["backtest_ems_self_consumption_pct"] = table["ems"][-1].self_consumption_pct
     figures["backtest_greedy_self_consumption_pct"] = table["greedy"][-1].self_consumption_pct
     figures["backtest_ems_worst_month_pct_of_optimum"] = min(m.pct_of_optimum for m in table["ems"][:-1])
+    figures["backtest_auto_vs_arbitrage_pct"] = 100.0 * table["ems_auto"][-1].savings_eur / table["ems"][-1].savings_eur
     auto_steps = runs["ems_auto"].strategy_steps
     figures["backtest_ems_auto_self_consumption_share_pct"] = 100.0 * auto_steps.get("self_consumption", 0) / data.n
 
@@ -140,12 +267,21 @@ def main() -> None:
                                                                / figures["backtest_gridfee_greedy_savings_eur"])
     figures.update(cli_figures())
     figures.update(exact_optimum_figures())
+    if children is not None:
+        stdout, _ = children.communicate(timeout=1700)
+        if children.returncode != 0:
+            raise RuntimeError("forecast backtests failed")
+        figures.update(json.loads(stdout.strip().splitlines()[-1]))
     figures["backtest_optimum_windows_minus_exact_savings_eur"] = (figures["backtest_optimum_savings_eur"]
                                                                    - figures["backtest_optimum_exact_savings_eur"])
+    figures["bench_backtest_s"] = time.perf_counter() - t_start
     for key in sorted(figures):
         log(f"  {key:<52} {figures[key]:12.3f}")
     print(json.dumps({k: round(float(v), 4) for k, v in figures.items()}))
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--forecasts-all"]:
+        print(json.dumps({k: round(float(v), 4) for k, v in forecast_figures().items()}))
+    else:
+        main()

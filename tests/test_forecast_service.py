@@ -16,6 +16,8 @@ from ems.clock import ScaledClock
 from ems.config.schema import EmsConfig
 from ems.config.store import ConfigStore
 from ems.config.validate import parse_config, to_plain
+from ems.forecast.load_models import CANDIDATES
+from ems.forecast.pv import BLEND_WEIGHT
 from ems.forecast.series import local_midnight_ts
 from ems.forecast.service import ForecastService, ForecastSnapshot
 from ems.history import HistoryStore
@@ -51,8 +53,11 @@ def history_with(tmp_path: Path, days: int) -> HistoryStore:
 
 
 async def run_until(service: ForecastService, done: Callable[[ForecastSnapshot], bool],
-                    timeout_s: float = 40.0) -> ForecastSnapshot:
-    """Run the service until the snapshot satisfies `done` (bounded), then stop it as the supervisor would."""
+                    timeout_s: float = 300.0) -> ForecastSnapshot:
+    """Run the service until the snapshot satisfies `done` (bounded), then stop it as the supervisor would.
+    The bound only stops a hung test: the fits run in niced child processes (pandas and pvlib imported
+    afresh each time), which on a busy 2-core machine took longer than 40 s; the config's own fit
+    timeout (120 s) decides what counts as a failed fit."""
     task = asyncio.create_task(service.run())
     deadline = time.monotonic() + timeout_s
     try:
@@ -86,6 +91,9 @@ class FixedClock(LoopTimers):
         return time.monotonic()
 
 
+CANDIDATE_NAMES = (*CANDIDATES, "combined")
+
+
 def test_service_publishes_market_prices_and_models_fitted_on_history(tmp_path: Path, server: PayloadServer) -> None:
     server.serve(hourly_prices(local_midnight_ts(NOW, days=-7), 9))
     store = config_store(tmp_path, price_source="awattar_at", awattar_base_url=server.url, horizon_h=48,
@@ -101,9 +109,9 @@ def test_service_publishes_market_prices_and_models_fitted_on_history(tmp_path: 
     noon_tomorrow = price.index_of(local_midnight_ts(NOW, days=1) + 12.5 * 3600)
     assert price.values[noon_tomorrow] == pytest.approx(-0.008)
     assert snap.consumer_price.values[noon_tomorrow] == pytest.approx((-0.008 + 0.008 * 0.03 + 0.08) * 1.2)
-    assert snap.load.model == "holt_winters_daily_weekly" and snap.load.step_s == 900
+    assert snap.load.model in CANDIDATE_NAMES and snap.load.step_s == 900
     assert snap.load.start_ts == NOW and snap.load.end_ts >= NOW + 48 * 3600
-    assert snap.pv.model == "clear_sky_x_history_profile"
+    assert snap.pv.model in (f"blend_{BLEND_WEIGHT:g}_naive_profile", "naive_day")
     midnight = snap.pv.index_of(local_midnight_ts(NOW, days=1) + 1800)
     assert snap.pv.values[midnight] == 0.0 and max(snap.pv.values) > 1.0
     body = no_nan_json(snap)

@@ -1,5 +1,5 @@
-"""Load forecast from the EMS's own history: Holt-Winters in the worker process, the fallback ladder,
-daylight-saving days and gaps."""
+"""Load forecast from the EMS's own history: the candidate chosen by recent error in the worker process,
+the fallback ladder, the calendar, daylight-saving days and gaps."""
 from __future__ import annotations
 
 import math
@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from ems.forecast.load import (LoadHistory, forecast_load, history_from_rows, seasonal_persistence,
+from ems.forecast.load import (LoadHistory, fit_load, forecast_load, history_from_rows, seasonal_persistence,
                                standard_profile_kw)
+from ems.forecast.load_models import CANDIDATES, austrian_holidays, day_type
 from ems.forecast.series import MARKET_TZ, from_wall_clock_grid, local_midnight_ts, to_wall_clock_grid
 from ems.forecast.worker import WorkerError, run_worker
 from support import local_ts
@@ -67,11 +68,14 @@ def mae(a: list[float], b: list[float]) -> float:
     return sum(abs(x - y) for x, y in zip(a, b)) / len(a)
 
 
-def test_holt_winters_beats_seasonal_naive_on_a_noisy_daily_and_weekly_pattern(four_weeks_noisy: Any,
-                                                                                hw_forecast: Any) -> None:
+MODELS = (*CANDIDATES, "combined")
+
+
+def test_the_chosen_model_beats_seasonal_naive_on_a_noisy_daily_and_weekly_pattern(four_weeks_noisy: Any,
+                                                                                    hw_forecast: Any) -> None:
     history, future = four_weeks_noisy
     series, error = hw_forecast
-    assert error is None and series.model == "holt_winters_daily_weekly" and series.source == "history"
+    assert error is None and series.model in MODELS and series.source == "history"
     actual = [r["load_power_w"] / 1000 for r in future]
     weekly_naive = list(history.values_kw[-7 * 96:][:2 * 96])   # same time last week
     daily_naive = seasonal_persistence(history.values_kw, 2 * 96)  # yesterday repeated
@@ -113,7 +117,8 @@ def test_short_history_walks_down_the_model_ladder_without_a_fit() -> None:
     assert persisted.values == pytest.approx([pattern_kw(t + STEP / 2) for t in persisted.timestamps()], rel=1e-6)
     five_days = history_from_rows(rows(start - 5 * 86400, start, noise=0.1), start)
     daily, error = forecast_load(five_days, start, 96, recording_fit)
-    assert error is None and daily.model == "holt_winters_daily" and len(calls) == 1
+    assert error is None and daily.model in MODELS and len(calls) == 1
+    assert "profile" in calls[0]  # a young site is offered the standard profile as a candidate
 
 
 def test_standard_profile_scales_with_the_configured_annual_energy() -> None:
@@ -138,7 +143,7 @@ def test_morning_peak_stays_at_local_time_after_the_autumn_clock_change() -> Non
     start = local_ts(2024, 10, 29)  # history spans the 25-hour day of 27 October
     history = history_from_rows(rows(start - 6 * 86400, start, noise=0.02), start)
     series, error = forecast_load(history, start, 96, fit)
-    assert error is None and series.model == "holt_winters_daily"
+    assert error is None and series.model in MODELS
     peak = max(range(40), key=lambda i: series.values[i])  # the morning (before 10:00)
     local = datetime.fromtimestamp(series.start_ts + peak * STEP, MARKET_TZ)
     assert (local.hour, local.minute) in ((7, 0), (7, 15))
@@ -166,3 +171,40 @@ def test_wall_clock_grid_round_trips_daylight_saving_days(day: tuple[int, int, i
         assert sum(1 for a, b in zip(back, values) if a != b) == 8
     else:
         assert back == values
+
+
+def test_a_load_that_repeats_every_week_is_forecast_exactly_and_never_worse_than_naive() -> None:
+    start = local_ts(2024, 6, 20)
+    history = history_from_rows(rows(start - 28 * 86400, start), start)
+    answer = fit_load({"values": list(history.values_kw), "horizon": 96, "wall_start": history.wall_start})
+    naive = min(answer["scores"][k] for k in ("naive_day", "naive_week"))
+    assert answer["mae_kw"] <= naive < 0.2
+    assert answer["mae_kw"] == pytest.approx(0.0, abs=1e-9)
+    future = [pattern_kw(start + i * STEP + STEP / 2) for i in range(96)]
+    assert answer["point"] == pytest.approx(future, abs=1e-6)
+
+
+def test_the_calendar_knows_austrian_holidays_and_day_types() -> None:
+    from datetime import date
+    holidays = austrian_holidays(2024)
+    assert {date(2024, 4, 1), date(2024, 5, 9), date(2024, 5, 20), date(2024, 5, 30), date(2024, 12, 26)} <= holidays
+    assert len(holidays) == 13
+    assert [day_type(date(2024, 6, d)) for d in (21, 22, 23)] == [0, 1, 2]  # Friday, Saturday, Sunday
+    assert day_type(date(2024, 5, 30)) == 2  # Corpus Christi, a Thursday, lives like a Sunday
+
+
+def test_holt_winters_can_be_asked_for_as_one_more_scored_candidate() -> None:
+    start = local_ts(2024, 6, 20)
+    history = history_from_rows(rows(start - 8 * 86400, start, noise=0.2), start)  # 4 origins to score on
+    answer = run_worker({"kind": "load", "values": list(history.values_kw), "horizon": 96,
+                         "wall_start": history.wall_start, "holt_winters": True}, timeout_s=240)
+    assert "holt_winters" in answer["scores"] and len(answer["point"]) == 96
+
+
+def test_a_forecast_issued_inside_the_repeated_autumn_hour_covers_every_interval() -> None:
+    second_pass = local_ts(2024, 10, 27) + 3 * 3600 + 900  # 02:15 CET, the second 02:15 of the day
+    assert datetime.fromtimestamp(second_pass, MARKET_TZ).utcoffset().total_seconds() == 3600
+    history = history_from_rows(rows(second_pass - 10 * 86400, second_pass, noise=0.05), second_pass)
+    series, error = forecast_load(history, second_pass, 96, fit)
+    assert error is None and len(series.values) == 96
+    assert all(v == v and v >= 0 for v in series.values)  # no NaN: the plan would stop there

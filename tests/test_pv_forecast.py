@@ -7,10 +7,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from ems.forecast.prices import FetchError
-from ems.forecast.pv import forecast_pv, pv_request
+from ems.forecast.pv import BLEND_WEIGHT, forecast_pv, pv_request
 from ems.forecast.series import MARKET_TZ
 from ems.forecast.weather import OpenWeatherMapClient, WeatherFeed, WeatherPoint, parse_owm_forecast
 from ems.forecast.worker import run_worker
@@ -18,6 +19,7 @@ from ems.data.profiles import pv_profile
 from support import PayloadServer, local_ts, owm_payload
 
 VIENNA = {"latitude_deg": 48.2, "longitude_deg": 16.37, "tilt_deg": 30.0, "azimuth_deg": 180.0}
+GERMANY = {"latitude_deg": 51.0, "longitude_deg": 10.4, "tilt_deg": 30.0, "azimuth_deg": 180.0}  # the PV data's
 STEP = 900
 
 
@@ -61,9 +63,10 @@ def test_history_teaches_the_site_its_performance_and_gives_quantiles() -> None:
     start = local_ts(2024, 6, 21)
     profile = pv_profile(8.0)  # real German PV shape (per kWp) as this site's measured history
     rows = [{"ts": t, "pv_power_w": profile.value_at(t + STEP / 2) * 1000}
-            for t in range(int(start - 14 * 86400), int(start), STEP)]
+            for t in range(int(start - 28 * 86400), int(start), STEP)]
     series, error = forecast_pv(pv_request(start, 96, kwp=8.0, history_rows=rows, **VIENNA), fit)
-    assert error is None and series.model == "clear_sky_x_history_profile" and series.source == "history"
+    assert error is None and series.source == "history"
+    assert series.model in (f"blend_{BLEND_WEIGHT:g}_naive_profile", "naive_day")
     actual_kwh = sum(profile.value_at(t + STEP / 2) for t in series.timestamps()) / 4
     forecast_kwh = sum(series.values) / 4
     assert 0.6 * actual_kwh < forecast_kwh < 1.5 * actual_kwh
@@ -140,3 +143,42 @@ def test_a_failed_pv_fit_assumes_no_pv_and_says_why() -> None:
                                 lambda req: run_worker(req, timeout_s=0.01))
     assert series.model == "unavailable" and set(series.values) == {0.0}
     assert error is not None and "timed out" in error
+
+
+def test_weather_forecast_learns_the_sites_afternoon_shade_from_history() -> None:
+    start = local_ts(2024, 6, 21)
+    profile = pv_profile(8.0)
+
+    def measured_w(t: float, shaded: bool) -> float:
+        hour = datetime.fromtimestamp(t, MARKET_TZ).hour
+        return profile.value_at(t + STEP / 2) * 1000 * (0.3 if shaded and hour >= 15 else 1.0)
+
+    clear_sky = [WeatherPoint(start - 3600 + i * 10800, 0.0, 20.0, 2.0) for i in range(10)]
+    forecasts = {}
+    for shaded in (False, True):
+        rows = [{"ts": t, "pv_power_w": measured_w(t, shaded)} for t in range(int(start - 28 * 86400), int(start), STEP)]
+        forecasts[shaded], error = forecast_pv(pv_request(start, 96, kwp=8.0, history_rows=rows, weather=clear_sky,
+                                                          **GERMANY), fit)
+        assert error is None and forecasts[shaded].model == "owm_cloud_cover_x_site_correction"
+    morning, afternoon = (10, 0), (16, 0)
+    assert at_local_hour(forecasts[True], *morning) == pytest.approx(at_local_hour(forecasts[False], *morning), rel=0.05)
+    assert at_local_hour(forecasts[True], *afternoon) < 0.5 * at_local_hour(forecasts[False], *afternoon)
+
+
+def test_yesterday_takes_over_only_where_it_is_clearly_better_than_the_blend() -> None:
+    """A site whose output changed ten days ago (a new obstruction) is forecast from yesterday, which knows the
+    change; a site with day-to-day cloud is forecast with the blend, which errs less there than yesterday."""
+    from ems.forecast.pv import SLOTS_PER_DAY, choose_pv_model
+
+    days = 28
+    slot = np.arange((days + 1) * SLOTS_PER_DAY) % SLOTS_PER_DAY
+    clear = 8.0 * np.clip(np.sin(np.pi * (slot - 24) / 48), 0.0, None)  # 06:00–18:00, 8 kW at noon
+    future = np.full(SLOTS_PER_DAY, np.nan)
+    n = days * SLOTS_PER_DAY
+    shaded = np.where(np.arange(len(clear)) >= (days - 10) * SLOTS_PER_DAY, 0.4, 0.9)
+    model, point, _, mae = choose_pv_model(np.concatenate([(clear * shaded)[:n], future]), clear, n, SLOTS_PER_DAY, 8.0)
+    assert model == "naive_day" and mae["naive_day"] < mae[f"blend_{BLEND_WEIGHT:g}_naive_profile"]
+    assert point == pytest.approx(0.4 * clear[:SLOTS_PER_DAY], abs=1e-9)
+    cloudy = np.repeat(np.random.default_rng(1).uniform(0.2, 1.0, days + 1), SLOTS_PER_DAY)
+    model, _, _, mae = choose_pv_model(np.concatenate([(clear * cloudy)[:n], future]), clear, n, SLOTS_PER_DAY, 8.0)
+    assert model == f"blend_{BLEND_WEIGHT:g}_naive_profile" and mae[model] < mae["naive_day"]

@@ -117,23 +117,56 @@ def test_auto_picks_arbitrage_when_the_spread_pays_for_a_round_trip():
     assert "28.0 ct/kWh" in choice.reason  # spread of the 10 %/90 % prices: 40 − 12
 
 
-def test_auto_ignores_a_spread_that_losses_and_degradation_eat():
-    small_spread = np.where(HOURS >= 18, 0.21, 0.20)
-    choice = choose_strategy(day(small_spread, 2.0, pv=SOLAR))
-    assert choice.strategy == "self_consumption"
-    assert "PV surplus" in choice.reason
-    assert choice.figures["pv_surplus_kwh"] == pytest.approx(float(np.maximum(SOLAR - 2.0, 0).sum()))
+@pytest.mark.parametrize("price, load, pv, says", [
+    (np.where(HOURS >= 18, 0.21, 0.20), 2.0, SOLAR, "PV surplus"),  # a spread losses eat, PV to store
+    (0.2, PEAKY_LOAD, 0.0, "no price spread"),  # peaky, but no demand charge and far from the grid limit
+    (0.2, 2.0, 0.0, "no price spread"),
+])
+def test_auto_never_gives_up_arbitrage_money_without_a_peak_to_guard(price, load, pv, says):
+    inp = day(price, load, pv=pv)
+    choice = choose_strategy(inp)
+    assert choice.strategy == "arbitrage" and says in choice.reason
+    best = solved(inp, "arbitrage").objective_eur
+    for other in ("self_consumption", "load_balancing"):
+        assert solved(inp, other).objective_eur >= best - TOL  # what auto would lose by picking them
 
 
-def test_auto_picks_load_balancing_for_a_peaky_load_with_nothing_else_to_use():
-    choice = choose_strategy(day(0.2, PEAKY_LOAD))
-    assert choice.strategy == "load_balancing"
-    assert "peaky" in choice.reason
+def test_auto_picks_peak_shaving_on_a_commercial_site_whose_demand_charge_makes_it_pay():
+    # A business: 4 kW base, a 20 kW lunchtime peak, flat prices; the network level bills 12 € per kW of the
+    # month's highest quarter-hour. Shaving costs the energy of the losses and earns the demand charge.
+    inp = day(0.20, PEAKY_LOAD, demand_charge_eur_per_kw=12.0, peak_so_far_kw=5.0)
+    choice = choose_strategy(inp)
+    assert choice.strategy == "peak_shaving"
+    assert "demand charge 12 €/kW" in choice.reason and "guard" in choice.reason
+    assert choice.figures["peak_shaving_extra_cost_eur"] <= choice.figures["peak_guard_value_eur"]
+    # The known answer: the battery's usable energy (90 − 10 % of 20 kWh) delivered over the two peak hours.
+    usable_kwh = BATTERY.capacity_kwh * (BATTERY.max_soc_pct - BATTERY.min_soc_pct) / 100.0
+    assert choice.figures["peak_shaving_peak_kw"] == pytest.approx(20.0 - usable_kwh * BATTERY.discharge_efficiency / 2,
+                                                                   abs=0.01)
+    # Where the month's peak is already higher than anything forecast, there is nothing to guard.
+    assert choose_strategy(day(0.20, PEAKY_LOAD, demand_charge_eur_per_kw=12.0, peak_so_far_kw=25.0)).strategy \
+        == "arbitrage"
 
 
-def test_auto_falls_back_to_self_consumption_when_nothing_stands_out():
-    choice = choose_strategy(day(0.2, 2.0))
-    assert choice.strategy == "self_consumption" and "default" in choice.reason
+def test_auto_keeps_arbitrage_when_a_tiny_demand_charge_is_not_worth_the_spread_it_would_give_up():
+    choice = choose_strategy(day(MIDDAY_CHEAP, PEAKY_LOAD, demand_charge_eur_per_kw=0.05))
+    assert choice.strategy == "arbitrage" and "priced into the arbitrage plan" in choice.reason
+    assert choice.figures["peak_shaving_extra_cost_eur"] > choice.figures["peak_guard_value_eur"]
+
+
+def test_arbitrage_holds_the_grid_where_its_plan_balances_the_site_and_follows_trades_elsewhere():
+    rule = STRATEGIES["arbitrage"]
+
+    class Step:
+        def __init__(self, bess_w: float, grid_w: float):
+            self.bess_power_w, self.grid_power_w = bess_w, grid_w
+
+    more_load = Meter(grid_w=700.0, bess_w=1500.0)  # the plan discharged 1.5 kW for a forecast 1.5 kW: 0.7 kW more
+    balancing = rule.realtime(more_load, Step(1500.0, 0.0), Intent("arbitrage", None))
+    assert balancing.power_w == pytest.approx(2200.0) and "grid held at 0 W" in balancing.why
+    trading = rule.realtime(more_load, Step(-3000.0, 4500.0), Intent("arbitrage", None))  # charging from the grid
+    assert trading.power_w == -3000.0 and "planned battery power" in trading.why
+    assert rule.realtime(Meter(None, None), Step(1500.0, 0.0), Intent("arbitrage", None)).power_w == 1500.0
 
 
 def test_auto_choice_is_recorded_on_the_plan():

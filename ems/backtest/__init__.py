@@ -20,6 +20,7 @@ _EXPORTS = {
     "Forecaster": "replay", "PeriodFigures": "replay", "RecedingHorizon": "replay", "Site": "replay",
     "Tariff": "replay", "run_backtest": "replay", "run_greedy": "replay", "run_no_battery": "replay",
     "run_perfect_foresight": "replay", "run_receding_horizon": "replay",
+    "ForecastSite": "forecasters", "NaiveForecaster": "forecasters", "OwnForecaster": "forecasters",
     "format_table": "report", "render_html": "report", "write_report": "report",
 }
 

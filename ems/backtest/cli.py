@@ -1,7 +1,8 @@
 """`ems backtest`: replay a year of real prices, load and PV with and without the EMS, and report.
 
 With no arguments it runs the bundled Austrian data: 2024 day-ahead prices, a 4,000 kWh household
-(BDEW H25), 8 kWp of PV, a 10 kWh / 5 kW battery. `add_parser` registers the command on the `ems`
+(BDEW H25), 8 kWp of PV, a 10 kWh / 5 kW battery, and the EMS planning on perfect, its own and seasonal-naive
+forecasts (`--forecasts`). `add_parser` registers the command on the `ems`
 CLI; `main` runs it on its own (`python -m ems.backtest.cli --help`).
 Exit codes: 0 done, 2 bad input (a file, line and column, or the option, is named on stderr).
 Options that set a field of the battery, grid, tariff or planning policy are checked against that
@@ -14,6 +15,7 @@ import importlib
 import logging
 import sys
 import time
+from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
 from typing import Any, Callable, Optional, TextIO
@@ -89,6 +91,22 @@ def _fraction_or_pct(value: float) -> float:
     return value / 100.0 if value > 1.0 else value
 
 
+FORECAST_CHOICES = ("perfect", "own", "naive")
+FORECAST_RUNS = {"perfect": "ems", "own": "ems_forecast", "naive": "ems_naive"}
+
+
+def _forecasts(text: str) -> tuple[str, ...]:
+    """'own', 'own,naive' or 'all' → the forecast kinds, in report order."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if parts == ["all"]:
+        return FORECAST_CHOICES
+    bad = [p for p in parts if p not in FORECAST_CHOICES]
+    if bad or not parts:
+        raise argparse.ArgumentTypeError(f"'{text}' is not allowed (allowed: {', '.join(FORECAST_CHOICES)}, "
+                                         "comma-separated, or all)")
+    return tuple(k for k in FORECAST_CHOICES if k in parts)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     data = p.add_argument_group("data (CSV: header 'timestamp,<quantity>_<unit>', ISO-8601 times with UTC offset)")
     data.add_argument("--prices", help=f"day-ahead prices: price_eur_per_mwh | price_eur_per_kwh (default: bundled "
@@ -135,6 +153,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                   help="intraday replans between price publications, in hours (0 = only on new prices; default 4)")
     _field_option(ems, "--publication-time", "policy.publication_hhmm", parse=str, default="13:00",
                   help="local time next-day prices appear (default 13:00)")
+    ems.add_argument("--forecasts", type=_forecasts, default=FORECAST_CHOICES, metavar="perfect,own,naive",
+                     help="what the EMS plans on, one row each (default: all three): perfect = the real load and PV; "
+                          "own = the runtime's own forecasters, fitted at every plan on the data before it only "
+                          "(a new site: standard profile and climatology first); naive = load as the same time last "
+                          "week, PV as yesterday")
+    ems.add_argument("--load-profile", choices=("household", "commercial"), default="household",
+                     help="standard profile the own load forecast starts from (forecast.load_profile; default household)")
+    ems.add_argument("--annual-load-kwh", type=float, default=4000.0,
+                     help="annual energy that profile is scaled to (forecast.annual_load_kwh; default 4000)")
+    ems.add_argument("--latitude", type=float, default=51.0, help="PV site for the own PV forecast (default 51.0: the "
+                                                                  "bundled German PV shape)")
+    ems.add_argument("--longitude", type=float, default=10.4, help="default 10.4")
+    ems.add_argument("--pv-tilt", type=float, default=30.0, help="default 30°")
+    ems.add_argument("--pv-azimuth", type=float, default=180.0, help="default 180° (south)")
     ems.add_argument("--day-at-a-time", action="store_true",
                      help="also run a planner that plans each calendar day on its own (the naive reference)")
     ems.add_argument("--no-optimum", action="store_true", help="skip the perfect-foresight optimum")
@@ -185,6 +217,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from ..config.schema import BessConfig, GridConnectionConfig
     from ..optimizer.inputs import PlanInputError
     from .data import BacktestDataError, load_backtest_data, local_midnight_ts
+    from .forecasters import ForecastSite, NaiveForecaster, OwnForecaster
     from .replay import RecedingHorizon, Site, Tariff, run_backtest
     from .report import format_table, write_report
 
@@ -223,12 +256,28 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     print(f"read {data.n} steps in {time.perf_counter() - t0:.1f} s; replaying …", file=err, flush=True)
     extra = {"day_at_a_time": RecedingHorizon(strategy=args.strategy, horizon="calendar_day", replan_every_h=None)} \
         if args.day_at_a_time else None
-    try:
-        result = run_backtest(data, site, policy, optimum=not args.no_optimum, exact_optimum=args.exact_optimum,
-                              extra_policies=extra, progress=_progress_printer(err))
-    except PlanInputError as exc:
-        print(f"error: {exc}", file=err)
-        return EXIT_BAD_INPUT
+    kwp = pv_kwp if pv_kwp is not None else round(float(max(data.pv_kw, default=0.0)) / 0.8, 1)
+    fsite = ForecastSite(load_profile=args.load_profile, annual_load_kwh=args.annual_load_kwh,
+                         latitude_deg=args.latitude, longitude_deg=args.longitude, tilt_deg=args.pv_tilt,
+                         azimuth_deg=args.pv_azimuth, pv_kwp=kwp)
+    with ExitStack() as stack:
+        forecasters: dict[str, Any] = {}
+        own: Optional[OwnForecaster] = None
+        if "own" in args.forecasts:
+            own = stack.enter_context(OwnForecaster(fsite))
+            forecasters["ems_forecast"] = own
+        if "naive" in args.forecasts:
+            forecasters["ems_naive"] = NaiveForecaster(fsite)
+        try:
+            result = run_backtest(data, site, policy, optimum=not args.no_optimum, exact_optimum=args.exact_optimum,
+                                  extra_policies=extra, progress=_progress_printer(err),
+                                  perfect="perfect" in args.forecasts, forecasters=forecasters)
+        except PlanInputError as exc:
+            print(f"error: {exc}", file=err)
+            return EXIT_BAD_INPUT
+        if own is not None:
+            print(f"own forecasts: {own.fits} fits in the child process, {own.fit_s:.0f} s fitting, child peak "
+                  f"{own.peak_rss_mb or 0:.0f} MB", file=err)
     print(format_table(result))
     if args.out:
         week_step: Optional[int] = None

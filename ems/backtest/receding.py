@@ -14,7 +14,7 @@ from ..optimizer.plan import Flows, Plan
 from ..localtime import hhmm_to_minutes, site_zone
 from .data import BacktestData
 from .realise import empty_flows, realise_step
-from .results import ControllerRun
+from .results import ControllerRun, ForecastErrors
 from .scenario import (Forecast, Forecaster, Progress, RecedingHorizon, Site, chunk_inputs, site_export_cap_kw,
                        site_prices)
 
@@ -79,6 +79,7 @@ def run_receding_horizon(data: BacktestData, site: Site, policy: RecedingHorizon
     peak_w: Optional[float] = None
     plans = failed = 0
     strategy_steps: dict[str, int] = {}
+    errors = ForecastErrors.empty(n) if forecaster is not None else None
     next_progress = 0.0
     for k in range(n):
         offset = k - plan_first
@@ -90,7 +91,7 @@ def run_receding_horizon(data: BacktestData, site: Site, policy: RecedingHorizon
                       and abs(planned_energy - energy) > policy.soc_deviation_pct * bess.capacity_kwh / 100.0))
         if plan is None or replan:  # `replan` holds when there is no plan; this says so to the type checker
             stop = min(n, k + max_steps, k + int(round((known_end[k] - starts[k]) / step_s)))
-            plan = _plan(data, site, policy, forecaster, k, stop, energy, pi, pe)
+            plan = _plan(data, site, policy, forecaster, k, stop, energy, pi, pe, errors)
             plans += 1
             failed += 0 if plan.status == "optimal" else 1
             plan_first = last_replan = k
@@ -109,12 +110,17 @@ def run_receding_horizon(data: BacktestData, site: Site, policy: RecedingHorizon
     if progress is not None:
         progress(name, 1.0)
     note = f"{plans} plans" + (f", {failed} failed (fallback used)" if failed else "")
-    return ControllerRun(name, Flows(**out), time.perf_counter() - t0, plans, failed, strategy_steps, note)
+    if errors is not None:
+        log_ = getattr(forecaster, "log", None)
+        errors.models.update(getattr(log_, "models", {}) or {})
+    return ControllerRun(name, Flows(**out), time.perf_counter() - t0, plans, failed, strategy_steps, note, errors)
 
 
 def _plan(data: BacktestData, site: Site, policy: RecedingHorizon, forecaster: Optional[Forecaster], first: int,
-          stop: int, energy_kwh: float, pi: np.ndarray, pe: np.ndarray) -> Plan:
-    """One planning run from step `first` to `stop` (exclusive), from the stored energy now."""
+          stop: int, energy_kwh: float, pi: np.ndarray, pe: np.ndarray,
+          errors: Optional[ForecastErrors] = None) -> Plan:
+    """One planning run from step `first` to `stop` (exclusive), from the stored energy now. The
+    forecaster sees the data before `first` only; what it forecast is scored into `errors`."""
     start_ts = data.start_ts + first * data.step_s
     soc0_pct = min(100.0, max(0.0, 100.0 * energy_kwh / site.bess.capacity_kwh))
     # A plan reaching the end of the data is told that the period ends there, and what energy left
@@ -129,6 +135,8 @@ def _plan(data: BacktestData, site: Site, policy: RecedingHorizon, forecaster: O
                                                      stop - first, data.market_price_eur_per_kwh[first:stop].copy()),
                                  stop - first)
             load, pv = fc.load_kw, fc.pv_kw
+            if errors is not None:
+                errors.add(first, load, pv, data.load_kw[first:stop], data.pv_kw[first:stop])
             imp_price = site.tariff.import_price_eur_per_kwh(fc.market_price_eur_per_kwh)
             exp_price = site.tariff.export_price_eur_per_kwh(fc.market_price_eur_per_kwh)
         inputs = PlanInputs(start_ts=start_ts, step_s=data.step_s, import_price_eur_per_kwh=imp_price,

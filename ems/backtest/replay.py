@@ -7,7 +7,8 @@ Controllers (each produces per-step flows over the whole period, same signs and 
 - `ems`: the EMS as the runtime runs it — receding horizon (`RecedingHorizon`): a plan when the next
   day's prices are published (13:00) reaching to the end of the known prices, intraday replans every
   few hours, each plan step turned into a battery request by the real-time layer (`ems.optimizer.realtime`)
-  and clamped to the battery's limits. With perfect forecasts unless a `forecaster` is given (`ems_forecast`).
+  and clamped to the battery's limits. With perfect forecasts (`ems`), or planning on a forecaster's
+  forecasts: the EMS's own (`ems_forecast`) or seasonal naive (`ems_naive`), see `forecasters`.
 - `optimum`: perfect foresight — the least cost with every price, load and PV value known in
   advance: the upper bound of what any controller could save with this battery, tariff and data
   (week windows with 3 days of lookahead, within cents of one exact LP over the period; see
@@ -42,14 +43,15 @@ from .optimum import (OPTIMUM_LOOKAHEAD_H, OPTIMUM_MIP_REL_GAP, OPTIMUM_TIME_LIM
                       run_perfect_foresight)
 from .realise import SOC_TOL_KWH, empty_flows
 from .receding import known_until_ts, run_receding_horizon
-from .results import (CONTROLLER_TITLES, BacktestResult, ControllerRun, PeriodFigures, month_labels, period_figures,
-                      summarise)
+from .results import (CONTROLLER_TITLES, BacktestResult, ControllerRun, ForecastErrors, ForecastFigures,
+                      PeriodFigures, forecast_summary, month_labels, period_figures, summarise)
 from .scenario import (Forecast, Forecaster, Progress, RecedingHorizon, Site, Tariff, chunk_inputs,
                        site_prices)
 
 __all__ = [
     "CONTROLLER_TITLES", "OPTIMUM_LOOKAHEAD_H", "OPTIMUM_MIP_REL_GAP", "OPTIMUM_TIME_LIMIT_S", "OPTIMUM_WINDOW_H",
-    "SOC_TOL_KWH", "BacktestResult", "ControllerRun", "Forecast", "Forecaster", "PeriodFigures", "Progress",
+    "SOC_TOL_KWH", "BacktestResult", "ControllerRun", "Forecast", "ForecastErrors", "ForecastFigures", "Forecaster",
+    "PeriodFigures", "Progress",
     "RecedingHorizon", "Site", "Tariff", "known_until_ts", "month_labels", "period_figures", "run_backtest",
     "run_greedy", "run_no_battery", "run_perfect_foresight", "run_receding_horizon", "summarise",
 ]
@@ -87,20 +89,25 @@ def run_greedy(data: BacktestData, site: Site) -> ControllerRun:
 def run_backtest(data: BacktestData, site: Site = Site(), policy: RecedingHorizon = RecedingHorizon(), *,
                  forecaster: Optional[Forecaster] = None, optimum: bool = True, exact_optimum: bool = False,
                  extra_policies: Optional[dict[str, RecedingHorizon]] = None,
-                 progress: Optional[Progress] = None) -> BacktestResult:
-    """All controllers over `data`: no battery, greedy, the EMS with perfect forecasts, the EMS with
-    `forecaster`'s forecasts (only when one is given: there is no stand-in), any `extra_policies`
-    (name → policy, e.g. the day-at-a-time reference), and the perfect-foresight optimum (`optimum`;
-    `exact_optimum`: one LP over the whole period, see `run_perfect_foresight`)."""
+                 progress: Optional[Progress] = None, perfect: bool = True,
+                 forecasters: Optional[dict[str, Forecaster]] = None) -> BacktestResult:
+    """All controllers over `data`: no battery, greedy, the EMS with perfect forecasts (`perfect`),
+    the EMS with each of `forecasters`' forecasts (run name → forecaster: `ems_forecast` for the own,
+    `ems_naive` for seasonal naive; `forecaster` is short for {"ems_forecast": forecaster}), any
+    `extra_policies` (name → policy, e.g. the day-at-a-time reference), and the perfect-foresight
+    optimum (`optimum`; `exact_optimum`: one LP over the whole period, see `run_perfect_foresight`)."""
     problems = site.check() + policy.check()
     if problems:
         raise PlanInputError(problems[0][0], problems[0][1])
     t0 = time.perf_counter()
     runs: dict[str, ControllerRun] = {"no_battery": run_no_battery(data, site), "greedy": run_greedy(data, site)}
-    runs["ems"] = run_receding_horizon(data, site, policy, name="ems", progress=progress)
+    if perfect:
+        runs["ems"] = run_receding_horizon(data, site, policy, name="ems", progress=progress)
+    chosen = dict(forecasters or {})
     if forecaster is not None:
-        runs["ems_forecast"] = run_receding_horizon(data, site, policy, forecaster=forecaster, name="ems_forecast",
-                                                    progress=progress)
+        chosen.setdefault("ems_forecast", forecaster)
+    for run_name, fc in chosen.items():
+        runs[run_name] = run_receding_horizon(data, site, policy, forecaster=fc, name=run_name, progress=progress)
     for extra_name, extra in (extra_policies or {}).items():
         runs[extra_name] = run_receding_horizon(data, site, extra, name=extra_name, progress=progress)
     if optimum:
@@ -112,4 +119,5 @@ def run_backtest(data: BacktestData, site: Site = Site(), policy: RecedingHorizo
         if progress is not None:
             progress("optimum", 1.0)
     index, labels, figures = summarise(data, site, runs)
-    return BacktestResult(data, site, policy, runs, labels, index, figures, time.perf_counter() - t0)
+    return BacktestResult(data, site, policy, runs, labels, index, figures, time.perf_counter() - t0,
+                          forecast_summary(runs, index, labels))

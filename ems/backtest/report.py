@@ -24,11 +24,12 @@ from .replay import CONTROLLER_TITLES, BacktestResult
 log = logging.getLogger(__name__)
 
 COLORS = {
-    "no_battery": "#8a8f98", "greedy": "#e08a1e", "ems": "#2563eb", "ems_forecast": "#0d9488",
+    "no_battery": "#8a8f98", "greedy": "#e08a1e", "ems": "#2563eb", "ems_forecast": "#0d9488", "ems_naive": "#be185d",
     "day_at_a_time": "#9333ea", "optimum": "#16a34a",
     "load": "#dc2626", "pv": "#eab308", "grid": "#475569", "battery": "#2563eb", "price": "#7c3aed",
 }
-SHORT_TITLES = {"no_battery": "No battery", "greedy": "Stock inverter", "ems": "EMS", "ems_forecast": "EMS (forecasts)",
+SHORT_TITLES = {"no_battery": "No battery", "greedy": "Stock inverter", "ems": "EMS (perfect)",
+                "ems_forecast": "EMS (own fc.)", "ems_naive": "EMS (naive fc.)",
                 "day_at_a_time": "Day at a time", "optimum": "Optimum"}
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
 
@@ -92,22 +93,54 @@ def format_table(result: BacktestResult) -> str:
                      f"{_fmt_pct(f.pct_of_optimum):>10}{f.cycles:>8.1f}{f.self_consumption_pct:>13.1f}"
                      f"{f.import_kwh:>12.0f}{f.export_kwh:>12.0f}")
     savers = [n for n in names if n != "no_battery"]
-    lines += ["", "Savings per month (€, against no battery)" + ("; EMS % of the optimum" if "optimum" in names else "")]
+    ems_runs = result.ems_runs
+    lead = result.headline
+    lines += ["", "Savings per month (€, against no battery)" + ("; % of the optimum per EMS run" if "optimum" in names
+                                                                    else "")]
+    pct_heads = [f"% {SHORT_TITLES.get(n, n).removeprefix('EMS ')}" for n in ems_runs] if "optimum" in names else []
     head = f"{'month':<9}{'no-battery cost €':>18}" + "".join(f"{SHORT_TITLES.get(n, n):>17}" for n in savers) + \
-        (f"{'EMS %':>8}" if "optimum" in names else "") + f"{'EMS cycles':>11}"
+        "".join(f"{h:>14}" for h in pct_heads) + f"{'cycles':>8}"
     lines += [head, "-" * len(head)]
     for i, label in enumerate(result.labels + ("total",)):
         row = f"{label:<9}{result.figures['no_battery'][i].cost_eur:>18.2f}" + \
             "".join(f"{result.figures[n][i].savings_eur:>17.2f}" for n in savers)
-        if "optimum" in names:
-            row += f"{_fmt_pct(result.figures['ems'][i].pct_of_optimum):>8}"
-        row += f"{result.figures['ems'][i].cycles:>11.1f}"
+        if pct_heads:
+            row += "".join(f"{_fmt_pct(result.figures[n][i].pct_of_optimum):>14}" for n in ems_runs)
+        row += f"{result.figures[lead][i].cycles:>8.1f}"
         lines.append(row)
+    lines += _forecast_lines(result)
     notes = [f"{CONTROLLER_TITLES.get(n, n)}: {r.note}" for n, r in result.runs.items() if r.note]
     if "optimum" not in names:
         notes.append("Perfect-foresight optimum: not available (not requested or not solved in time)")
     lines += [""] + notes + [f"Runtime {result.runtime_s:.1f} s"]
     return "\n".join(lines)
+
+
+def _kw(value: Optional[float]) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _forecast_lines(result: BacktestResult) -> list[str]:
+    """Forecast error per month of each run that planned on forecasts: what the savings gap comes from."""
+    lines: list[str] = []
+    for n, rows in result.forecasts.items():
+        lines += ["", f"Forecast error per month, {CONTROLLER_TITLES.get(n, n)} (kW over every plan's horizon; "
+                      "bias = forecast − actual)"]
+        head = f"{'month':<9}{'load MAE':>10}{'load bias':>11}{'PV MAE':>10}{'PV bias':>10}" + \
+            (f"{'% of opt.':>11}" if "optimum" in result.runs else "")
+        lines += [head, "-" * len(head)]
+        for i, label in enumerate(result.labels + ("total",)):
+            f = rows[i]
+            row = f"{label:<9}{_kw(f.load_mae_kw):>10}{_kw(f.load_bias_kw):>11}{_kw(f.pv_mae_kw):>10}" \
+                  f"{_kw(f.pv_bias_kw):>10}"
+            if "optimum" in result.runs:
+                row += f"{_fmt_pct(result.figures[n][i].pct_of_optimum):>11}"
+            lines.append(row)
+        errors = result.runs[n].forecast_errors
+        if errors is not None and errors.models:
+            used = ", ".join(f"{k} {v}" for k, v in sorted(errors.models.items(), key=lambda kv: -kv[1]))
+            lines.append(f"plans per forecast model: {used}")
+    return lines
 
 
 # -- SVG helpers ----------------------------------------------------------------------------------
@@ -375,6 +408,10 @@ ul.notes {{ color: #475569; font-size: .9rem; }} .scroll {{ overflow-x: auto; }}
 """
 
 
+def which_of(name: str) -> str:
+    return {"ems": "perfect forecasts", "ems_forecast": "own forecasts", "ems_naive": "naive forecasts"}.get(name, name)
+
+
 def _euros(value: float) -> str:
     return f"{value:,.0f} €" if abs(value) >= 100 else f"{value:,.2f} €"
 
@@ -398,31 +435,53 @@ def _totals_table(result: BacktestResult) -> str:
 
 def _monthly_table(result: BacktestResult) -> str:
     savers = [n for n in result.runs if n != "no_battery"]
+    ems_runs = result.ems_runs if "optimum" in result.runs else []
+    lead = result.headline
     head = "<th>Month</th><th>No-battery cost €</th>" + "".join(
         f"<th>{_esc(SHORT_TITLES.get(n, n))} savings €</th>" for n in savers)
-    if "optimum" in result.runs:
-        head += "<th>EMS % of optimum</th>"
-    head += "<th>EMS cycles</th>"
+    head += "".join(f"<th>{_esc(SHORT_TITLES.get(n, n))} % of optimum</th>" for n in ems_runs)
+    head += f"<th>{_esc(SHORT_TITLES.get(lead, lead))} cycles</th>"
     rows = []
     for i, label in enumerate(result.labels + ("total",)):
         cls = ' class="total"' if label == "total" else ""
         cells = f"<td>{_esc(label)}</td><td>{result.figures['no_battery'][i].cost_eur:.2f}</td>" + "".join(
             f"<td>{result.figures[n][i].savings_eur:.2f}</td>" for n in savers)
-        if "optimum" in result.runs:
-            cells += f"<td>{_fmt_pct(result.figures['ems'][i].pct_of_optimum)}</td>"
-        cells += f"<td>{result.figures['ems'][i].cycles:.1f}</td>"
+        cells += "".join(f"<td>{_fmt_pct(result.figures[n][i].pct_of_optimum)}</td>" for n in ems_runs)
+        cells += f"<td>{result.figures[lead][i].cycles:.1f}</td>"
+        rows.append(f"<tr{cls}>{cells}</tr>")
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>' + "".join(rows) + "</tbody></table></div>"
+
+
+def _forecast_table(result: BacktestResult) -> str:
+    """Load and PV forecast error per month of every run that planned on forecasts."""
+    names = list(result.forecasts)
+    head = "<th>Month</th>" + "".join(f"<th>{_esc(SHORT_TITLES.get(n, n))} {q}</th>" for n in names
+                                      for q in ("load MAE kW", "load bias kW", "PV MAE kW", "PV bias kW"))
+    rows = []
+    for i, label in enumerate(result.labels + ("total",)):
+        cls = ' class="total"' if label == "total" else ""
+        cells = f"<td>{_esc(label)}</td>"
+        for n in names:
+            f = result.forecasts[n][i]
+            cells += "".join(f"<td>{_kw(v)}</td>" for v in (f.load_mae_kw, f.load_bias_kw, f.pv_mae_kw, f.pv_bias_kw))
         rows.append(f"<tr{cls}>{cells}</tr>")
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>' + "".join(rows) + "</tbody></table></div>"
 
 
 def render_html(result: BacktestResult, week_start_step: Optional[int] = None) -> str:
     """The whole report as one HTML document (inline CSS and SVG, no script)."""
-    ems = result.total("ems")
+    lead = result.headline
+    ems = result.total(lead)
     greedy = result.total("greedy")
     days = max(1e-9, result.data.n * result.data.step_s / 86400.0)
-    cards = [_card(_euros(ems.savings_eur), f"EMS savings ({days:.0f} days)")]
+    which = which_of(lead)
+    cards = [_card(_euros(ems.savings_eur), f"EMS savings, {which} ({days:.0f} days)")]
     if ems.pct_of_optimum is not None:
         cards.append(_card(f"{ems.pct_of_optimum:.1f} %", "of the perfect-foresight optimum"))
+    for other in result.ems_runs[1:]:
+        pct = result.total(other).pct_of_optimum
+        if pct is not None:
+            cards.append(_card(f"{pct:.1f} %", f"with {which_of(other)}"))
     cards.append(_card(_euros(greedy.savings_eur), "stock inverter savings"))
     if abs(greedy.savings_eur) > 1e-6:
         cards.append(_card(f"× {ems.savings_eur / greedy.savings_eur:.2f}", "EMS savings vs stock inverter"))
@@ -431,12 +490,17 @@ def render_html(result: BacktestResult, week_start_step: Optional[int] = None) -
     else:
         cards.append(_card(f"{ems.cycles:.1f}", f"EMS full cycles ({days:.0f} days)"))
     cards.append(_card(f"{ems.self_consumption_pct:.0f} %", "PV self-consumption with the EMS"))
-    first = best_week_start(result) if week_start_step is None else max(0, min(week_start_step, result.data.n - 1))
+    first = best_week_start(result, lead) if week_start_step is None else \
+        max(0, min(week_start_step, result.data.n - 1))
     notes = [f"{_esc(CONTROLLER_TITLES.get(n, n))}: {_esc(r.note)}" for n, r in result.runs.items() if r.note]
     if "optimum" not in result.runs:
         notes.append("Perfect-foresight optimum: not available (not requested or not solved in time).")
     if "ems_forecast" not in result.runs:
-        notes.append("EMS with its own forecasts: not part of this run (needs a forecaster, see ems.backtest.Forecaster).")
+        notes.append("EMS with its own forecasts: not part of this run (ems backtest --forecasts own).")
+    if result.forecasts:
+        notes.append("Own forecasts start from nothing, as at a newly installed site: the standard load profile and "
+                     "PV climatology first, then models chosen by their error on the history accumulated so far "
+                     "(only data before each planning run). Naive: load as the same time last week, PV as yesterday.")
     notes += [
         "Savings are against the same site without a battery. Cost = energy bought − energy sold + battery wear "
         "(degradation per kWh discharged) − the value of energy left in the battery at the end.",
@@ -449,6 +513,10 @@ def render_html(result: BacktestResult, week_start_step: Optional[int] = None) -
         f"Computed in {result.runtime_s:.1f} s.",
     ]
     setup = "".join(f"<li>{_esc(line)}</li>" for line in _setup_lines(result))
+    forecast_section = ("<h2>Forecast error per month</h2><p class=\"sub\">Mean absolute error and bias (forecast − "
+                        "actual) of the load and PV forecasts the plans were made on, over every plan's horizon. "
+                        "Savings grow as the site's history grows.</p>" + _forecast_table(result)) \
+        if result.forecasts else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Battery backtest {_esc(_period_text(result))}</title><style>{CSS}</style></head>
@@ -464,13 +532,14 @@ def render_html(result: BacktestResult, week_start_step: Optional[int] = None) -
 <h2>A sample week</h2>
 <p class="sub">The week in which the EMS saved most. Power as averages per step; the battery is positive when it
 discharges, the grid when the site imports.</p>
-{sample_week_svg(result, first)}
+{sample_week_svg(result, first, lead)}
 <h2>State of charge</h2>
 <p class="sub">How much of the time the battery spends at each state of charge: a battery that sits full or
 empty most of the time is larger than this site needs.</p>
 {soc_histogram_svg(result)}
 <h2>Per month</h2>
 {_monthly_table(result)}
+{forecast_section}
 <h2>Notes</h2>
 <ul class="notes">{''.join(f'<li>{n}</li>' for n in notes)}</ul>
 </main></body></html>

@@ -18,12 +18,74 @@ CONTROLLER_TITLES = {
     "greedy": "Stock inverter (greedy self-consumption)",
     "ems": "EMS, perfect forecasts",
     "ems_forecast": "EMS, own forecasts",
+    "ems_naive": "EMS, seasonal-naive forecasts",
     "day_at_a_time": "EMS, one day at a time",
     "optimum": "Perfect-foresight optimum",
 }
 
 
+EMS_RUNS = ("ems_forecast", "ems_naive", "ems")
+"""The EMS's runs by forecasts, the realistic one first: the headline of a report is the first present."""
+
+
 # -- runs -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ForecastErrors:
+    """Errors of what a forecaster issued, per target step, summed over every plan whose horizon held
+    that step (so over issue times and lead times): Σ|f − a|, Σ(f − a) for load and PV (kW), and how many.
+    `models` counts the plans per forecast model ("load:median_days_14")."""
+
+    load_abs_kw: np.ndarray
+    load_err_kw: np.ndarray
+    pv_abs_kw: np.ndarray
+    pv_err_kw: np.ndarray
+    count: np.ndarray
+    models: dict[str, int] = field(default_factory=dict)
+
+    @staticmethod
+    def empty(n: int) -> "ForecastErrors":
+        return ForecastErrors(np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n))
+
+    def add(self, first: int, load_kw: np.ndarray, pv_kw: np.ndarray, actual_load_kw: np.ndarray,
+            actual_pv_kw: np.ndarray) -> None:
+        sl = slice(first, first + len(load_kw))
+        self.load_abs_kw[sl] += np.abs(load_kw - actual_load_kw)
+        self.load_err_kw[sl] += load_kw - actual_load_kw
+        self.pv_abs_kw[sl] += np.abs(pv_kw - actual_pv_kw)
+        self.pv_err_kw[sl] += pv_kw - actual_pv_kw
+        self.count[sl] += 1
+
+
+@dataclass(frozen=True)
+class ForecastFigures:
+    """Forecast error over a month or the total: MAE and bias (forecast − actual), kW."""
+
+    label: str
+    load_mae_kw: Optional[float]
+    load_bias_kw: Optional[float]
+    pv_mae_kw: Optional[float]
+    pv_bias_kw: Optional[float]
+
+
+def forecast_figures(errors: ForecastErrors, month_index: np.ndarray, labels: tuple[str, ...]) -> list[ForecastFigures]:
+    """Per month (of the target step) and in total (last)."""
+    months = len(labels)
+
+    def per(values: np.ndarray) -> np.ndarray:
+        return np.bincount(month_index, weights=values, minlength=months)
+
+    sums = [per(a) for a in (errors.load_abs_kw, errors.load_err_kw, errors.pv_abs_kw, errors.pv_err_kw)]
+    count = per(errors.count)
+
+    def row(label: str, k: int | slice) -> ForecastFigures:
+        c = float(np.sum(count[k]))
+        if c <= 0:
+            return ForecastFigures(label, None, None, None, None)
+        la, le, pa, pe = (float(np.sum(s[k])) / c for s in sums)
+        return ForecastFigures(label, la, le, pa, pe)
+
+    return [row(label, m) for m, label in enumerate(labels)] + [row("total", slice(None))]
 
 @dataclass(frozen=True)
 class ControllerRun:
@@ -38,6 +100,7 @@ class ControllerRun:
     failed_plans: int = 0
     strategy_steps: dict[str, int] = field(default_factory=dict)
     note: str = ""
+    forecast_errors: Optional[ForecastErrors] = None
 
     @property
     def title(self) -> str:
@@ -137,9 +200,28 @@ class BacktestResult:
     month_index: np.ndarray
     figures: dict[str, list[PeriodFigures]]
     runtime_s: float
+    forecasts: dict[str, list[ForecastFigures]] = field(default_factory=dict)
 
     def total(self, name: str) -> PeriodFigures:
         return self.figures[name][-1]
+
+    @property
+    def ems_runs(self) -> list[str]:
+        """The EMS runs present, the realistic forecasts first."""
+        return [n for n in EMS_RUNS if n in self.runs]
+
+    @property
+    def headline(self) -> str:
+        """The run a report leads with: the EMS with its own forecasts where present, else the stock inverter."""
+        runs = self.ems_runs
+        return runs[0] if runs else "greedy"
+
+
+def forecast_summary(runs: dict[str, ControllerRun], month_index: np.ndarray,
+                     labels: tuple[str, ...]) -> dict[str, list[ForecastFigures]]:
+    """Forecast errors per run that planned on forecasts."""
+    return {name: forecast_figures(run.forecast_errors, month_index, labels)
+            for name, run in runs.items() if run.forecast_errors is not None}
 
 
 def summarise(data: BacktestData, site: Site, runs: dict[str, ControllerRun]) -> tuple[

@@ -115,7 +115,8 @@ class Forecast:
 
 
 class Forecaster(Protocol):
-    """Supplies the EMS's own forecasts in a backtest (the `ems.forecast` package, once it exists).
+    """Supplies the forecasts the EMS plans on in a backtest (`forecasters.OwnForecaster`: the runtime's
+    `ems.forecast` code; `forecasters.NaiveForecaster`: seasonal naive).
 
     Called at every planning run. `history` holds the data *before* `issue_ts` only (so a forecaster
     cannot peek); `known_market_price_eur_per_kwh` are the day-ahead prices published for the

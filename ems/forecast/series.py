@@ -33,7 +33,7 @@ class Series:
     """Equally spaced interval values with where they came from and how sure they are.
 
     `source` names the data origin (`awattar_at`, `history`, `openweathermap`, `bundled` …), `model`
-    the method (`market`, `holt_winters_daily_weekly`, `seasonal_persistence` …). `is_forecast[i]`
+    the method (`market`, `daytype_median_8`, `seasonal_persistence` …). `is_forecast[i]`
     is False where the value is known (a published market price) and True where a model made it.
     `quantiles` maps names like `p10`/`p90` to value tuples of the same length, where a model gives them.
     """
@@ -203,7 +203,8 @@ def to_wall_clock_grid(start_ts: float, step_s: int, values: Sequence[float],
         return wall_clock_s(start_ts, tz), []
     walls = [wall_clock_s(start_ts + i * step_s, tz) for i in range(len(values))]
     w0 = floor_to(walls[0], step_s)
-    n = int((floor_to(walls[-1], step_s) - w0) // step_s) + 1
+    # max, not the last: a series ending inside the repeated autumn hour has gone back on the wall clock.
+    n = int((floor_to(max(walls), step_s) - w0) // step_s) + 1
     sums = [0.0] * n
     counts = [0] * n
     for wall, v in zip(walls, values):
