@@ -252,3 +252,23 @@ def test_a_dso_order_overrides_the_strategy_and_the_dashboard_says_so_in_words(e
         assert admin.request("POST", "/api/simulator/events", {"type": "dso_normal"})[0] == 200
         expect(banner).to_be_hidden(timeout=10000)
         watch.assert_clean()
+
+
+def test_the_dashboard_shows_every_flow_now_and_todays_energy_and_savings(ems_factory):
+    ems = ems_factory(demo_config(simulator={"speed": 60.0, "step_s": 0.5, "start": SIM_START},
+                                  history={"sample_interval_s": 5.0, "flush_interval_s": 1.0}))
+    admin = ems.login()
+    wait_until(lambda: admin.request("GET", "/api/analytics/daily?days=1")[1]["days"][-1]["covered_h"] > 0, 30, 0.5)
+    with chromium_page() as page:
+        watch = Watch(page)
+        log_in(page, ems)
+        for node in ("pv", "grid", "house", "bess"):
+            expect(page.locator(f"[data-testid=flow-{node}] .flow-kw")).to_contain_text("kW", timeout=10000)
+        plant = admin.request("GET", "/api/state")[1]["plant"]
+        shown_pv = float(page.inner_text("#flow-pv-kw").split()[0])
+        assert shown_pv == pytest.approx(plant["pv"]["power_w"]["value"] / 1000, abs=1.0)  # 60x: it moves meanwhile
+        assert page.inner_text("#flow-grid-dir") in ("importing", "exporting", "idle")
+        assert page.inner_text("#flow-bess-dir") in ("charging", "discharging", "idle")
+        expect(page.locator("[data-testid=flow-today]")).to_contain_text("today: PV", timeout=10000)
+        assert "saved" in page.inner_text("[data-testid=flow-today]")
+        watch.assert_clean()

@@ -50,6 +50,23 @@
   </article>
 </section>
 
+<section class="card flow-card" aria-labelledby="flow-title" data-testid="flow-now">
+  <div class="card-head">
+    <h2 id="flow-title">{{_('Right now')}}</h2>
+    <span class="muted" id="flow-today" data-testid="flow-today">&nbsp;</span>
+  </div>
+  <div class="flow-grid">
+    <div class="flow-node flow-pv" data-testid="flow-pv"><span class="flow-label">{{_('PV')}}</span>
+      <strong class="flow-kw" id="flow-pv-kw">—</strong><span class="flow-dir" id="flow-pv-dir">&nbsp;</span></div>
+    <div class="flow-node flow-grid-node" data-testid="flow-grid"><span class="flow-label">{{_('Grid')}}</span>
+      <strong class="flow-kw" id="flow-grid-kw">—</strong><span class="flow-dir" id="flow-grid-dir">&nbsp;</span></div>
+    <div class="flow-node flow-house" data-testid="flow-house"><span class="flow-label">{{_('House')}}</span>
+      <strong class="flow-kw" id="flow-house-kw">—</strong><span class="flow-dir" id="flow-house-dir">&nbsp;</span></div>
+    <div class="flow-node flow-bess" data-testid="flow-bess"><span class="flow-label">{{_('Battery')}}</span>
+      <strong class="flow-kw" id="flow-bess-kw">—</strong><span class="flow-dir" id="flow-bess-dir">&nbsp;</span></div>
+  </div>
+</section>
+
 <section class="card chart-card" aria-labelledby="chart-title">
   <div class="card-head">
     <h2 id="chart-title">{{_('Power flow')}}</h2>

@@ -145,6 +145,7 @@
     }
     strategyControl.update(st);
     renderOverride(st);
+    renderFlow(plant);
 
     // DSO
     var dsoMode = meas(get(plant, 'dso', 'mode'));
@@ -165,6 +166,38 @@
     // event-loop lag
     var p99 = get(st, 'runtime', 'loop_lag_ms', 'p99');
     setText($('loop-lag'), isNum(p99) ? fmtNum(p99, 1) + ' ms' : DASH);
+  }
+
+  // ---------------------------------------------------------------- power flow right now, today's energy
+
+  function renderFlow(plant) {
+    if (!$('flow-pv-kw')) return;
+    var node = function (id, w, words) {
+      var kw = isNum(w) ? w / 1000 : null;
+      setText($('flow-' + id + '-kw'), kw === null ? DASH : fmtNum(Math.abs(kw), 2) + ' kW');
+      var dir = kw === null || Math.abs(w) < IDLE_W ? words[0] : (w > 0 ? words[1] : words[2]);
+      setText($('flow-' + id + '-dir'), dir);
+      var el = $('flow-' + id + '-kw').parentNode;
+      el.setAttribute('data-active', kw !== null && Math.abs(w) >= IDLE_W ? '1' : '0');
+    };
+    node('pv', meas(get(plant, 'pv', 'power_w')).value, [t('idle'), t('producing'), t('producing')]);
+    node('grid', meas(get(plant, 'grid', 'power_w')).value, [t('idle'), t('importing'), t('exporting')]);
+    node('house', meas(get(plant, 'load', 'power_w')).value, [t('idle'), t('consuming'), t('consuming')]);
+    node('bess', meas(get(plant, 'bess', 'power_w')).value, [t('idle'), t('discharging'), t('charging')]);
+  }
+
+  /** Today's energy and savings (the site's day), every minute. */
+  function loadToday() {
+    if (!$('flow-today') || !window.EMS) return;
+    window.EMS.request('GET', '/api/analytics/daily?days=1').then(function (res) {
+      if (!res.ok) return;
+      var days = Array.isArray(res.data.days) ? res.data.days : [];
+      var d = days[days.length - 1];
+      if (!d || !isNum(d.covered_h) || d.covered_h <= 0) return;
+      setText($('flow-today'), t('today: PV {pv} kWh · used {load} kWh · bought {imp} kWh · saved {eur} €', {
+        pv: fmtNum(d.pv_kwh, 1), load: fmtNum(d.load_kwh, 1), imp: fmtNum(d.import_kwh, 1),
+        eur: fmtNum(Math.abs(d.savings_eur) < 0.005 ? 0 : d.savings_eur, 2) }));
+    });
   }
 
   // ---------------------------------------------------------------- who overrides the strategy
@@ -504,6 +537,8 @@
     seedChart();
     loadStrategyTitles();
     U.liveState(onState);
+    loadToday();
+    setInterval(function () { if (!document.hidden) loadToday(); }, 60000);
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
