@@ -54,6 +54,11 @@ def test_operator_trips_the_dso_and_power_control_shuts_down(ems_factory, tmp_pa
         expected_level = "ok" if pct < 50 else ("warn" if pct <= 80 else "bad")
         assert util.get_attribute("data-level") == expected_level
         assert page.inner_text("[data-testid=batt-soc]").endswith("%")
+        expect(page.locator("[data-testid=batt-current]")).to_contain_text("A")
+        assert page.inner_text("[data-testid=batt-source]") == ems.get("/api/state")[1]["plant"]["battery"]["soc_pct"][
+            "source"], "where the values come from"
+        page.click("[data-testid=json-view] summary")
+        expect(page.locator("[data-testid=json-view-body]")).to_contain_text('"power_control"')
         buttons = page.locator("[data-testid=sim-events] button")
         assert buttons.count() == 3 + 2 * len(DEVICES) + 2, "DSO trip/limit/normal, offline/online each, alarm/clear"
 

@@ -43,10 +43,15 @@
       <dt>{{_('State of charge')}}</dt><dd id="batt-soc" data-testid="batt-soc">—</dd>
       <dt>{{_('State of health')}}</dt><dd id="batt-soh" data-testid="batt-soh">—</dd>
       <dt>{{_('Voltage')}}</dt><dd id="batt-voltage" data-testid="batt-voltage">—</dd>
+      <dt>{{_('Current')}}</dt><dd id="batt-current" data-testid="batt-current">—</dd>
       <dt>{{_('Temperature')}}</dt><dd id="batt-temperature" data-testid="batt-temperature">—</dd>
       <dt>{{_('Insulation')}}</dt><dd id="batt-insulation" data-testid="batt-insulation">—</dd>
       <dt>{{_('BMS charge limit')}}</dt><dd id="batt-max-charge" data-testid="batt-max-charge">—</dd>
       <dt>{{_('BMS discharge limit')}}</dt><dd id="batt-max-discharge" data-testid="batt-max-discharge">—</dd>
+      <dt>{{_('BMS charge current limit')}}</dt><dd id="batt-max-charge-a" data-testid="batt-max-charge-a">—</dd>
+      <dt>{{_('BMS discharge current limit')}}</dt><dd id="batt-max-discharge-a" data-testid="batt-max-discharge-a">—</dd>
+      <dt>{{_('Status code')}}</dt><dd id="batt-status-code" data-testid="batt-status-code">—</dd>
+      <dt>{{_('Data from')}}</dt><dd id="batt-source" data-testid="batt-source" translate="no">—</dd>
     </dl>
     <h3 class="mon-sub">{{_('Alarms')}}</h3>
     <ul class="mon-list" id="batt-alarms" data-testid="batt-alarms"><li class="muted">{{_('none')}}</li></ul>
@@ -95,5 +100,11 @@
   <p class="sim-result" id="sim-result" data-testid="sim-result" role="status" aria-live="polite"></p>
 </section>
 % end
+
+<details class="card mon-card json-view" id="json-view" data-testid="json-view">
+  <summary>{{_('The whole state as JSON')}}</summary>
+  <p class="muted">{{_('What /api/state says, refreshed at most every 2 s while open.')}}</p>
+  <pre id="json-view-body" data-testid="json-view-body" translate="no"></pre>
+</details>
 
 <script src="{{static('js/monitoring.js')}}" defer></script>

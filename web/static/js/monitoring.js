@@ -46,7 +46,7 @@
     return Math.abs(w) >= 1000 ? fmtNum(w / 1000, 2) + ' kW' : fmtNum(Math.round(w), 0) + ' W';
   }
 
-  function fmtUnit(v, digits, unit) { return isNum(v) ? fmtNum(v, digits) + ' ' + unit : DASH; }
+  function fmtUnit(v, digits, unit) { return isNum(v) ? fmtNum(v, digits) + (unit ? ' ' + unit : '') : DASH; }
 
   /** Fill a <ul> with items (strings); `empty` when there are none. Rebuilt only when the text changed. */
   function fillList(ul, items, empty, decorate) {
@@ -133,6 +133,13 @@
     show('batt-soc', 'soc_pct', 1, '%');
     show('batt-soh', 'soh_pct', 0, '%');
     show('batt-voltage', 'voltage_v', 1, 'V');
+    show('batt-current', 'current_a', 1, 'A');
+    show('batt-max-charge-a', 'max_charge_current_a', 0, 'A');
+    show('batt-max-discharge-a', 'max_discharge_current_a', 0, 'A');
+    show('batt-status-code', 'status_code', 0, '');
+    // Where the battery's values come from (a device, the simulator, MQTT): the SoC's source stands for them.
+    var soc = b.soc_pct && typeof b.soc_pct === 'object' ? b.soc_pct : {};
+    setText($('batt-source'), typeof soc.source === 'string' && soc.source ? soc.source : DASH);
     show('batt-temperature', 'temperature_c', 1, '\u00b0C');
     show('batt-insulation', 'insulation_resistance_kohm', 0, 'k\u03a9');
     var mc = meas(b.max_charge_power_w), md = meas(b.max_discharge_power_w);
@@ -230,8 +237,18 @@
     setText($('dev-summary'), list.length ? t('{online} of {total} online', { online: fmtNum(online, 0), total: fmtNum(list.length, 0) }) : '');
   }
 
+  // The JSON view: redrawn at most every 2 s and only while it is open (a big pre is costly to lay out).
+  var jsonDue = 0;
+  function renderJson(st) {
+    var view = $('json-view');
+    if (!view || !view.open || Date.now() < jsonDue) return;
+    jsonDue = Date.now() + 2000;
+    setText($('json-view-body'), JSON.stringify(st, null, 2));
+  }
+
   function renderState(st) {
     if (!st || typeof st !== 'object') return;
+    renderJson(st);
     var parts = [
       function () { renderPowerControl(st.power_control); },
       function () { renderGrid(st.grid_connection); },
