@@ -1,4 +1,4 @@
-"""The `ems` command: run the appliance, check a config file, print the version."""
+"""The `ems` command: run the appliance, check a config file, soak it in faults, print the version."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +13,7 @@ from .config import ConfigStore, load_config
 from .errors import ConfigError
 from .backtest.cli import add_parser as add_backtest_parser
 from .sim.cli import add_parser as add_sim_device_parser
+from .soak.cli import add_parser as add_soak_parser
 from .resources import demo_config_text
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     reset.set_defaults(func=cmd_user_reset_password)
     add_backtest_parser(sub)
     add_sim_device_parser(sub)
+    add_soak_parser(sub)
     check = sub.add_parser("check-config", help="validate a config file: prints ok, or every error and exits 2")
     check.add_argument("path")
     check.set_defaults(func=cmd_check_config)

@@ -170,7 +170,11 @@ def track_blocking_work(future: "asyncio.Future[T]") -> "asyncio.Future[T]":
 
 def run_virtual(main: Any) -> Any:
     """Run the coroutine `main` to completion on a fresh VirtualTimeLoop."""
-    loop = VirtualTimeLoop()
+    return run_on_loop(VirtualTimeLoop(), main)
+
+
+def run_on_loop(loop: asyncio.AbstractEventLoop, main: Any) -> Any:
+    """Run the coroutine `main` to completion on `loop` (made the current loop meanwhile), then close it."""
     try:
         asyncio.set_event_loop(loop)
         return loop.run_until_complete(main)

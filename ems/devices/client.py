@@ -42,6 +42,17 @@ EXCEPTION_TEXTS = {
 _GUARD_MARGIN_S = 1.0
 
 
+
+def checked_write(device: str, function: int, words: Sequence[int]) -> list[int]:
+    """The words of a write, refused before anything is sent if the function is no write or function 5/6
+    (one coil, one register) is asked to write more than one value. Shared by every transport."""
+    values = [int(w) for w in words]
+    if function not in WRITE_FUNCTIONS:
+        raise DeviceWriteError(device, f"function {function} is not a write (allowed: 5, 6, 15, 16)")
+    if function in (5, 6) and len(values) != 1:
+        raise DeviceWriteError(device, f"function {function} writes one value, got {len(values)}")
+    return values
+
 class DeviceConnectError(DeviceError):
     """The link cannot be opened or was lost (refused, unreachable, serial port missing or refusing its settings)."""
 
@@ -246,11 +257,7 @@ class ModbusClient:
 
     async def write(self, function: int, address: int, words: Sequence[int]) -> None:
         """Write `words` (registers, or bits 0/1 for coils) from `address` with function 5, 6, 15 or 16."""
-        words = [int(w) for w in words]
-        if function not in WRITE_FUNCTIONS:
-            raise DeviceWriteError(self.name, f"function {function} is not a write (allowed: 5, 6, 15, 16)")
-        if function in (5, 6) and len(words) != 1:
-            raise DeviceWriteError(self.name, f"function {function} writes one value, got {len(words)}")
+        words = checked_write(self.name, function, words)
         what = f"write fc{function} {address}+{len(words)}"
         unit = self.config.unit_id
         c = self._client

@@ -100,6 +100,10 @@ class BatteryModel:
     heat_capacity_j_per_k_per_kwh: float = 6500.0
     insulation_base_kohm: float = 2000.0
     forced_alarm_bits: int = 0  # for fault-injection tests; OR-ed into alarm_bits
+    # For fault injection: a BMS that lowers its limits at once (cold cells, imbalance, a high-SoC
+    # calibration); None = no cap. The physics obeys the capped limit, as the BMS reports it.
+    charge_limit_cap_w: float | None = None
+    discharge_limit_cap_w: float | None = None
 
     voltage_v: float = field(init=False, default=0.0)
     current_a: float = field(init=False, default=0.0)
@@ -155,19 +159,21 @@ class BatteryModel:
 
     @property
     def max_charge_power_w(self) -> float:
-        """BMS charge limit: rated × SoC taper (90 → 100 %) × temperature derating; 0 on fault."""
+        """BMS charge limit: rated × SoC taper (90 → 100 %) × temperature derating, capped; 0 on fault."""
         if self.alarm_bits & FAULT_ALARMS:
             return 0.0
         soc_f = _ramp(self.soc_pct, 100.0, SOC_CHARGE_TAPER_START_PCT)
-        return self.rated_charge_power_w * soc_f * self._temperature_factor(TEMP_CHARGE_ZERO_C)
+        limit = self.rated_charge_power_w * soc_f * self._temperature_factor(TEMP_CHARGE_ZERO_C)
+        return limit if self.charge_limit_cap_w is None else min(limit, max(0.0, self.charge_limit_cap_w))
 
     @property
     def max_discharge_power_w(self) -> float:
-        """BMS discharge limit: rated × SoC taper (10 → 0 %) × temperature derating; 0 on fault."""
+        """BMS discharge limit: rated × SoC taper (10 → 0 %) × temperature derating, capped; 0 on fault."""
         if self.alarm_bits & FAULT_ALARMS:
             return 0.0
         soc_f = _ramp(self.soc_pct, 0.0, SOC_DISCHARGE_TAPER_START_PCT)
-        return self.rated_discharge_power_w * soc_f * self._temperature_factor(TEMP_DISCHARGE_ZERO_C)
+        limit = self.rated_discharge_power_w * soc_f * self._temperature_factor(TEMP_DISCHARGE_ZERO_C)
+        return limit if self.discharge_limit_cap_w is None else min(limit, max(0.0, self.discharge_limit_cap_w))
 
     @property
     def status_text(self) -> str:

@@ -9,7 +9,10 @@ So the EMS is tested, benchmarked and demonstrated through real Modbus frames wi
   register, grid setpoint, limit %) become the `PlantLink`'s command, which the plant is stepped with:
   the simulated battery really moves;
 - a SunSpec profile is served from `sunspec.build_image` (default models 1, 103, 124, 802);
-- fault injection for tests: go silent, answer exception code N, answer garbage;
+- fault injection for tests: go silent, answer exception code N, answer garbage, freeze (answer with
+  readings that stop following the plant: a hung measurement behind a live Modbus stack);
+- served over TCP (a real pymodbus server) or, with `loopback=LoopbackNetwork`, on the in-process wire
+  of `loopback.py` (the same register image, writes and faults, without sockets or framing);
 - RTU line time: a pty has no baud rate, so `emulate_line_time` delays each answer by the time its
   request and response frames would take on the wire (see `rtu_exchange_s`).
 
@@ -28,6 +31,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import struct
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence, TypedDict
@@ -41,10 +45,13 @@ from ..clock import Clock, ScaledClock
 from ..config.schema import ModbusDeviceConfig
 from . import battery as bat
 from .plant import PlantSample
+from .loopback import GARBAGE as LOOPBACK_GARBAGE
+from .loopback import SILENT as LOOPBACK_SILENT
+from .loopback import LoopbackNetwork
 from .plant_link import PlantLink
 from .rtu_timing import char_bits, rtu_exchange_s
 from ..devices import sunspec
-from ..devices.codec import FLOAT_TYPES, INT_TYPES, CodecError, decode, encode, from_point, to_point
+from ..devices.codec import FLOAT_TYPES, INT_TYPES, CodecError, decode, encode, to_point
 from ..devices.profile import DsoMapping, Profile, RegisterDef
 
 log = logging.getLogger(__name__)
@@ -54,7 +61,7 @@ _TABLE = {1: "c", 5: "c", 15: "c", 2: "d", 3: "h", 6: "h", 16: "h", 4: "i"}
 _READ_FUNCTION = {"c": 1, "d": 2, "h": 3, "i": 4}
 _BIT_TABLES = ("c", "d")
 GARBAGE = bytes.fromhex("dead beef feed face 5a a5")  # no valid MBAP header, no valid RTU CRC
-FAULTS = ("silent", "exception", "garbage")
+FAULTS = ("silent", "exception", "garbage")  # answer faults; `freeze()` is separate (the device still answers)
 
 # Plant alarms -> profile alarm names meaning the same thing (every name the profile defines is set).
 PLANT_ALARMS = {
@@ -127,6 +134,52 @@ def encode_clamped(reg: RegisterDef, value: Any, sf: int | None = None) -> list[
     return None
 
 
+_UNSET = object()
+
+
+def fast_words(reg: RegisterDef, value: Any) -> list[int] | None:
+    """`codec.encode(reg, value)` for a plain number in an int or float register, in float arithmetic.
+
+    The simulated devices encode every reading on every plant step; the codec's exact (Fraction)
+    arithmetic is right for the EMS's writes but costs most of a month-long soak. None when this
+    value needs the codec (not a finite number, outside the register's range or min/max, an n/a
+    pattern, a scale-factor register): the caller falls back to `encode_clamped`.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or reg.scale_register is not None:
+        return None
+    if not math.isfinite(value) or (reg.min is not None and value < reg.min) or \
+            (reg.max is not None and value > reg.max):
+        return None
+    nbytes = 2 * reg.count
+    if reg.type in INT_TYPES:
+        words, signed = INT_TYPES[reg.type]
+        x = (value - reg.offset) / reg.scale
+        raw = math.floor(abs(x) + 0.5)
+        raw = raw if x >= 0 else -raw
+        bits = 16 * words
+        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+        if not lo <= raw <= hi:
+            return None
+        data = raw.to_bytes(nbytes, "big", signed=signed)
+        if int.from_bytes(data, "big") in reg.na_values:
+            return None
+    elif reg.type in FLOAT_TYPES:
+        try:
+            data = struct.pack(FLOAT_TYPES[reg.type][1], (float(value) - reg.offset) / reg.scale)
+        except (OverflowError, struct.error):
+            return None
+        if not math.isfinite(struct.unpack(FLOAT_TYPES[reg.type][1], data)[0]) or \
+                int.from_bytes(data, "big") in reg.na_values:
+            return None
+    else:
+        return None
+    little_bytes = reg.byte_order == "little"
+    out = [(data[i + 1] << 8 | data[i]) if little_bytes else (data[i] << 8 | data[i + 1]) for i in range(0, nbytes, 2)]
+    if reg.word_order == "little":
+        out.reverse()
+    return out
+
+
 def status_raw(codes: Mapping[int, str], text: str, fallback: int) -> int:
     """The profile's status code for the plant's status text (standby/charging/discharging/fault)."""
     words = STATUS_SYNONYMS.get(text, (text,))
@@ -197,6 +250,17 @@ class WriteRecord:
     ts: float
 
 
+@dataclass(frozen=True)
+class _PlantPlan:
+    """A device's plant-fed registers, worked out from its profile (see `DeviceServer._plant_plan`)."""
+
+    feeds: tuple[tuple[str, tuple[tuple[str, float], ...], int], ...]  # sample attribute, (register, sign)s, n
+    status: tuple[str, Mapping[int, str], int] | None  # status register, codes, fallback code
+    alarms: tuple[tuple[str, int, str], ...]  # (register, bit, alarm name), the DSO's trip inputs left out
+    alarm_registers: tuple[tuple[str, bool], ...]  # (register, is a bool register), in profile order
+    battery: bool  # the plant's battery alarms show here
+
+
 class _ServerHooks(TypedDict):
     """The pymodbus server keywords both listener types get."""
 
@@ -209,7 +273,8 @@ class _ServerHooks(TypedDict):
 class DeviceServer:
     """One simulated Modbus device: `async with DeviceServer(profile, link, tcp=("127.0.0.1", 0)) as dev:`.
 
-    `dev.port` is the bound TCP port. `stop()` and `start()` kill and restart it (same port). Without a
+    `dev.port` is the bound TCP port. `stop()` and `start()` kill and restart it (same port). A PCS gets
+    the comm-loss fallback of `PlantLink` with `comm_loss_timeout_s` (default: its profile's, if any). Without a
     `plant` the registers hold a frozen image of a fresh plant (writes are stored and read back; nothing
     moves). `set_value(register, value)` pins a register; `force_alarm(name)` sets an alarm bit.
     """
@@ -218,11 +283,16 @@ class DeviceServer:
                  rtu: SerialLine | None = None, unit_id: int = 1, clock: Clock | None = None,
                  emulate_line_time: bool = False, turnaround_s: float = 0.0, rtc_offset_s: float = 0.0,
                  sunspec_models: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]] | None = None,
-                 sunspec_base: int = 40000):
+                 sunspec_base: int = 40000, loopback: LoopbackNetwork | None = None,
+                 comm_loss_timeout_s: float | None = None):
         if (tcp is None) == (rtu is None):
             raise ValueError("give exactly one of tcp=(host, port) or rtu=SerialLine(...)")
+        if loopback is not None and tcp is None:
+            raise ValueError("a loopback device answers at a tcp=(host, port) address")
         self.tcp = tcp
         self.rtu = rtu
+        self.loopback = loopback
+        self.session = 0  # bumped whenever the device drops its connections (stop, restart)
         self.unit_id = int(unit_id)
         self.clock = clock or ScaledClock()
         self.plant = plant or PlantLink.from_config(start_epoch_s=self.clock.now())
@@ -234,7 +304,11 @@ class DeviceServer:
         self._server: Any = None
         self._fault: str | None = None
         self._fault_code = int(ExcCodes.DEVICE_FAILURE)
+        self.frozen = False
         self._pinned: dict[str, Any] = {}
+        self._stored: dict[str, Any] = {}  # register -> the value its words were last encoded from
+        self._rtc_second: tuple[int, float] | None = None
+        self._defined: dict[tuple[str, int, int], bool] = {}  # (table, address, count) -> all defined
         self._forced_alarms: set[str] = set()
         self._last_request: tuple[int, int, int] | None = None
         self._sample: PlantSample | None = None
@@ -250,6 +324,7 @@ class DeviceServer:
                 self._by_address[table][a] = reg
                 self._image[table].setdefault(a, 0)
         self._point_regs = profile.point_registers()
+        self._plan: _PlantPlan | None = None
         self._rtc_names = dataclasses.astuple(profile.rtc) if profile.rtc else ()
         now = datetime.fromtimestamp(self.clock.now() + rtc_offset_s, tz=timezone.utc)
         self._rtc_fields = [now.year, now.month, now.day, now.hour, now.minute, now.second]
@@ -259,6 +334,13 @@ class DeviceServer:
                 if reg.point is None and not reg.writable and reg.unit in NOMINAL_BY_UNIT:
                     self._store(reg, NOMINAL_BY_UNIT[reg.unit])
         self._init_controls()
+        if self.controls_plant:
+            # The PCS's own comm-loss fallback: as given, else as its profile states (unset = none).
+            c = profile.controls
+            timeout = comm_loss_timeout_s if comm_loss_timeout_s is not None else \
+                (c.comm_loss_timeout_s if c is not None else None)
+            if timeout is not None:
+                self.plant.comm_loss_timeout_s = float(timeout)
         self._refresh(force=True)
 
     # --- setup -------------------------------------------------------------------------------------------
@@ -301,8 +383,18 @@ class DeviceServer:
         return c is not None and any((c.remote_enable, c.active_power_set_w, c.grid_power_set_w))
 
     def _store(self, reg: RegisterDef, value: Any) -> None:
+        if reg.scale_register is None:
+            if self._stored.get(reg.name, _UNSET) == value:
+                return  # the register already holds this value's words
+            words = fast_words(reg, value)
+            if words is None:
+                words = encode_clamped(reg, value)
+            if words is not None:
+                self._put(reg, words)
+                self._stored[reg.name] = value
+            return
         sf = self._sf(reg)
-        if reg.scale_register is not None and sf is None:
+        if sf is None:
             return
         words = encode_clamped(reg, value, sf)
         if words is not None:
@@ -335,52 +427,77 @@ class DeviceServer:
     # --- plant -> registers ------------------------------------------------------------------------------
 
     def _refresh(self, force: bool = False) -> None:
-        """Re-encode the plant-fed registers when the plant has a new sample; the RTC on every call."""
+        """Re-encode the plant-fed registers when the plant has a new sample; the RTC on every call.
+        A frozen device keeps the readings it had (its RTC and pinned registers still move)."""
         sample = self.plant.sample()
-        if force or sample is not self._sample:
+        if not self.frozen and (force or sample is not self._sample):
             self._sample = sample
             for name, value in self._plant_values(sample).items():
                 self._store(self.profile.registers[name], value)
         if self._rtc_names:
-            t = self._rtc_now()
-            for name, v in zip(self._rtc_names, (t.year, t.month, t.day, t.hour, t.minute, t.second)):
-                self._store(self.profile.registers[name], v)
+            second = (math.floor(self.clock.now() - self._rtc_set_at), self._rtc_set_at)
+            if force or second != self._rtc_second:  # the clock shows whole seconds
+                self._rtc_second = second
+                t = self._rtc_now()
+                for name, v in zip(self._rtc_names, (t.year, t.month, t.day, t.hour, t.minute, t.second)):
+                    self._store(self.profile.registers[name], v)
         for name, value in self._pinned.items():
             self._store(self.profile.registers[name], value)
 
-    def _plant_values(self, sample: PlantSample) -> dict[str, Any]:
+    def _plant_plan(self) -> "_PlantPlan":
+        """What `_plant_values` reads from a sample and where it goes: fixed by the profile, so worked out
+        once (a soak refreshes every device on every plant step: tens of thousands of times a day)."""
+        plan = self._plan
+        if plan is not None:
+            return plan
         p = self.profile
         regs = p.registers
-        values: dict[str, Any] = {}
+        feeds = []
         for point, feeding in self._point_regs.items():
             if p.controls is not None and any(r.writable for r in feeding):
                 continue  # a written register keeps what the EMS wrote
-            v = _sample_value(sample, point)
+            group, _, name = point.partition(".")
+            feeds.append((name if group == "battery" else f"{group}_{name}",
+                          tuple((reg.name, reg.sign) for reg in feeding), len(feeding)))
+        status = None
+        if p.status_codes is not None and p.meta.kind != "dso":
+            status = (regs[p.status_codes.register].name, p.status_codes.codes, next(iter(p.status_codes.codes), 0))
+        dso_registers = {i.register for i in p.dso.trip} if p.dso is not None else set()
+        alarms = tuple((a.register, a.bit, a.name) for a in p.alarms if a.register not in dso_registers)
+        alarm_registers = tuple(dict.fromkeys((register, regs[register].type == "bool") for register, _, _ in alarms))
+        battery = p.meta.kind == "bms" or any(pt.startswith("battery.") for pt in self._point_regs)
+        plan = self._plan = _PlantPlan(tuple(feeds), status, alarms, alarm_registers, battery)
+        return plan
+
+    def _plant_values(self, sample: PlantSample) -> dict[str, Any]:
+        plan = self._plant_plan()
+        values: dict[str, Any] = {}
+        for attr, feeding, n in plan.feeds:
+            v = getattr(sample, attr, None)
             if v is None or isinstance(v, (str, tuple)):
                 continue
-            share = v / len(feeding) if len(feeding) > 1 else v
-            for reg in feeding:
-                values[reg.name] = from_point(reg, share)
-        if p.status_codes is not None and p.meta.kind != "dso":
-            current = regs[p.status_codes.register]
-            values[current.name] = status_raw(p.status_codes.codes, sample.status_text,
-                                              fallback=next(iter(p.status_codes.codes), 0))
-        alarm_bits: dict[str, int] = {}
-        active = set(self._forced_alarms)
-        if p.meta.kind == "bms" or any(pt.startswith("battery.") for pt in self._point_regs):
-            for bit, names in PLANT_ALARMS.items():
-                if sample.alarm_bits & bit:
-                    active.update(names)
-        for alarm in p.alarms:
-            if p.dso is not None and any(alarm.register == i.register for i in p.dso.trip):
-                continue  # the DSO mapping owns those inputs
-            alarm_bits.setdefault(alarm.register, 0)
-            if alarm.name in active:
-                alarm_bits[alarm.register] |= 1 << alarm.bit
-        for name, bits in alarm_bits.items():
-            values[name] = bool(bits) if regs[name].type == "bool" else bits
-        if p.dso is not None:
-            values.update(dso_inputs(p.dso, sample.dso_mode, sample.dso_limit_pct))
+            share = v / n if n > 1 else v
+            for name, sign in feeding:
+                values[name] = share * sign if sign != 1 else share
+        if plan.status is not None:
+            name, codes, fallback = plan.status
+            values[name] = status_raw(codes, sample.status_text, fallback=fallback)
+        if plan.alarms:
+            active = set(self._forced_alarms)
+            if plan.battery and sample.alarm_bits:
+                for bit, names in PLANT_ALARMS.items():
+                    if sample.alarm_bits & bit:
+                        active.update(names)
+            alarm_bits = dict.fromkeys((register for register, _ in plan.alarm_registers), 0)
+            if active:
+                for register, bit, name in plan.alarms:
+                    if name in active:
+                        alarm_bits[register] |= 1 << bit
+            for register, is_bool in plan.alarm_registers:
+                values[register] = bool(alarm_bits[register]) if is_bool else alarm_bits[register]
+        dso = self.profile.dso
+        if dso is not None:
+            values.update(dso_inputs(dso, sample.dso_mode, sample.dso_limit_pct))
         return values
 
     def _rtc_now(self) -> datetime:
@@ -436,7 +553,14 @@ class DeviceServer:
             self._rtc_fields = fields
             self._rtc_set_at = self.clock.now()
         if self.controls_plant:
-            self._apply_controls()
+            c = self.profile.controls
+            assert c is not None, "controls_plant implies controls"
+            heartbeat = c.heartbeat.register if c.heartbeat is not None else None
+            if heartbeat is None or heartbeat in names:
+                self.plant.contact(self.clock.now())
+            if names != {heartbeat}:  # a heartbeat alone commands nothing
+                self._apply_controls()
+            self.plant.commanded(self.clock.now())
 
     # --- fault injection ---------------------------------------------------------------------------------
 
@@ -452,8 +576,22 @@ class DeviceServer:
         """Answer every request with bytes that are no Modbus frame (noise on the line, a wrong protocol)."""
         self._fault = "garbage"
 
+    def freeze(self) -> None:
+        """Keep answering, but with the readings of this moment: a hung measurement (or a gateway serving
+        its cache) behind a Modbus stack that still works. Writes are still accepted."""
+        self.frozen = True
+
     def heal(self) -> None:
+        """End every injected fault: answer again, and follow the plant again."""
         self._fault = None
+        if self.frozen:
+            self.frozen = False
+            self._refresh(force=True)
+
+    @property
+    def fault(self) -> str | None:
+        """The answer fault in force (`silent`, `exception`, `garbage`) or None."""
+        return self._fault
 
     def set_value(self, name: str, value: Any) -> None:
         """Pin register `name` to `value` (engineering units), whatever the plant or a write says (as an
@@ -525,6 +663,32 @@ class DeviceServer:
             return None
         return self._write(function, table, address, [int(v) for v in set_values])
 
+    def loopback_request(self, function: int, address: int, count: int,
+                         values: Sequence[int] | None) -> list[int] | ExcCodes | str | None:
+        """One request from the loopback wire: the words (or bits as 0/1) read, None for a write done, an
+        exception code, or `loopback.SILENT` / `loopback.GARBAGE` - the same checks as `_action`."""
+        self.requests += 1
+        if self._fault == "silent":
+            return LOOPBACK_SILENT
+        if self._fault == "garbage":
+            return LOOPBACK_GARBAGE
+        table = _TABLE.get(function)
+        if table is None:
+            return ExcCodes.ILLEGAL_FUNCTION
+        if self._fault == "exception":
+            return ExcCodes(self._fault_code)
+        if values is not None:
+            return self._write(function, table, address, [int(v) for v in values])
+        image = self._image[table]
+        key = (table, address, count)
+        defined = self._defined.get(key)
+        if defined is None:
+            defined = self._defined[key] = all(a in image for a in range(address, address + count))
+        if not defined:
+            return ExcCodes.ILLEGAL_ADDRESS
+        self._refresh()
+        return [image[a] for a in range(address, address + count)]
+
     def _fill(self, table: str, start: int, address: int, n: int, registers: list[int]) -> None:
         image = self._image[table]
         if table in _BIT_TABLES:  # pymodbus packs 16 bits per word, bit 0 first
@@ -560,6 +724,8 @@ class DeviceServer:
             except CodecError:
                 return ExcCodes.ILLEGAL_VALUE
         image.update(staged)
+        for name in touched:
+            self._stored.pop(name, None)  # the image now holds what the EMS wrote
         self.writes.append(WriteRecord(function, address, tuple(values), tuple(touched), self.clock.now()))
         self._after_write(set(touched))
         return None
@@ -589,6 +755,12 @@ class DeviceServer:
         """Listen (TCP) or open the serial port (RTU); again after `stop()` on the same port."""
         if self._server is not None:
             return
+        if self.loopback is not None:
+            assert self.tcp is not None, "checked in __init__"
+            self.port = self.loopback.listen(self, self.tcp[0], self.port or 0)
+            self._server = self.loopback
+            log.debug("simulated %s serving on %s, unit %d", self.profile.key, self.where, self.unit_id)
+            return
         hooks = _ServerHooks(trace_packet=self._trace_packet, trace_pdu=self._trace_pdu)
         server: ModbusTcpServer | ModbusSerialServer
         if self.tcp is not None:
@@ -616,14 +788,22 @@ class DeviceServer:
     async def stop(self) -> None:
         """Close the listener and every open connection, as a device that is switched off."""
         server, self._server = self._server, None
-        if server is not None:
+        self.session += 1
+        if isinstance(server, LoopbackNetwork):
+            assert self.tcp is not None and self.port is not None, "a started loopback device has an address"
+            server.close(self.tcp[0], self.port)
+        elif server is not None:
             await server.shutdown()
             await asyncio.sleep(0)  # let the transports close
 
     @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    @property
     def where(self) -> str:
         if self.tcp is not None:
-            return f"tcp {self.tcp[0]}:{self.port}"
+            return f"{'loopback' if self.loopback is not None else 'tcp'} {self.tcp[0]}:{self.port}"
         line = self.rtu
         assert line is not None, "exactly one of tcp and rtu (checked in __init__)"
         return f"rtu {line.port} {line.baudrate} 8{line.parity}{line.stopbits}"
