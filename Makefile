@@ -3,9 +3,15 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO_DATA ?= .demo-data
-DEB_TEST_PACKAGES := mosquitto socat chromium
+DEB_TEST_PACKAGES := mosquitto socat chromium systemd
+# `make image`: Debian's own image tools (image/README.md); arm64 on another machine also needs user-mode QEMU.
+ARCH ?= amd64
+DEB_IMAGE_PACKAGES := mmdebstrap genimage dosfstools mtools e2fsprogs fdisk xz-utils arch-test systemd \
+                      $(if $(filter arm64,$(ARCH)),qemu-user-static binfmt-support)
+# `make image-test`: the amd64 image on QEMU with UEFI firmware; debugfs (e2fsprogs) adds the test shell.
+DEB_IMAGE_TEST_PACKAGES := qemu-system-x86 ovmf e2fsprogs fdisk
 
-.PHONY: demo test lint bench deps-system clean wheel
+.PHONY: demo test lint bench deps-system clean wheel image image-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +53,17 @@ bench: $(BIN)/python
 wheel: $(BIN)/python
 	$(BIN)/pip install -q build
 	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
+
+# A flashable SD-card image (Debian bookworm + the EMS), as root: build/image/phoenyra-ems-<version>-$(ARCH).img[.xz].
+image: $(BIN)/python
+	@$(MAKE) --no-print-directory deps-system DEB_TEST_PACKAGES="$(DEB_IMAGE_PACKAGES)"
+	PYTHON=$(abspath $(BIN)/python) image/build.sh $(ARCH)
+
+# Boots the amd64 image under QEMU (KVM when usable, else TCG: minutes) and checks it from the host.
+image-test:
+	@$(MAKE) --no-print-directory deps-system DEB_TEST_PACKAGES="$(DEB_IMAGE_TEST_PACKAGES)"
+	@ls build/image/phoenyra-ems-*-amd64.img >/dev/null 2>&1 || $(MAKE) --no-print-directory image ARCH=amd64
+	$(PYTHON) image/test_image.py $(IMAGE_TEST_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache $(DEMO_DATA)
