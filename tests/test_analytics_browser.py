@@ -44,7 +44,8 @@ def test_analytics_shows_the_money_days_strategies_and_plan_vs_actual_the_api_co
         expect(page.locator("[data-testid=an-run]").first).to_be_visible()
         body = summary()
         assert page.inner_text("[data-testid=an-savings-value]").endswith("€")
-        assert page.locator("[data-testid=an-run]").count() == len(body["last_optimizations"])
+        shown_runs = page.locator("[data-testid=an-run]").count()  # at 120x a new run may land between the reads
+        assert 1 <= shown_runs <= len(body["last_optimizations"]) <= shown_runs + 2
         assert "1 of 30 days with data" in page.inner_text("[data-testid=an-days-sub]")
 
         charts = page.evaluate(READ_CHARTS)
