@@ -3,13 +3,17 @@ test shares: the watch on what must never happen in a page, and logging in throu
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlparse
 
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
+# Where the test run leaves screenshots for people to look at.
+SCREENSHOTS = Path(os.environ.get("EMS_SCREENSHOT_DIR", Path(__file__).resolve().parent.parent / "build" / "screenshots"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -78,3 +82,14 @@ def login_through_form(page: Any, base_url: str, username: str, password: str) -
     page.fill("[data-testid=login-password]", password)
     with page.expect_navigation(url=base_url + "/"):
         page.click("[data-testid=login-submit]")
+
+
+def shoot(page: Any, name: str) -> None:
+    """A full-page screenshot into SCREENSHOTS as <name>.png."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def no_horizontal_scroll(page: Any) -> bool:
+    """The page fits its viewport's width (a phone must never scroll sideways)."""
+    return bool(page.evaluate("() => document.scrollingElement.scrollWidth <= document.scrollingElement.clientWidth"))

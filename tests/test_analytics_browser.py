@@ -3,20 +3,17 @@ simulated plant): money against no battery, days, strategies, optimizations and 
 the API computes it."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
 from appliance import demo_config
-from browser import Watch, chromium_page, login_through_form
+from browser import Watch, chromium_page, login_through_form, no_horizontal_scroll, shoot
 from support import wait_until
 
 pytestmark = pytest.mark.browser
 SIM_START = "2024-06-15T09:00:00+02:00"
-SCREENSHOTS = Path(os.environ.get("EMS_SCREENSHOT_DIR", Path(__file__).resolve().parent.parent / "build" / "screenshots"))
 
 READ_CHARTS = """() => ({
   bars: Chart.getChart('an-bars').data.labels,
@@ -55,10 +52,9 @@ def test_analytics_shows_the_money_days_strategies_and_plan_vs_actual_the_api_co
         assert charts["pie"] >= 1
         steps = admin.request("GET", "/api/analytics/plan_vs_actual")[1]["steps"]
         assert charts["pva"][0] >= 1 and abs(charts["pva"][0] - len(steps)) <= 1  # a quarter may close meanwhile
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / "analytics-1280.png"), full_page=True)
+        shoot(page, "analytics-1280")
         page.set_viewport_size({"width": 360, "height": 740})
         page.wait_for_timeout(300)
-        assert page.evaluate("() => document.scrollingElement.scrollWidth <= document.scrollingElement.clientWidth")
-        page.screenshot(path=str(SCREENSHOTS / "analytics-360.png"), full_page=True)
+        assert no_horizontal_scroll(page)
+        shoot(page, "analytics-360")
         watch.assert_clean()

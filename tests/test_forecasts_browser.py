@@ -2,18 +2,15 @@
 their bands and where they come from, and how right the plans' forecasts were (fast simulated plant)."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
 
 from appliance import demo_config
-from browser import Watch, chromium_page, login_through_form
+from browser import Watch, chromium_page, login_through_form, no_horizontal_scroll, shoot
 from support import wait_until
 
 pytestmark = pytest.mark.browser
 SIM_START = "2024-06-15T09:00:00+02:00"
-SCREENSHOTS = Path(os.environ.get("EMS_SCREENSHOT_DIR", Path(__file__).resolve().parent.parent / "build" / "screenshots"))
 
 READ_CHARTS = """() => ({
   price: Chart.getChart('fc-price').data.datasets.map(d => d.data.filter(v => v !== null).length),
@@ -50,10 +47,9 @@ def test_the_forecasts_page_shows_what_the_api_forecasts_and_how_right_it_was(em
         if forecast["pv"].get("quantiles", {}).get("p10"):
             assert len(charts["pv"]) == 3 and "band" in meta
         page.wait_for_selector("[data-testid=fc-accuracy-row]", timeout=15000)
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / "forecasts-1280.png"), full_page=True)
+        shoot(page, "forecasts-1280")
         page.set_viewport_size({"width": 360, "height": 740})
         page.wait_for_timeout(300)
-        assert page.evaluate("() => document.scrollingElement.scrollWidth <= document.scrollingElement.clientWidth")
-        page.screenshot(path=str(SCREENSHOTS / "forecasts-360.png"), full_page=True)
+        assert no_horizontal_scroll(page)
+        shoot(page, "forecasts-360")
         watch.assert_clean()

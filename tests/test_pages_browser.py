@@ -2,16 +2,13 @@
 outside, no sideways scrolling on a phone; a screenshot of each at 1280 and 360 px in build/screenshots/."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
 
 from appliance import create_user, demo_config
-from browser import Watch, chromium_page, login_through_form
+from browser import Watch, chromium_page, login_through_form, no_horizontal_scroll, shoot
 
 pytestmark = pytest.mark.browser
-SCREENSHOTS = Path(os.environ.get("EMS_SCREENSHOT_DIR", Path(__file__).resolve().parent.parent / "build" / "screenshots"))
 PAGES = {"dashboard": "/", "monitoring": "/monitoring", "analytics": "/analytics", "forecasts": "/forecasts",
          "settings": "/settings", "help": "/help", "users": "/users"}
 ADMIN_ONLY = {"users"}
@@ -26,7 +23,6 @@ def test_every_page_a_role_may_open_loads_clean_at_desktop_and_phone_width(ems_f
     else:
         username, password = role, PASSWORDS[role]
         create_user(ems.login(), username, password, role)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with chromium_page() as page:
         watch = Watch(page)
         login_through_form(page, ems.base_url, username, password)
@@ -42,9 +38,8 @@ def test_every_page_a_role_may_open_loads_clean_at_desktop_and_phone_width(ems_f
                 page.set_viewport_size({"width": width, "height": height})
                 page.goto(ems.base_url + path, wait_until="load")
                 page.wait_for_timeout(700)  # the page's own requests after load
-                assert page.evaluate("() => document.scrollingElement.scrollWidth"
-                                     " <= document.scrollingElement.clientWidth"), f"{path} scrolls sideways at {width}"
+                assert no_horizontal_scroll(page), f"{path} scrolls sideways at {width}"
                 if role == "admin" or name == "settings":
-                    page.screenshot(path=str(SCREENSHOTS / f"page-{name}-{role}-{width}.png"), full_page=True)
+                    shoot(page, f"page-{name}-{role}-{width}")
         assert failed == [], "failed or refused requests"
         watch.assert_clean()

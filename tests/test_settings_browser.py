@@ -10,34 +10,21 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
 from appliance import create_user, demo_config, start_ems
-from browser import Watch, chromium_page, login_through_form
+from browser import Watch, chromium_page, login_through_form, no_horizontal_scroll, shoot
 from support import free_port, wait_until
 
 pytestmark = pytest.mark.browser
 
 OPERATOR_PW = "tidal-ferry-9-lantern"
 VIEWER_PW = "copper-owl-42-meadow"
-SCREENSHOTS = Path(os.environ.get("EMS_SCREENSHOT_DIR", Path(__file__).resolve().parent.parent / "build" / "screenshots"))
-
-
-def shoot(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
 def form(page: Any, section: str) -> Any:
     return page.locator(f"[data-testid=settings-form-{section}]")
-
-
-def no_horizontal_scroll(page: Any) -> bool:
-    return bool(page.evaluate("() => document.scrollingElement.scrollWidth <= document.scrollingElement.clientWidth"))
 
 
 def logout(page: Any) -> None:

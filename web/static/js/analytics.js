@@ -14,7 +14,6 @@
   };
   var STRATEGY_COLOURS = { arbitrage: '#c2410c', peak_shaving: '#2563eb', self_consumption: '#16a34a',
     load_balancing: '#7c3aed' };
-  var charts = {};
 
   function strategyLabel(name) {
     return Object.prototype.hasOwnProperty.call(STRATEGY_LABELS, name) ? STRATEGY_LABELS[name] : String(name);
@@ -27,23 +26,8 @@
   }
   function pct(v) { return isNum(v) ? fmtNum(v, 0) + ' %' : DASH; }
 
-  function setText(id, text) { var e = $(id); if (e && e.textContent !== text) e.textContent = text; }
-
-  function getJson(url) {
-    return window.EMS.request('GET', url).then(function (res) {
-      if (res.status === 401) { window.EMS.toLogin(); throw new Error('signed out'); }
-      if (!res.ok) throw new Error(res.data.error || ('HTTP ' + res.status));
-      return res.data;
-    });
-  }
-
-  function chart(id, config) {
-    if (charts[id]) charts[id].destroy();
-    var canvas = $(id);
-    if (!canvas || !window.Chart) return null;
-    charts[id] = new window.Chart(canvas, config);
-    return charts[id];
-  }
+  var setText = U.setTextById, chart = U.drawChart;
+  function getJson(url) { return window.EMS.getJson(url); }
 
   function renderSummary(s) {
     setText('an-savings-value', euro(s.savings_eur));
@@ -66,30 +50,11 @@
         plugins: { tooltip: { callbacks: { label: function (c) { return c.label + ': ' + pct(c.parsed); } } } } }
     });
 
-    var body = $('an-runs-body');
-    while (body.firstChild) body.removeChild(body.firstChild);
     var runs = Array.isArray(s.last_optimizations) ? s.last_optimizations : [];
-    if (!runs.length) {
-      var tr = document.createElement('tr');
-      var td = document.createElement('td');
-      td.colSpan = 6;
-      td.className = 'muted';
-      td.textContent = t('No optimization yet.');
-      tr.appendChild(td);
-      body.appendChild(tr);
-    }
-    runs.forEach(function (r) {
-      var row = document.createElement('tr');
-      row.setAttribute('data-testid', 'an-run');
-      [window.EMS.fmtTime(r.ts), strategyLabel(r.strategy), euro(r.expected_profit_eur), String(r.status || ''),
-        String(r.solver || ''), isNum(r.duration_ms) ? fmtNum(r.duration_ms, 1) + ' ms' : DASH].forEach(function (text, i) {
-        var cell = document.createElement('td');
-        cell.textContent = text;
-        if (i >= 3 && i <= 4) cell.setAttribute('translate', 'no');  // solver codes
-        row.appendChild(cell);
-      });
-      body.appendChild(row);
-    });
+    U.fillRows($('an-runs-body'), runs, 6, t('No optimization yet.'), function (r) {
+      return [window.EMS.fmtTime(r.ts), strategyLabel(r.strategy), euro(r.expected_profit_eur), String(r.status || ''),
+        String(r.solver || ''), isNum(r.duration_ms) ? fmtNum(r.duration_ms, 1) + ' ms' : DASH];
+    }, { testid: 'an-run', data: [3, 4] });  // status and solver are the solver's codes
   }
 
   function renderDaily(d) {

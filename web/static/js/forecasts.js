@@ -12,26 +12,17 @@
     bundled: t('bundled data'), history: t('this site’s history'), openweathermap: t('weather forecast'),
     standard_profile: t('standard profile'), climatology: t('clear-sky climatology')
   };
-  var charts = {};
 
   function label(code) {
     return Object.prototype.hasOwnProperty.call(SOURCE_LABELS, code) ? SOURCE_LABELS[code] : String(code || DASH);
   }
 
-  function setText(id, text) { var e = $(id); if (e && e.textContent !== text) e.textContent = text; }
+  var setText = U.setTextById, chart = U.drawChart;
 
   function times(series) {
     var out = [];
     for (var i = 0; i < series.values.length; i++) out.push(series.start_ts + i * series.step_s);
     return out;
-  }
-
-  function chart(id, config) {
-    if (charts[id]) charts[id].destroy();
-    var canvas = $(id);
-    if (!canvas || !window.Chart) return null;
-    charts[id] = new window.Chart(canvas, config);
-    return charts[id];
   }
 
   function baseOptions(unit, digits) {
@@ -91,41 +82,16 @@
   }
 
   function renderAccuracy(days) {
-    var body = $('fc-accuracy-body');
-    while (body.firstChild) body.removeChild(body.firstChild);
     var rows = days.filter(function (d) { return d && d.summary && d.summary.steps_compared; });
-    if (!rows.length) {
-      var tr0 = document.createElement('tr');
-      var td0 = document.createElement('td');
-      td0.colSpan = 6;
-      td0.className = 'muted';
-      td0.textContent = t('No quarter hour with both a plan and measurements yet.');
-      tr0.appendChild(td0);
-      body.appendChild(tr0);
-      return;
-    }
-    rows.forEach(function (d) {
+    var kw = function (stat, key) { var v = stat && stat[key]; return isNum(v) ? fmtNum(v / 1000, 2) + ' kW' : DASH; };
+    U.fillRows($('fc-accuracy-body'), rows, 6, t('No quarter hour with both a plan and measurements yet.'), function (d) {
       var e = d.summary.errors || {};
-      var kw = function (stat, key) { var v = stat && stat[key]; return isNum(v) ? fmtNum(v / 1000, 2) + ' kW' : DASH; };
-      var tr = document.createElement('tr');
-      tr.setAttribute('data-testid', 'fc-accuracy-row');
-      [d.date, fmtNum(d.summary.steps_compared, 0), kw(e.pv_power_w, 'mean_abs_error'), kw(e.pv_power_w, 'bias'),
-        kw(e.load_power_w, 'mean_abs_error'), kw(e.load_power_w, 'bias')].forEach(function (text) {
-        var td = document.createElement('td');
-        td.textContent = text;
-        tr.appendChild(td);
-      });
-      body.appendChild(tr);
-    });
+      return [d.date, fmtNum(d.summary.steps_compared, 0), kw(e.pv_power_w, 'mean_abs_error'), kw(e.pv_power_w, 'bias'),
+        kw(e.load_power_w, 'mean_abs_error'), kw(e.load_power_w, 'bias')];
+    }, { testid: 'fc-accuracy-row' });
   }
 
-  function getJson(url) {
-    return window.EMS.request('GET', url).then(function (res) {
-      if (res.status === 401) { window.EMS.toLogin(); throw new Error('signed out'); }
-      if (!res.ok) throw new Error(res.data.error || ('HTTP ' + res.status));
-      return res.data;
-    });
-  }
+  function getJson(url) { return window.EMS.getJson(url); }
 
   function start() {
     getJson('/api/forecast').then(function (f) {

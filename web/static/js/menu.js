@@ -146,8 +146,17 @@
     btn.addEventListener('blur', function () { if (btn.classList.contains('is-armed')) disarm(); });
   }
 
+  /** GET a JSON answer for a page: its data, a login redirect on 401, or an Error with the server's message. */
+  function getJson(url) {
+    return request('GET', url).then(function (res) {
+      if (res.status === 401) { toLogin(); throw new Error('signed out'); }
+      if (!res.ok) throw new Error(res.data.error || ('HTTP ' + res.status));
+      return res.data;
+    });
+  }
+
   window.EMS = {
-    request: request, setCsrf: setCsrf, csrf: csrf, toLogin: toLogin, confirmButton: confirmButton,
+    request: request, getJson: getJson, setCsrf: setCsrf, csrf: csrf, toLogin: toLogin, confirmButton: confirmButton,
     showErrors: showErrors, clearErrors: clearErrors, fmtTime: fmtTime,
     closeMenu: function () { close(false); }
   };

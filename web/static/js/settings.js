@@ -200,6 +200,28 @@
 
   // ---------------------------------------------------------------- forms
 
+  /** A button; without `onClick` it submits its form. */
+  function button(label, cls, testid, onClick) {
+    var b = el('button', cls, label);
+    b.type = onClick ? 'button' : 'submit';
+    b.setAttribute('data-testid', testid);
+    if (onClick) b.addEventListener('click', onClick);
+    return b;
+  }
+
+  /** A section's actions: Save (for those who may configure), any `extras`, and the status its answer goes to. */
+  function saveBar(name, extras) {
+    var actions = el('div', 'form-actions');
+    if (state.may.configure) actions.appendChild(button(t('Save'), 'btn btn-primary', 'save-' + name));
+    extras.forEach(function (b) { actions.appendChild(b); });
+    var status = el('span', 'form-status');
+    status.setAttribute('data-error-for', '_');
+    status.setAttribute('role', 'status');
+    status.setAttribute('data-testid', 'status-' + name);
+    actions.appendChild(status);
+    return actions;
+  }
+
   function buildForm(section) {
     var values = state.values[section.name] || {};
     var form = el('form', 'card page-section settings-form');
@@ -266,26 +288,13 @@
       grid.appendChild(cell);
     });
 
-    var actions = el('div', 'form-actions');
-    if (state.may.configure) {
-      var save = el('button', 'btn btn-primary', t('Save'));
-      save.type = 'submit';
-      save.setAttribute('data-testid', 'save-' + section.name);
-      actions.appendChild(save);
-    }
+    var extras = [];
     if (section.test && state.may.configure) {
-      var test = el('button', 'btn', section.test.label);
-      test.type = 'button';
-      test.setAttribute('data-testid', 'test-' + section.name);
-      test.addEventListener('click', function () { runTest(section, form, readers, test); });
-      actions.appendChild(test);
+      var test = button(section.test.label, 'btn', 'test-' + section.name,
+        function () { runTest(section, form, readers, test); });
+      extras.push(test);
     }
-    var status = el('span', 'form-status');
-    status.setAttribute('data-error-for', '_');
-    status.setAttribute('role', 'status');
-    status.setAttribute('data-testid', 'status-' + section.name);
-    actions.appendChild(status);
-    form.appendChild(actions);
+    form.appendChild(saveBar(section.name, extras));
 
     form.addEventListener('input', function () { markDirty(section.name); });
     form.addEventListener('change', function () { markDirty(section.name); });
@@ -704,19 +713,7 @@
     card.appendChild(add);
     card.appendChild(editor);
 
-    var actions = el('div', 'form-actions');
-    if (state.may.configure) {
-      var save = el('button', 'btn btn-primary', t('Save'));
-      save.type = 'submit';
-      save.setAttribute('data-testid', 'save-modbus');
-      actions.appendChild(save);
-    }
-    var status = el('span', 'form-status');
-    status.setAttribute('data-error-for', '_');
-    status.setAttribute('role', 'status');
-    status.setAttribute('data-testid', 'status-modbus');
-    actions.appendChild(status);
-    card.appendChild(actions);
+    card.appendChild(saveBar('modbus', []));
     card.saveNow = function () {
       if (!editor.hidden) editor.querySelector('[data-testid=device-done]').click();
       var stored = state.values.modbus || [];

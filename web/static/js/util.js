@@ -78,6 +78,46 @@
     return out;
   }
 
+  var charts = {};
+  /** Draw a Chart.js chart on the canvas `id`, replacing the one drawn there before; null without Chart.js. */
+  function drawChart(id, config) {
+    if (charts[id]) charts[id].destroy();
+    var canvas = byId(id);
+    if (!canvas || !window.Chart) return null;
+    charts[id] = new window.Chart(canvas, config);
+    return charts[id];
+  }
+
+  /** Set an element's text by id, touching the DOM only when it changes. */
+  function setTextById(id, text) { var e = byId(id); if (e && e.textContent !== text) e.textContent = text; }
+
+  /** Replace a table body's rows: one row of `cells(item)` (texts) per item, or one muted row saying `empty`.
+   *  opts.testid names each row; opts.data lists the columns holding data in no language (translate="no"). */
+  function fillRows(tbody, items, columns, empty, cells, opts) {
+    var o = opts || {};
+    while (tbody.firstChild) tbody.removeChild(tbody.firstChild);
+    if (!items.length) {
+      var tr0 = document.createElement('tr');
+      var td0 = document.createElement('td');
+      td0.colSpan = columns;
+      td0.className = 'muted';
+      td0.textContent = empty;
+      tr0.appendChild(td0);
+      tbody.appendChild(tr0);
+    }
+    items.forEach(function (item) {
+      var tr = document.createElement('tr');
+      if (o.testid) tr.setAttribute('data-testid', o.testid);
+      cells(item).forEach(function (text, i) {
+        var td = document.createElement('td');
+        td.textContent = text;
+        if (o.data && o.data.indexOf(i) >= 0) td.setAttribute('translate', 'no');
+        tr.appendChild(td);
+      });
+      tbody.appendChild(tr);
+    });
+  }
+
   var WATCHDOG_MS = 10000;  // no event for this long: the connection counts as down
   var RETRY_MS = 5000;
 
@@ -151,6 +191,7 @@
 
   window.EMSUtil = Object.freeze({
     $: byId, isNum: isNum, get: get, liveState: liveState, applyDelta: applyDelta,
+    drawChart: drawChart, setTextById: setTextById, fillRows: fillRows,
     t: t, fmtNum: fmtNum, fmtTime: fmtTime, sameDay: sameDay, lang: I18N.lang || 'en', locale: LOCALE,
     timeZone: TIME_ZONE
   });
