@@ -4,19 +4,32 @@ The web layer maps these to 4xx JSON in one place (`ems.api.errors`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from . import i18n
 
 
 @dataclass(frozen=True)
 class ConfigProblem:
-    """One thing wrong in a config file: where (`bess.capacity_kwh`) and what."""
+    """One thing wrong in a config file: where (`bess.capacity_kwh`) and what. With a `msgid` (marked with
+    `i18n.mark`) and its `params`, the web layer shows the problem in the reader's language (`text(lang)`);
+    `message` is the English text."""
 
     path: str
     message: str
+    msgid: str = field(default="", compare=False)
+    params: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
+
+    @classmethod
+    def of(cls, path: str, msgid: str, **params: Any) -> ConfigProblem:
+        return cls(path, i18n.render(msgid, params), msgid, params)
+
+    def text(self, lang: str) -> str:
+        return i18n.render(self.msgid, self.params, lang) if self.msgid else self.message
 
 
 class ConfigError(Exception):
@@ -54,13 +67,22 @@ class ProfileError(Exception):
 
 
 class ApiError(Exception):
-    """A bad request: HTTP status, the offending field and a message for the user."""
+    """A bad request: HTTP status, the offending field and a message for the user.
 
-    def __init__(self, status: int, message: str, field: str | None = None):
+    `message` may be a msgid (marked with `i18n.mark`) with `{placeholders}` filled from `params`: the web
+    layer then answers in the reader's language (`text(lang)`); `.message` is the English text."""
+
+    def __init__(self, status: int, message: str, field: str | None = None, **params: Any):
         self.status = status
         self.field = field
-        self.message = message
-        super().__init__(message)
+        self.msgid = message
+        self.params = params
+        self.message = i18n.render(message, params) if params else message
+        super().__init__(self.message)
+
+    def text(self, lang: str) -> str:
+        """The message in `lang` (English for a text that is no msgid)."""
+        return i18n.render(self.msgid, self.params, lang)
 
 
 class DeviceError(Exception):

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -150,3 +151,36 @@ def script_body_gzip(lang: str) -> bytes:
 def script_version(lang: str) -> str:
     """A short content hash: the script's URL changes exactly when its text does."""
     return hashlib.sha256(script_body(lang)).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Msg:
+    """Words translated when the reader is known: a msgid (marked with `mark`) and its parameters. A parameter
+    may itself be a `Msg` or a list of them (joined by ", "), translated with the whole; a float is written with
+    the language's decimal separator."""
+
+    msgid: str
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def render(self, lang: str = DEFAULT_LANGUAGE) -> str:
+        return render(self.msgid, self.params, lang)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+def _param(value: Any, lang: str) -> str:
+    if isinstance(value, Msg):
+        return value.render(lang)
+    if isinstance(value, (list, tuple)):
+        return ", ".join(dict.fromkeys(_param(v, lang) for v in value))
+    if isinstance(value, float) and not isinstance(value, bool):
+        text = str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.2f}".rstrip("0").rstrip(".")
+        return text.replace(".", ",") if lang == "de" else text
+    return str(value)
+
+
+def render(msgid: str, params: Mapping[str, Any] | None = None, lang: str = DEFAULT_LANGUAGE) -> str:
+    """`msgid` in `lang` with its parameters filled in (see `Msg`)."""
+    text = catalog(lang).get(msgid, msgid) if lang in LANGUAGES else msgid
+    return fill(text, {name: _param(value, lang) for name, value in (params or {}).items()})

@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from . import i18n
 from .errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,12 @@ class ManualRequest:
         """Validate and apply; ApiError 400 naming the field for anything out of bounds."""
         for name, value in (("power_w", power_w), ("duration_s", duration_s)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ApiError(400, f"must be a number (got {str(value)[:40]!r})", name)
+                raise ApiError(400, i18n.mark("must be a number (got {got})"), name, got=repr(str(value)[:40]))
         if abs(power_w) > max_power_w:
-            raise ApiError(400, f"must be within ±{max_power_w:.0f} W (the battery's configured maximum)", "power_w")
+            raise ApiError(400, i18n.mark("must be within ±{max_w} W (the battery's configured maximum)"), "power_w",
+                           max_w=f"{max_power_w:.0f}")
         if not 1.0 <= duration_s <= MAX_DURATION_S:
-            raise ApiError(400, f"must be between 1 and {MAX_DURATION_S:.0f} s", "duration_s")
+            raise ApiError(400, i18n.mark("must be between 1 and {max_s} s"), "duration_s", max_s=f"{MAX_DURATION_S:.0f}")
         setpoint = ManualSetpoint(float(power_w), now + float(duration_s), source)
         with self._lock:
             self._current = setpoint

@@ -4,6 +4,11 @@ Alarms — level error or critical, and every DSO order (category "dso", a trip 
 buffer of their own: a flood of lesser notifications (info, warnings: a burst of sign-ups, config changes)
 can only push out other lesser ones, never an alarm. Each buffer is bounded; `recent()` merges them
 newest first.
+
+A notification is written in words a site owner understands, in the reader's language: `add()` takes a msgid
+(English, `{placeholders}`, marked with `i18n.mark` so the catalog test finds it) and its parameters, and a
+`detail`: the technical text (register, point, exception) one click away, never translated. `message` is the
+English words with the detail in brackets: what the log and MQTT carry.
 """
 from __future__ import annotations
 
@@ -11,8 +16,10 @@ import itertools
 import logging
 import threading
 from collections import deque
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, Literal
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Mapping
+
+from . import i18n
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +38,23 @@ class Notification:
     ts: float
     level: Level
     category: str  # e.g. "supervisor", "dso", "safety", "modbus", "optimizer"
-    message: str
+    message: str  # English words (detail): for logs and MQTT
+    msgid: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    detail: str = ""  # the technical text: register, point, exception (not translated)
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    def words(self, lang: str = i18n.DEFAULT_LANGUAGE) -> str:
+        """The words alone, in `lang`."""
+        return i18n.render(self.msgid, self.params, lang) if self.msgid else self.message
+
+    def to_json(self, lang: str | None = None) -> dict[str, Any]:
+        """English `message` with the detail (MQTT, logs), or with `lang` the words in that language and the
+        detail apart (the pages)."""
+        body: dict[str, Any] = {"id": self.id, "ts": self.ts, "level": self.level, "category": self.category,
+                                "message": self.message if lang is None else self.words(lang)}
+        if lang is not None:
+            body["detail"] = self.detail
+        return body
 
 
 class Notifications:
@@ -46,9 +66,13 @@ class Notifications:
         self._lock = threading.Lock()
         self._acked: dict[int, int] = {}
 
-    def add(self, level: Level, category: str, message: str) -> Notification:
+    def add(self, level: Level, category: str, msgid: str, detail: str = "", **params: Any) -> Notification:
+        """`msgid` (marked with `i18n.mark`) with `params`; `detail` the technical text."""
+        words = i18n.render(msgid, params)
+        message = f"{words} ({detail})" if detail else words
         with self._lock:
-            item = Notification(next(self._ids), self._now(), level, category, message)
+            item = Notification(next(self._ids), self._now(), level, category, message, msgid, dict(params),
+                                detail)
             (self._alarms if is_alarm(level, category) else self._items).append(item)
         log_level = {"critical": logging.CRITICAL, "error": logging.ERROR, "warning": logging.WARNING}.get(level,
                                                                                                         logging.INFO)

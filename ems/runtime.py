@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import __version__
+from . import __version__, i18n
 from .api.app import create_app
 from .api.facade import EmsFacade, PlanView, RuntimeSnapshot, SimulatorControl
 from .api.server import WebServer
@@ -176,7 +176,8 @@ class Runtime:
         self.bus = TelemetryBus()
         self.service = ServiceNotifier()
         self.history = HistoryStore(data_dir / "history.db", cfg.history,
-                                    report=lambda level, message: self.notifications.add(level, "history", message))
+                                    report=lambda level, message: self.notifications.add(
+                                        level, "history", i18n.mark("a problem with the stored history"), message))
         config.subscribe("history", self._apply_history_config)
         self.analytics = Analytics(self.history, lambda: self.config.config, self.clock.now)
         # Real time, not plant time: a simulator running 60x must not expire logins 60x faster.
@@ -213,7 +214,8 @@ class Runtime:
         self.profiles = load_profiles(cfg)
         self.pollers = {d.name: DevicePoller(d, with_overrides(self.profiles[d.profile], d.register_overrides),
                                              self.bus, self.clock,
-                                             on_change=self.safety.wake if d.role == "dso" else None)
+                                             on_change=self.safety.wake if d.role == "dso" else None,
+                                             notify=self.notifications.add)
                         for d in cfg.modbus if d.enabled}
         pcs = next((p for p in self.pollers.values() if p.config.role == "pcs"), None)
         if pcs is not None:
@@ -278,8 +280,10 @@ class Runtime:
         bess = self.config.config.bess
         setpoint = self.manual.set(power_w, duration_s, self.clock.now(), source,
                                    1000.0 * max(bess.max_charge_power_kw, bess.max_discharge_power_kw))
-        self.notifications.add("info", "control", f"manual request {setpoint.power_w:.0f} W from {source} "
-                                                  f"for {float(duration_s):.0f} s (the safety limits still apply)")
+        self.notifications.add("info", "control", i18n.mark(
+            "the battery follows a manual request of {kw} kW for {min} min (the safety limits still apply)"),
+            f"manual request {setpoint.power_w:.0f} W from {source} for {float(duration_s):.0f} s",
+            kw=round(setpoint.power_w / 1000.0, 2), min=round(float(duration_s) / 60.0, 1))
         return setpoint.to_json()
 
     def _history_context(self, now: float) -> dict[str, Any]:
@@ -338,7 +342,7 @@ class Runtime:
         simulation = self.simulation
         event = simulation.parse_event(body)
         what: str = self.call_on_loop(lambda: simulation.apply_event(event))
-        self.notifications.add("info", "simulator", what)
+        self.notifications.add("info", "simulator", i18n.mark("the simulator applied a test event"), what)
         self.safety.wake()
         return what
 
@@ -369,7 +373,8 @@ class Runtime:
 
     def _announce_change(self, section: str) -> Callable[[EmsConfig], None]:
         def announce(_cfg: EmsConfig) -> None:
-            self.notifications.add("info", "config", f"settings '{section}' changed and applied")
+            self.notifications.add("info", "config", i18n.mark("settings '{section}' changed and applied"),
+                                   section=section)
         return announce
 
     async def stop(self) -> None:
@@ -390,7 +395,8 @@ class Runtime:
             await self._shutdown()
             return 1
         self.service.ready(f"serving on http://{self.bound[0]}:{self.bound[1]}")
-        self.notifications.add("info", "supervisor", f"Phoenyra EMS {__version__} started")
+        self.notifications.add("info", "supervisor", i18n.mark("Phoenyra EMS {version} started"),
+                               version=__version__)
         status_task = asyncio.create_task(self._status_lines(stop))
         await stop.wait()
         status_task.cancel()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from .backoff import Backoff
+from . import i18n
 from .notifications import Notifications
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,10 @@ class Supervisor:
                 info.restarts += 1
                 info.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("subsystem %s crashed; restarting in %.0f s", info.name, backoff_s)
-                self.notifications.add("error", "supervisor",
-                                       f"subsystem {info.name} crashed ({info.last_error}); "
-                                       f"restart {info.restarts} in {backoff_s:.0f} s")
+                self.notifications.add("error", "supervisor", i18n.mark(
+                    "a part of the EMS ({name}) failed and is restarted in {s} s"),
+                    f"subsystem {info.name} crashed ({info.last_error}); restart {info.restarts}",
+                    name=info.name, s=round(backoff_s, 1))
                 info.state = "backoff"
                 info.next_restart_s = backoff_s
                 try:

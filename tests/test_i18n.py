@@ -21,11 +21,13 @@ from ems.users.permissions import ACTIONS
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = sorted((ROOT / "web" / "templates").glob("*.tpl"))
 SCRIPTS = sorted((ROOT / "web" / "static" / "js").glob("*.js"))
-SERVER_SOURCES = sorted((ROOT / "ems" / "api").glob("*.py"))
+SERVER_SOURCES = sorted((ROOT / "ems").rglob("*.py"))  # i18n.mark(...) anywhere in the server
 
 _TEMPLATE_MSGID = re.compile(r"\b_\(\s*(['\"])(.*?)(?<!\\)\1")
 _SCRIPT_MSGID = re.compile(r"\bt\(\s*(['\"])(.*?)(?<!\\)\1")
-_MARKED = re.compile(r"i18n\.mark\(\s*\"(.*?)\"\s*\)")
+# i18n.mark("a msgid") — also split over lines as adjacent literals: i18n.mark("first part " "second part")
+_MARKED = re.compile(r"i18n\.mark\(\s*((?:\"(?:[^\"\\\\\n]|\\\\.)*\"\s*)+)\)")
+_LITERAL = re.compile(r"\"((?:[^\"\\\\\n]|\\\\.)*)\"")
 _PAGE_TITLE = re.compile(r"\bpage\(\s*\"[\w.]+\",\s*\"(.*?)\"")
 _PAGE_MESSAGE = re.compile(r"\bmessage=\"(.*?)\"")
 _ERROR_PAGE_MESSAGES = re.compile(r"message = \{404: \"(.*?)\", 405: \"(.*?)\"\}\.get\(err\.status_code, \"(.*?)\"\)")
@@ -65,9 +67,10 @@ def server_msgids() -> dict[str, str]:
     found: dict[str, str] = {}
     for path in SERVER_SOURCES:
         text = path.read_text(encoding="utf-8")
-        for pattern in (_MARKED, _PAGE_TITLE):
-            for match in pattern.finditer(text):
-                found.setdefault(match.group(1), path.name)
+        for match in _MARKED.finditer(text):
+            found.setdefault("".join(json.loads(f'"{part}"') for part in _LITERAL.findall(match.group(1))), path.name)
+        for match in _PAGE_TITLE.finditer(text):
+            found.setdefault(match.group(1), path.name)
         if "error.tpl" in text:
             for match in _PAGE_MESSAGE.finditer(text):
                 found.setdefault(match.group(1), path.name)

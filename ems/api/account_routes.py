@@ -31,7 +31,7 @@ def _body() -> dict[str, Any]:
     if request.content_type.startswith("application/json"):
         body = json_body()
         if not isinstance(body, dict):
-            raise ApiError(400, "must be a JSON object", "body")
+            raise ApiError(400, i18n.mark("must be a JSON object"), "body")
         return body
     return {k: request.forms.getunicode(k) for k in request.forms.keys()}
 
@@ -151,14 +151,15 @@ def install(app: bottle.Bottle, ems: EmsFacade, page: Page, audit: AuditLog | No
     @app.post("/register", action=None)
     def register() -> Any:
         if not ems.config.config.web.allow_registration:
-            raise ApiError(403, "self-registration is turned off; ask an administrator for an account",
+            raise ApiError(403, i18n.mark("self-registration is turned off; ask an administrator for an account"),
                            "web.allow_registration")
         body = {k: v for k, v in _body().items() if k in ("username", "password", "name", "email")}
         result, user = security.register(body, client_address())
         for name, value in result.headers().items():
             bottle.response.set_header(name, value)
         if user is not None:
-            ems.notifications.add("info", "users", f"new account '{user.username}' registered (viewer)")
+            ems.notifications.add("info", "users", i18n.mark("new account '{user}' registered itself ({role})"),
+                                  user=user.username, role=i18n.Msg("viewer"))
         if result.status != 202:
             if wants_html():
                 bottle.response.status = result.status
@@ -223,7 +224,8 @@ def install(app: bottle.Bottle, ems: EmsFacade, page: Page, audit: AuditLog | No
     @app.post("/api/users", action="manage_users")
     def create_user() -> str:
         user = security.users.create_from_json(_body())
-        ems.notifications.add("info", "users", f"account '{user.username}' created ({user.role})")
+        ems.notifications.add("info", "users", i18n.mark("account '{user}' created ({role})"), user=user.username,
+                              role=i18n.Msg(user.role))
         record(f"users[{user.username}]", None, {"role": user.role})
         return _json({"user": user.to_json()}, 201)
 
@@ -240,7 +242,7 @@ def install(app: bottle.Bottle, ems: EmsFacade, page: Page, audit: AuditLog | No
     @app.delete("/api/users/<user_id:int>", action="manage_users")
     def delete_user(user_id: int) -> str:
         user = security.delete_user(user_id)
-        ems.notifications.add("info", "users", f"account '{user.username}' deleted")
+        ems.notifications.add("info", "users", i18n.mark("account '{user}' deleted"), user=user.username)
         record(f"users[{user.username}]", {"role": user.role}, None)
         return _json({"deleted": user.to_json()})
 

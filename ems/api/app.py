@@ -40,6 +40,7 @@ from ..devices.overrides import OverrideError, with_overrides
 from ..devices.serial_ports import serial_ports
 from ..optimizer.strategies import STRATEGIES, STRATEGY_NAMES
 from ..resources import web_dir
+from ..safety.reasons import reason_words
 from .account_routes import install as install_account_routes
 from .history_routes import install as install_history_routes
 from .mqtt_routes import install as install_mqtt_routes
@@ -345,7 +346,8 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
 
     @app.get("/api/state", action="read")
     def state() -> str:
-        return _json(state_json(ems.snapshot()))
+        bottle.response.set_header("Vary", "Accept-Language, Cookie")
+        return _json(_in_words(state_json(ems.snapshot()), request_language()))
 
     @app.get("/api/notifications", action="read")
     def notifications() -> str:
@@ -353,7 +355,9 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         principal = current_auth().principal
         acked = ems.notifications.acknowledged(principal.user_id) if principal else 0
         items = ems.notifications.recent(limit)
-        return _json({"notifications": [n.to_json() for n in items], "acknowledged_up_to": acked,
+        lang = request_language()
+        bottle.response.set_header("Vary", "Accept-Language, Cookie")
+        return _json({"notifications": [n.to_json(lang) for n in items], "acknowledged_up_to": acked,
                       "unacknowledged": sum(1 for n in items if n.id > acked and n.level != "info")})
 
     def change_config(section: str, data: Any) -> list[FieldChange]:
@@ -369,8 +373,8 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         change = config.apply_change(section, data, may_change_admin_only=may, role=who.role, record=record)
         for c in change.changes:
             if c.admin_only:
-                ems.notifications.add("warning", "config", f"{who.user} changed {c.path}: "
-                                                           f"{_short(c.old)} → {_short(c.new)}")
+                ems.notifications.add("warning", "config", i18n.mark("{user} changed {setting}: {old} → {new}"),
+                                      user=who.user, setting=c.path, old=_short(c.old), new=_short(c.new))
         return list(change.changes)
 
     for section, paths in CONFIG_ROUTES.items():
@@ -396,7 +400,7 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
     def audit_export() -> Any:
         fmt = brequest.query.get("format") or "csv"
         if fmt not in ("csv", "jsonl"):
-            raise ApiError(400, f"must be csv or jsonl (got {fmt[:20]!r})", "format")
+            raise ApiError(400, i18n.mark("must be csv or jsonl (got {got})"), "format", got=repr(fmt[:20]))
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         bottle.response.content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
         bottle.response.set_header("Content-Disposition", f'attachment; filename="phoenyra-audit-{stamp}.{fmt}"')
@@ -423,7 +427,8 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         body = json_body()
         name = body.get("strategy") if isinstance(body, dict) else None
         if name not in STRATEGY_NAMES:
-            raise ApiError(400, f"must be one of {', '.join(STRATEGY_NAMES)} (got {str(name)[:40]!r})", "strategy")
+            raise ApiError(400, i18n.mark("must be one of {allowed} (got {got})"), "strategy",
+                           allowed=", ".join(STRATEGY_NAMES), got=repr(str(name)[:40]))
         change_config("strategy", {**ems.config.section_plain("strategy"), "mode": "manual", "current": name})
         return _json({"strategy": ems.config.section_plain("strategy")})
 
@@ -436,7 +441,8 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
     @app.post("/api/simulator/events", action="operate")
     def simulator_event() -> str:
         if ems.simulator is None:
-            raise ApiError(409, "the simulator is off: events only drive the simulated plant", "simulator.enabled")
+            raise ApiError(409, i18n.mark("the simulator is off: events only drive the simulated plant"),
+                           "simulator.enabled")
         return _json({"applied": ems.simulator.post_event(json_body())})
 
     @app.get("/api/modbus/profiles", action="read")
@@ -445,7 +451,8 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         profiles = ems.profiles()
         if key:
             if key not in profiles:
-                raise ApiError(404, f"no profile {key[:64]!r} (allowed: {', '.join(sorted(profiles))})", "profile")
+                raise ApiError(404, i18n.mark("no profile {key} (allowed: {allowed})"), "profile",
+                               key=repr(key[:64]), allowed=", ".join(sorted(profiles)))
             return _json({"profile": profile_to_json(profiles[key])})
         return _json({"profiles": [{"key": k, "vendor": p.meta.vendor, "model": p.meta.model, "kind": p.meta.kind,
                                     "verified": p.meta.verified, "description": p.meta.description,
@@ -467,8 +474,8 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         device = parse_config(ModbusDeviceConfig, json_body(), "device")
         profiles = ems.profiles()
         if device.profile not in profiles:
-            raise ApiError(400, f"{device.profile!r} is not a known profile "
-                                f"(allowed: {', '.join(sorted(profiles))})", "device.profile")
+            raise ApiError(400, i18n.mark("{profile} is not a known profile (allowed: {allowed})"), "device.profile",
+                           profile=repr(device.profile), allowed=", ".join(sorted(profiles)))
         try:
             profile = with_overrides(profiles[device.profile], device.register_overrides)
         except OverrideError as exc:
@@ -477,7 +484,8 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         if refusal:
             raise ApiError(403, refusal, "device.serial_port" if device.connection_type == "rtu" else "device.host")
         if not modbus_test_lock.acquire(blocking=False):
-            raise ApiError(409, "another connection test is running; try again when it has finished", "device")
+            raise ApiError(409, i18n.mark("another connection test is running; try again when it has finished"),
+                           "device")
         try:
             return _json(ems.test_modbus(device))
         finally:
@@ -488,7 +496,8 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         body = json_body()
         up_to = body.get("up_to_id") if isinstance(body, dict) else None
         if isinstance(up_to, bool) or not isinstance(up_to, int) or up_to < 0:
-            raise ApiError(400, f"must be a notification id (got {str(up_to)[:40]!r})", "up_to_id")
+            raise ApiError(400, i18n.mark("must be a notification id (got {got})"), "up_to_id",
+                           got=repr(str(up_to)[:40]))
         principal = current_auth().principal
         assert principal is not None
         ems.notifications.acknowledge(principal.user_id, up_to)
@@ -501,11 +510,11 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         slot = sse.open(principal.user_id)
         if slot == "user":
             bottle.response.set_header("Retry-After", "2")
-            raise ApiError(429, f"you have {web_cfg().sse_per_user} live views open already; one is closing, "
-                                "try again in a moment", "events")
+            raise ApiError(429, i18n.mark("you have {n} live views open already; one is closing, try again in a "
+                                          "moment"), "events", n=web_cfg().sse_per_user)
         if isinstance(slot, str):
             bottle.response.set_header("Retry-After", "5")
-            raise ApiError(503, "no room for another live view right now; try again shortly", "events")
+            raise ApiError(503, i18n.mark("no room for another live view right now; try again shortly"), "events")
         bottle.response.content_type = "text/event-stream"
         bottle.response.set_header("Cache-Control", "no-cache")
         bottle.response.set_header("X-Accel-Buffering", "no")
@@ -514,6 +523,7 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         # ?deltas=1 (the pages): the whole state first and every FULL_STATE_EVERY_S, changes in between.
         deltas = brequest.query.get("deltas") == "1"
         full_every = max(1, round(FULL_STATE_EVERY_S / interval_s))
+        lang = request_language()  # read here: the stream runs after the request's context
 
         def stream() -> Iterator[str]:
             sent: dict[str, Any] | None = None
@@ -521,7 +531,7 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
             try:
                 yield "retry: 3000\n\n"
                 while not (ems.stopping.is_set() or slot.ended.is_set()):
-                    state = state_json(ems.snapshot())
+                    state = _in_words(state_json(ems.snapshot()), lang)
                     if deltas and sent is not None and count % full_every:
                         yield f"event: delta\ndata: {json.dumps(delta(sent, state), allow_nan=False)}\n\n"
                     else:
@@ -539,6 +549,16 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
     install_mqtt_routes(app, ems)
     check_declared(app)
     return app
+
+
+def _in_words(state: dict[str, Any], lang: str) -> dict[str, Any]:
+    """The state with the safety reasons in words in the reader's language beside the technical texts:
+    `power_control.reason_words[i]` says what `reason_codes[i]` means."""
+    pc = state.get("power_control")
+    if isinstance(pc, dict):
+        codes = pc.get("reason_codes")
+        pc["reason_words"] = reason_words([str(c) for c in codes] if isinstance(codes, list) else [], lang)
+    return state
 
 
 def _short(value: Any, limit: int = 60) -> str:

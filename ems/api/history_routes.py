@@ -12,6 +12,7 @@ from datetime import date, datetime
 
 import bottle
 
+from .. import i18n
 from ..errors import ApiError
 from .facade import EmsFacade
 from .http import json_response as _json
@@ -32,12 +33,14 @@ def _instant(name: str) -> float | None:
         try:
             parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
         except ValueError:
-            raise ApiError(400, f"must be epoch seconds or an ISO time with offset (got {raw[:40]!r})", name) from None
+            raise ApiError(400, i18n.mark("must be epoch seconds or an ISO time with offset (got {got})"), name,
+                           got=repr(raw[:40])) from None
         if parsed.tzinfo is None:
-            raise ApiError(400, f"needs a UTC offset, e.g. 2026-06-01T00:00:00+02:00 (got {raw[:40]!r})", name) from None
+            raise ApiError(400, i18n.mark("needs a UTC offset, e.g. 2026-06-01T00:00:00+02:00 (got {got})"), name,
+                           got=repr(raw[:40])) from None
         value = parsed.timestamp()
     if not math.isfinite(value) or not 0 <= value < 1e11:
-        raise ApiError(400, f"is not a usable time (got {raw[:40]!r})", name)
+        raise ApiError(400, i18n.mark("is not a usable time (got {got})"), name, got=repr(raw[:40]))
     return value
 
 
@@ -50,9 +53,9 @@ def _range(ems: EmsFacade, default_hours: float) -> tuple[float, float]:
         hours = number_query("hours", default_hours, 0.01, 24 * 366 * 20)
         since = until - hours * 3600
     if since >= until:
-        raise ApiError(400, "must be before 'to'", "from")
+        raise ApiError(400, i18n.mark("must be before 'to'"), "from")
     if until - since > MAX_SPAN_S:
-        raise ApiError(400, "range longer than 20 years", "from")
+        raise ApiError(400, i18n.mark("range longer than 20 years"), "from")
     return since, until
 
 
@@ -102,5 +105,5 @@ def install(app: bottle.Bottle, ems: EmsFacade) -> None:
                 if not _DAY.fullmatch(day) or not 2000 <= date.fromisoformat(day).year <= 2200:
                     raise ValueError(day)
             except ValueError:
-                raise ApiError(400, f"must be a date YYYY-MM-DD (got {day[:40]!r})", "day") from None
+                raise ApiError(400, i18n.mark("must be a date YYYY-MM-DD (got {got})"), "day", got=repr(day[:40])) from None
         return _json(ems.analytics.plan_vs_actual(day))

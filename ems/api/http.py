@@ -41,9 +41,11 @@ def number_query(name: str, default: float, lo: float, hi: float, integer: bool 
     try:
         value = int(raw) if integer else float(raw)
     except ValueError:
-        raise ApiError(400, f"must be {'an integer' if integer else 'a number'} (got {raw[:40]!r})", name) from None
+        raise ApiError(400, i18n.mark("must be an integer (got {got})") if integer else
+                       i18n.mark("must be a number (got {got})"), name, got=repr(raw[:40])) from None
     if not (lo <= value <= hi):
-        raise ApiError(400, f"must be between {lo:g} and {hi:g} (got {raw[:40]})", name)
+        raise ApiError(400, i18n.mark("must be between {lo} and {hi} (got {got})"), name, lo=f"{lo:g}",
+                       hi=f"{hi:g}", got=raw[:40])
     return value
 
 
@@ -52,10 +54,10 @@ def json_body(max_bytes: int = MAX_BODY_BYTES) -> Any:
     offending key) for invalid JSON, nesting deeper than MAX_JSON_DEPTH or invalid Unicode."""
     max_bytes = min(max_bytes, LARGEST_BODY_BYTES)
     if (bottle.request.content_length or 0) > max_bytes:
-        raise ApiError(413, f"body larger than {max_bytes} bytes", "body")
+        raise ApiError(413, i18n.mark("body larger than {n} bytes"), "body", n=max_bytes)
     raw = bottle.request.body.read(max_bytes + 1)
     if len(raw) > max_bytes:
-        raise ApiError(413, f"body larger than {max_bytes} bytes", "body")
+        raise ApiError(413, i18n.mark("body larger than {n} bytes"), "body", n=max_bytes)
     return parse_json(raw)
 
 
@@ -64,9 +66,9 @@ def parse_json(raw: bytes) -> Any:
     try:
         data = json.loads(raw or b"null")
     except RecursionError:
-        raise ApiError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "body") from None
+        raise ApiError(400, i18n.mark("JSON nested deeper than {n} levels"), "body", n=MAX_JSON_DEPTH) from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"not valid JSON: {str(exc)[:200]}", "body") from None
+        raise ApiError(400, i18n.mark("not valid JSON: {error}"), "body", error=str(exc)[:200]) from None
     check_plain(data)
     return data
 
@@ -81,7 +83,7 @@ def check_plain(data: Any, path: str = "body") -> None:
             _check_text(value, where)
         elif isinstance(value, (dict, list)):
             if depth >= MAX_JSON_DEPTH:
-                raise ApiError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", where)
+                raise ApiError(400, i18n.mark("JSON nested deeper than {n} levels"), where, n=MAX_JSON_DEPTH)
             if isinstance(value, dict):
                 for key, item in value.items():
                     _check_text(key, where)
@@ -108,7 +110,7 @@ def header(name: str) -> str | None:
     try:
         return str(raw).encode("latin-1").decode("utf-8")
     except UnicodeError:
-        raise ApiError(400, "is not valid UTF-8", name) from None
+        raise ApiError(400, i18n.mark("is not valid UTF-8"), name) from None
 
 
 def error_plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
@@ -117,12 +119,13 @@ def error_plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return callback(*args, **kwargs)
         except ApiError as exc:
-            return json_response({"error": exc.message, "field": exc.field}, exc.status)
+            return json_response({"error": exc.text(request_language()), "field": exc.field}, exc.status)
         except ConfigError as exc:
             first = exc.problems[0]
             shown = exc.problems[:MAX_PROBLEMS_SHOWN]
-            body: dict[str, Any] = {"error": str(first), "field": first.path,
-                                    "problems": [{"field": p.path, "message": p.message} for p in shown]}
+            lang = request_language()
+            body: dict[str, Any] = {"error": f"{first.path}: {first.text(lang)}", "field": first.path,
+                                    "problems": [{"field": p.path, "message": p.text(lang)} for p in shown]}
             if len(exc.problems) > len(shown):
                 body["more_problems"] = len(exc.problems) - len(shown)
             return json_response(body, 400)
@@ -130,7 +133,8 @@ def error_plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except Exception:
             log.exception("unhandled error in %s %s", bottle.request.method, bottle.request.path)
-            return json_response({"error": "internal error (logged)"}, 500)
+            return json_response({"error": i18n.render(i18n.mark("internal error (logged)"), None,
+                                                       request_language())}, 500)
     return wrapper
 
 

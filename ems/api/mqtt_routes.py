@@ -18,6 +18,7 @@ from typing import Any
 
 import bottle
 
+from .. import i18n
 from ..config import guard
 from ..config.schema import MqttConfig
 from ..config.validate import parse_config, to_plain
@@ -36,7 +37,7 @@ def test_settings(stored: MqttConfig, body: Any, may_change_admin_only: bool, ro
     if body is None:
         body = {}
     if not isinstance(body, dict):
-        raise ApiError(400, "must be a JSON object (the mqtt section, or part of it)", "mqtt")
+        raise ApiError(400, i18n.mark("must be a JSON object (the mqtt section, or part of it)"), "mqtt")
     stored_plain = to_plain(stored)
     incoming = {**stored_plain, **body}
     merged = guard.merge_secrets("mqtt", stored_plain, incoming)
@@ -61,7 +62,8 @@ def install(app: bottle.Bottle, ems: EmsFacade) -> None:
         config = test_settings(ems.config.config.mqtt, json_body(), principal.can("configure_safety"),
                                principal.role)
         if not running.acquire(blocking=False):
-            raise ApiError(409, "another MQTT connection test is running; try again when it has finished", "mqtt")
+            raise ApiError(409, i18n.mark("another MQTT connection test is running; try again when it has finished"),
+                           "mqtt")
         try:
             from ..mqtt.probe import run_probe  # aiomqtt only when a test is asked for
             return _json(run_probe(config))

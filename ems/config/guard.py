@@ -23,6 +23,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Mapping, Union
 
+from .. import i18n
 from ..errors import ApiError, ConfigError, ConfigProblem
 from .schema import EmsConfig
 from .validate import init_fields, type_hints
@@ -197,7 +198,7 @@ def _secret_value(stored: Any, posted: Any, path: str, problems: list[ConfigProb
             return posted["replace"]
         if keys == {"clear"} and posted["clear"] is True:
             return None
-    problems.append(ConfigProblem(path, f"is write-only (allowed: {SECRET_FORMS})"))
+    problems.append(ConfigProblem.of(path, i18n.mark("is write-only (allowed: {forms})"), forms=SECRET_FORMS))
     return stored
 
 
@@ -278,5 +279,5 @@ def refuse_unless_admin(found: list[FieldChange], may_change_admin_only: bool, r
         return
     for change in found:
         if change.admin_only:
-            raise ApiError(403, f"is safety- or security-relevant: only an admin may change it (your role: {role})",
-                           change.path)
+            raise ApiError(403, i18n.mark("is safety- or security-relevant: only an admin may change it (your role: "
+                                          "{role})"), change.path, role=i18n.Msg(role))

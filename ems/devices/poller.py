@@ -26,6 +26,7 @@ import random
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
+from .. import i18n
 from ..backoff import Backoff
 from ..bus import TelemetryBus
 from ..clock import Clock
@@ -49,6 +50,8 @@ CONTROL_NAMES = ("remote_enable", "active_power_set_w", "grid_power_set_w", "act
 RECONNECT_JITTER = 0.5
 """Reconnect delays are scaled into [50 %, 100 %] so devices that failed together do not retry in lockstep."""
 
+
+NEVER_ONLINE_TELL_AFTER = 3  # failed attempts before a device never seen online is reported
 
 class _NeedRead(Exception):
     def __init__(self, address: int, count: int):
@@ -95,7 +98,8 @@ class DevicePoller:
     """Polls one device forever (`run`), publishes to the bus, and writes for the safety loop (`write`)."""
 
     def __init__(self, config: ModbusDeviceConfig, profile: Profile, bus: TelemetryBus, clock: Clock, *,
-                 on_change: Callable[[], None] | None = None, backoff_min_s: float = BACKOFF_MIN_S,
+                 on_change: Callable[[], None] | None = None, notify: Callable[..., object] | None = None,
+                 backoff_min_s: float = BACKOFF_MIN_S,
                  backoff_max_s: float = BACKOFF_MAX_S, jitter: Callable[[], float] = random.random,
                  client_factory: Callable[[ModbusDeviceConfig], ModbusClient] = ModbusClient):
         self.config = config
@@ -105,6 +109,10 @@ class DevicePoller:
         self.bus = bus
         self.clock = clock
         self.on_change = on_change
+        self.notify = notify  # `Notifications.add`: the device lost, answering with errors, back
+        self._told: str | None = None  # the problem last told ("offline", "degraded"), None once it is back
+        self._ever_online = False
+        self._failures = 0  # attempts in a row that failed: a device never seen is told after a few
         self.backoff_min_s = backoff_min_s
         self.backoff_max_s = backoff_max_s
         self._jitter = jitter
@@ -302,8 +310,35 @@ class DevicePoller:
     def _set_state(self, state: str, online: bool) -> None:
         if online != self.online:
             log.info("%s: %s", self.name, "online" if online else f"{state}: {self.last_error}")
+        self._tell(state, online)
         self.state = state
         self.online = online
+
+    def _tell(self, state: str, online: bool) -> None:
+        """A notification when the device is lost, answers with errors (Modbus exceptions) or is back."""
+        self._failures = 0 if online else self._failures + 1
+        if online:
+            self._ever_online = True
+        elif not self._ever_online and self._failures < NEVER_ONLINE_TELL_AFTER:
+            return  # starting up: the device may just not be listening yet
+        if self.notify is None or (not online and state == self._told):
+            return
+        try:
+            if online and self._told is not None:
+                self.notify("info", "modbus", i18n.mark("the device {device} answers again"), device=self.name)
+                self._told = None
+            elif state == "offline":
+                self.notify("warning", "modbus", i18n.mark(
+                    "the device {device} does not answer: its readings count as unknown until it is back"),
+                    self.last_error or "", device=self.name)
+                self._told = state
+            elif state == "degraded":
+                self.notify("warning", "modbus", i18n.mark(
+                    "the device {device} answers with errors: some of its readings are missing"),
+                    self.last_error or "", device=self.name)
+                self._told = state
+        except Exception:  # telling must never stop the polling
+            log.exception("%s: notification failed", self.name)
 
     def _error(self, message: str, now: float) -> None:
         if message != self.last_error:

@@ -34,6 +34,7 @@ from ..bus import TelemetryBus
 from ..clock import Clock
 from ..config.guard import secret_values
 from ..config.schema import EmsConfig, MqttConfig
+from .. import i18n
 from ..notifications import Notifications
 from . import uplink
 from .client import Connection, PahoLog, describe_failure, is_connection_error, make_client, tls_context
@@ -174,9 +175,9 @@ class MqttService:
             self.outbox = Outbox(self.outbox_path, max_bytes, self._on_drop, self.clock.monotonic)
             await self.outbox.open()
             if self.outbox.recovered_from is not None:
-                self.notifications.add("error", "mqtt", f"the MQTT outbox was unreadable and has been moved to "
-                                                        f"{self.outbox.recovered_from.name}; queued messages in it "
-                                                        "are not sent")
+                self.notifications.add("error", "mqtt", i18n.mark(
+                    "the store of messages waiting for the cloud was damaged and has been put aside: the messages "
+                    "in it are not sent"), f"outbox moved to {self.outbox.recovered_from.name}")
             if len(self.outbox):
                 log.info("MQTT outbox: %d messages queued from before, sent first", len(self.outbox))
         self.outbox.max_bytes = max_bytes
@@ -238,9 +239,10 @@ class MqttService:
             return
         self._last_drop_notice = now
         total = sum(self.outbox.dropped.values()) if self.outbox is not None else self._dropped_unreported
-        self.notifications.add("warning", "mqtt", f"MQTT outbox full ({self.cfg.outbox_max_mb:g} MB): dropped the "
-                                                  f"oldest {self._dropped_unreported} queued messages ({total} in all) "
-                                                  "while the broker is unreachable")
+        self.notifications.add("warning", "mqtt", i18n.mark(
+            "the cloud connection has been down for long: the {n} oldest waiting messages were dropped to make "
+            "room"), f"MQTT outbox full ({self.cfg.outbox_max_mb:g} MB): dropped {self._dropped_unreported} "
+            f"({total} in all) while the broker is unreachable", n=self._dropped_unreported)
         self._dropped_unreported = 0
 
     # -- the connection ---------------------------------------------------------------------------------------
@@ -366,10 +368,12 @@ class MqttService:
         self._set_state("connected")
         queued = len(self.outbox)
         if self._outage_noticed:
-            self.notifications.add("info", "mqtt", f"MQTT connected to {conn.address} again; sending {queued} "
-                                                   "queued messages")
+            self.notifications.add("info", "mqtt", i18n.mark(
+                "the cloud connection (MQTT) is back: {n} waiting messages are being sent"),
+                f"MQTT connected to {conn.address} again", n=queued)
         elif not self._ever_connected:
-            self.notifications.add("info", "mqtt", f"MQTT connected to {conn.address} as {conn.client_id}")
+            self.notifications.add("info", "mqtt", i18n.mark("the cloud connection (MQTT) is up"),
+                                   f"MQTT connected to {conn.address} as {conn.client_id}")
         log.info("MQTT connected to %s as %s (%d queued)", conn.address, conn.client_id, queued)
         self._outage_noticed = False
         self._ever_connected = True
@@ -380,8 +384,9 @@ class MqttService:
         if not self._outage_noticed:
             self._outage_noticed = True
             queued = len(self.outbox) if self.outbox is not None else 0
-            self.notifications.add("warning", "mqtt", f"MQTT: {message}; messages are kept ({queued} queued) and "
-                                                      "sent when the broker is back")
+            self.notifications.add("warning", "mqtt", i18n.mark(
+                "the cloud connection (MQTT) is down: messages are kept and sent when it is back"),
+                f"MQTT: {message} ({queued} queued)")
 
     def status(self) -> dict[str, Any]:
         """For `/api/state` under "mqtt" (any thread)."""

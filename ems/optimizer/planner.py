@@ -19,6 +19,7 @@ from ..config import ConfigStore
 from ..forecast.service import ForecastService, ForecastSnapshot
 from ..history import HistoryStore
 from ..history.analytics import compact_plan
+from .. import i18n
 from ..notifications import Notifications
 from . import (Plan, PlanInputError, PlanInputs, choose_strategy, fallback_self_consumption_plan,
                         leading_finite_steps, optimize, plan_inputs_from_config, resample_mean)
@@ -147,7 +148,8 @@ class Planner:
         soc = self.bus.snapshot().value("battery.soc_pct", now)
         snapshot = self.forecast.snapshot()
         if soc is None:
-            self._fail("no fresh SoC reading: planning waits for the battery")
+            self._fail("no fresh SoC reading: planning waits for the battery",
+                       words=i18n.mark("planning waits: the battery's charge level is not known"))
             return None
         loop = asyncio.get_running_loop()
         try:
@@ -156,7 +158,8 @@ class Planner:
             inputs = await loop.run_in_executor(None, build_inputs, cfg, snapshot, now, float(soc))
         except PlanInputError as exc:
             # Right after start the forecasts are still being built: that is not worth a notification.
-            self._fail(f"cannot plan: {exc}", notify=self.clock.monotonic() - self._started_mono > STARTUP_GRACE_S)
+            self._fail(f"cannot plan: {exc}", notify=self.clock.monotonic() - self._started_mono > STARTUP_GRACE_S,
+                       words=i18n.mark("no plan could be made: the forecasts or prices it needs are missing"))
             return None
         started = time.perf_counter()
         plan = await loop.run_in_executor(None, plan_once, cfg, inputs)
@@ -167,8 +170,9 @@ class Planner:
         log.info("plan (%s): %s %s, expected profit %.2f €, %.0f ms", why, plan.strategy, plan.status,
                  plan.expected_profit_eur or 0.0, duration_ms)
         if plan.fallback:
-            self.notifications.add("error", "optimizer", f"optimization {plan.status}: {plan.message}; "
-                                                         "following the self-consumption fallback")
+            self.notifications.add("error", "optimizer", i18n.mark(
+                "no optimal plan could be made: the battery follows a simple self-consumption rule until the next "
+                "plan"), f"optimization {plan.status}: {plan.message}")
         await loop.run_in_executor(None, self._record_run, now, plan, duration_ms, why)
         return plan
 
@@ -182,7 +186,7 @@ class Planner:
         except Exception:
             log.exception("could not record the optimization run")
 
-    def _fail(self, message: str, notify: bool = True) -> None:
+    def _fail(self, message: str, notify: bool = True, words: str = "") -> None:
         if notify and message != self.last_error:
-            self.notifications.add("warning", "optimizer", message)
+            self.notifications.add("warning", "optimizer", words or message, message if words else "")
         self.last_error = message

@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import replace
 from typing import Callable, Protocol, Sequence
 
+from .. import i18n
 from ..bus import TelemetryBus
 from ..clock import Clock
 from ..config import ConfigStore
@@ -24,6 +25,7 @@ from ..localtime import minute_of_day, site_zone
 from ..notifications import Notifications
 from ..state import Measurement, PlantState
 from .reasons import Reason, ReasonCode, limited_category
+from .reasons import why as reasons_in_words
 from .rules import DecisionInputs, PowerControlDecision, decide
 
 log = logging.getLogger(__name__)
@@ -215,19 +217,39 @@ class SafetyLoop:
         if previous is None or previous.state != d.state:
             detail = ", ".join(d.messages) or "all inputs fresh, no limit active"
             waiting = all(code.awaiting_input for code in d.codes)
+            because = reasons_in_words(d.reasons)
             if previous is None and d.state == "safety" and waiting:
                 # The first cycle after start: devices are still connecting. Safe, expected, not an alarm.
-                self.notifications.add("info", "safety", f"starting in the safe state until every input is fresh "
-                                                         f"({detail})")
+                self.notifications.add("info", "safety", i18n.mark(
+                    "starting in the safe state until every input is fresh: the battery waits at 0 W while the "
+                    "devices connect"), detail)
             elif d.state == "shutdown":
-                self.notifications.add("error", "dso", f"DSO shutdown order: battery stopped, PCS disabled ({detail})")
+                self.notifications.add("error", "dso", i18n.mark(
+                    "the grid operator has ordered a shutdown (trip): the battery is stopped and the inverter "
+                    "switched off until the order ends"), detail)
             elif d.state == "safety":
-                self.notifications.add("error", "safety", f"safe state: {detail}")
+                self.notifications.add("error", "safety", i18n.mark(
+                    "safety stop: the battery is held at 0 W because {why}; it resumes by itself when that is "
+                    "resolved"), detail, why=because)
             elif d.state == "limited":
                 category = limited_category(d.reasons)
-                self.notifications.add("warning", category, f"power limited: {detail}")
+                dso = next((r for r in d.reasons if r.code is ReasonCode.DSO_LIMIT), None)
+                feedin = next((r for r in d.reasons if r.code is ReasonCode.FEEDIN_LIMIT), None)
+                if category == "dso" and dso is not None:
+                    self.notifications.add("warning", "dso", i18n.mark(
+                        "the grid operator limits the battery to {pct} % of its power"), detail,
+                        pct=float(d.limit_pct))
+                elif category == "feedin" and feedin is not None:
+                    limit_w = feedin.detail.get("limit_w")
+                    self.notifications.add("warning", "feedin", i18n.mark(
+                        "the feed-in limit applies: at most {kw} kW may go into the grid now"), detail,
+                        kw=round(float(limit_w) / 1000.0, 1) if isinstance(limit_w, (int, float)) else "?")
+                else:
+                    self.notifications.add("warning", category, i18n.mark(
+                        "the battery's power is limited because {why}"), detail, why=because)
             elif previous is not None:
-                self.notifications.add("info", "safety", "power control back to normal")
+                self.notifications.add("info", "safety", i18n.mark(
+                    "power control back to normal: no order or limit holds the battery back"))
         grid_w = state.value("grid.power_w", now)
         max_kw = self.config.config.grid_connection.max_power_kw
         warn_pct = self.config.config.grid_connection.warn_utilisation_pct
@@ -235,7 +257,10 @@ class SafetyLoop:
             utilisation = abs(grid_w) / (max_kw * 1000.0) * 100.0
             if not self._high_utilisation and utilisation > warn_pct:
                 self._high_utilisation = True
-                self.notifications.add("warning", "grid", f"grid connection at {utilisation:.0f} % of {max_kw:g} kW")
+                self.notifications.add("warning", "grid", i18n.mark(
+                    "the grid connection is at {pct} % of its {max_kw} kW: close to what it may carry"),
+                    f"grid.power_w = {grid_w:.0f} W, warning above {warn_pct:g} %",
+                    pct=float(round(utilisation)), max_kw=float(max_kw))
             elif self._high_utilisation and utilisation < warn_pct - UTILISATION_HYSTERESIS_PCT:
                 self._high_utilisation = False
 

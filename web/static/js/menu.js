@@ -2,7 +2,8 @@
  *
  * Plain JS, no build step. The menu's content (name, role, rights, links) is rendered and escaped by the
  * server; this script opens and closes it (mouse and keyboard), loads notifications into it (GET
- * /api/notifications) and logs out (POST /logout with the X-CSRF-Token header, then /login).
+ * /api/notifications: the words in the page's language, the technical detail behind a disclosure; fetched
+ * again when the live state's notifications.latest_id changes) and logs out (POST /logout with the X-CSRF-Token header, then /login).
  *
  * window.EMS, loaded first (in <head>, defer) so page scripts can use it:
  *   EMS.request(method, url, body) -> Promise<{status, ok, data}>; never rejects (network error: status 0).
@@ -25,7 +26,7 @@
   var LEVEL_LABELS = { info: t('info'), warning: t('warning'), error: t('error') };
   var CATEGORY_LABELS = {
     config: t('config'), control: t('control'), dso: t('dso'), feedin: t('feed-in'), grid: t('grid'),
-    history: t('history'), mqtt: t('mqtt'), optimizer: t('optimizer'), safety: t('safety'),
+    history: t('history'), modbus: t('Modbus devices'), mqtt: t('mqtt'), optimizer: t('optimizer'), safety: t('safety'),
     simulator: t('simulator'), supervisor: t('supervisor'), users: t('users')
   };
 
@@ -263,7 +264,8 @@
         ts: n.ts,
         level: n.level === 'warning' || n.level === 'error' ? n.level : 'info',
         category: typeof n.category === 'string' ? n.category : '',
-        message: typeof n.message === 'string' ? n.message : ''
+        message: typeof n.message === 'string' ? n.message : '',
+        detail: typeof n.detail === 'string' ? n.detail : ''
       });
     }
     items.sort(function (a, b) { return (b.ts || 0) - (a.ts || 0) || b.id - a.id; });
@@ -300,6 +302,16 @@
       head.appendChild(time);
       li.appendChild(head);
       li.appendChild(el('p', 'notif-message', n.message));
+      if (n.detail) {
+        // The technical text (register, point, exception) one click away; <details> is keyboard accessible.
+        var more = el('details', 'notif-detail');
+        more.setAttribute('data-testid', 'notif-detail');
+        more.appendChild(el('summary', '', t('Technical details')));
+        var code = el('code', '', n.detail);
+        code.setAttribute('translate', 'no');
+        more.appendChild(code);
+        li.appendChild(more);
+      }
       list.appendChild(li);
     }
   }
