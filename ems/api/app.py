@@ -44,6 +44,7 @@ from ..safety.reasons import reason_words
 from .account_routes import install as install_account_routes
 from .history_routes import install as install_history_routes
 from .mqtt_routes import install as install_mqtt_routes
+from .openapi import install as install_openapi
 from .auth_plugin import (SECURITY_HEADERS, AuthPlugin, check_declared, current_actor, current_auth,
                           install_security_headers)
 from .facade import ConfigAccess, EmsFacade, GuardedConfigAccess
@@ -547,6 +548,7 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
     install_account_routes(app, ems, page, audit)
     install_history_routes(app, ems)
     install_mqtt_routes(app, ems)
+    install_openapi(app)  # last: describes the routes installed above
     check_declared(app)
     return app
 
