@@ -303,3 +303,35 @@ def test_the_sink_takes_control_back_when_the_pcs_falls_back_to_local_mode():
 
     idle_w, resumed_w = run(main())
     assert idle_w == 0.0 and resumed_w == pytest.approx(2000.0)
+
+
+def test_a_meter_whose_readings_hang_goes_stale_and_is_fresh_again_with_its_first_new_reading():
+    """A meter that still answers but serves one frozen grid power (a hung measurement, a gateway's cache)
+    is no measurement: its grid power counts from when it last moved, so it goes stale after the stale
+    timeout like a silent meter, and the safety loop stops the battery instead of balancing against it.
+    The BMS's readings, which may well stand still, stay fresh; the meter's first changed reading is fresh."""
+    async def main():
+        async with Rig() as rig:
+            meter = await rig.add("meter", "meter", "eastron_sdm630")
+            bms = await rig.add("bms", "bms", "hithium_ess_5016")
+            await eventually(lambda: meter.online and bms.online, "both online")
+            server = rig.servers["meter"]
+            server.freeze()
+            frozen_at = rig.clock.now()
+            await eventually(lambda: rig.bus.snapshot().grid.power_w.is_stale(rig.clock.now()),
+                             "the frozen grid power goes stale", timeout_s=25.0)
+            stale_after_s = rig.clock.now() - frozen_at
+            state = rig.bus.snapshot()
+            still_online, soc_fresh = meter.online, not state.battery.soc_pct.is_stale(rig.clock.now())
+            server.heal()
+            register = server.profile.point_registers()["grid.power_w"][0].name
+            server.set_value(register, state.grid.power_w.value + 123.0)
+            await eventually(lambda: not rig.bus.snapshot().grid.power_w.is_stale(rig.clock.now()),
+                             "fresh again with the first new reading")
+            return stale_after_s, still_online, soc_fresh, rig.bus.snapshot().grid.power_w.value, state.grid.power_w
+
+    stale_after_s, still_online, soc_fresh, value, frozen = run(main(), timeout_s=40.0)
+    assert still_online  # it answers: not a lost link, a hung measurement
+    assert stale_after_s >= 10.0 - 0.5  # not before it stood still for the stale timeout's default
+    assert soc_fresh
+    assert value == frozen.value + 123.0

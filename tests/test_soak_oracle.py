@@ -226,3 +226,24 @@ def test_a_month_splits_into_consecutive_segments_that_keep_every_fault():
     kept = [f for s in segments for f in faults_of(faults, s)]
     assert len(kept) >= len(faults) - 2  # only a fault running over a segment's end can be cut away
     assert all(0 <= f.start_s < 15 * 86400 for s in segments for f in faults_of(faults, s))
+
+
+def test_a_frozen_meter_is_a_lost_input_told_by_the_stale_timeout_and_its_export_a_finding():
+    """A meter that answers with hung readings: the EMS can only tell once the stale timeout has passed since
+    its grid power last moved, so 0 W is due after P(meter) + T + S + 100 ms; until then and after it, export
+    the battery could not take at 0 W is no violation of the export check - the input is gone."""
+    assert SETTINGS.t_frozen_s == pytest.approx(5.0 + 10.0 + 5.0 + 0.1)
+    sunny = dict(pv_w=7500.0, load_w=500.0, soc_pct=60.0)  # 7 kW export, 5.6 kW allowed, room in the battery
+    stale = Fault(1, "meter_stale", 0.0, 120.0, {})
+    o = oracle()
+    o.fault_started(stale, T0)
+    story(o, truth(0.0, pcs_w=-1000.0, **sunny), truth(19.0, pcs_w=-1000.0, **sunny), truth(20.0, pcs_w=0.0, **sunny),
+          truth(60.0, pcs_w=0.0, **sunny))
+    assert checks(o) == []
+    assert [(r.kind, r.check, r.reaction_s) for r in o.reactions] == [("meter_stale", "input_loss",
+                                                                        pytest.approx(20.0))]
+    assert o.findings.export_beyond_battery_s > 0  # only PV curtailment could have helped meanwhile
+    o = oracle()
+    o.fault_started(stale, T0)
+    story(o, truth(0.0, pcs_w=-1000.0, **sunny), truth(25.0, pcs_w=-1000.0, **sunny))
+    assert checks(o) == ["input_loss"]  # still charging on a reading that is no measurement

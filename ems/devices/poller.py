@@ -51,6 +51,13 @@ RECONNECT_JITTER = 0.5
 """Reconnect delays are scaled into [50 %, 100 %] so devices that failed together do not retry in lockstep."""
 
 
+MUST_MOVE_POINTS = frozenset({"grid.power_w"})
+"""Readings a live device never repeats to the bit for long: the grid power (float W on the SDM630, a
+site's load always moves it). A repeat beyond the stale timeout means the measurement hung (see
+`DevicePoller._moving_since`)."""
+MUST_MOVE_MIN_S = 10.0  # ... and not before it has stood still this long (the default stale timeout)
+
+
 NEVER_ONLINE_TELL_AFTER = 3  # failed attempts before a device never seen online is reported
 
 class _NeedRead(Exception):
@@ -113,6 +120,7 @@ class DevicePoller:
         self._told: str | None = None  # the problem last told ("offline", "degraded"), None once it is back
         self._ever_online = False
         self._failures = 0  # attempts in a row that failed: a device never seen is told after a few
+        self._unchanged: dict[str, tuple[Any, float]] = {}  # must-move point -> (value, first read with it)
         self.backoff_min_s = backoff_min_s
         self.backoff_max_s = backoff_max_s
         self._jitter = jitter
@@ -298,7 +306,14 @@ class DevicePoller:
         if not points:
             return
         max_age_s = self._max_age_s()
-        self.bus.publish({p: Measurement(v, now, "modbus", max_age_s) for p, v in points.items()})
+        measured = {}
+        for point, value in points.items():
+            since = self._moving_since(point, value, now)
+            # A reading that stands still gets the stale timeout's default before it counts as hung, however
+            # fast the device is polled (a cut-off meter may read 0.0 W for a few seconds).
+            age_s = max_age_s if since == now else max(max_age_s, MUST_MOVE_MIN_S * getattr(self.clock, "speed", 1.0))
+            measured[point] = Measurement(value, since, "modbus", age_s)
+        self.bus.publish(measured)
         changed = points != self._published
         self._published = dict(points)
         if changed and self.on_change is not None:
@@ -306,6 +321,21 @@ class DevicePoller:
                 self.on_change()
             except Exception:  # a subscriber's bug must not stop the polling
                 log.exception("%s: on_change callback failed", self.name)
+
+    def _moving_since(self, point: str, value: Any, now: float) -> float:
+        """The time a reading counts from: now, except for a reading that should never stand still
+        (`MUST_MOVE_POINTS`) and has not changed by a single bit since an earlier poll - then the time it was
+        first read with that value. A meter whose measurement hung behind a Modbus stack that still answers
+        (or a gateway serving its cache) thus goes stale after the stale timeout like a silent one, and the
+        safety loop holds the battery at 0 W instead of balancing against a grid power that is no longer
+        measured. The first changed reading is fresh at once."""
+        if point not in MUST_MOVE_POINTS:
+            return now
+        last = self._unchanged.get(point)
+        if value is None or last is None or last[0] != value or type(last[0]) is not type(value):
+            self._unchanged[point] = (value, now)
+            return now
+        return last[1]
 
     def _set_state(self, state: str, online: bool) -> None:
         if online != self.online:

@@ -18,6 +18,9 @@ and M = 100 ms (the bound the issue sets on top of one poll interval):
   open) → 0 W. Allowed: P(bms) + S + M.
 - `input_loss`: the BMS, the meter or the DSO box silent, garbled or refusing (a required input lost)
   → 0 W (the DSO box: its comm-loss limit). Allowed: P(x) + TO(x) + S + M after the loss.
+- `input_loss` of a frozen meter (`meter_stale`: it answers, but its readings hang): the grid power is
+  then no measurement either → 0 W. It shows only as a reading that stops changing, so the EMS can tell
+  it once the stale timeout T has passed since the last reading that moved: allowed P(meter) + T + S + M.
 - `pcs_fallback`: the EMS cannot reach the PCS (its link faulted, or the EMS process dead) → the PCS's
   own fallback has it at 0 W. Allowed: F + D + M after the loss.
 - `grid_import`: import ≤ the connection limit (+ the grid meter's accuracy, 1 % of the limit: class
@@ -105,6 +108,7 @@ class OracleSettings:
     t_cfg_s: float
     t_fallback_s: float
     t_loss_s: Mapping[str, float]
+    t_frozen_s: float
     bms_tol_w: float
     soc_tol_pct: float
     roles: Mapping[str, str]  # role -> device name
@@ -135,6 +139,7 @@ class OracleSettings:
             t_cfg_s=s + MARGIN_S,
             t_fallback_s=pcs_comm_loss_timeout_s + cfg.simulator.step_s + MARGIN_S,
             t_loss_s={role: poll[role] + timeout[role] + s + MARGIN_S for role in poll},
+            t_frozen_s=poll.get("meter", 0.0) + pc.stale_timeout_s + s + MARGIN_S,
             bms_tol_w=_register_resolution(bms_profile, "battery.max_charge_power_w", 0.0) / 2.0 + POWER_TOL_W,
             soc_tol_pct=_register_resolution(bms_profile, "battery.soc_pct", 0.0) / 2.0 + 0.01,
             roles={role: d.name for role, d in devices.items()},
@@ -143,7 +148,7 @@ class OracleSettings:
     def allowed_s(self) -> dict[str, Any]:
         """The allowed reaction times, for the report."""
         return {"dso_trip": self.t_dso_s, "dso_limit": self.t_dso_s, "bms_stop": self.t_bms_s,
-                "input_loss": dict(self.t_loss_s), "pcs_fallback": self.t_fallback_s,
+                "input_loss": dict(self.t_loss_s), "meter_frozen": self.t_frozen_s, "pcs_fallback": self.t_fallback_s,
                 "grid_import": self.t_grid_s, "grid_export": self.t_grid_s, "bms_limits": self.t_bms_s,
                 "soc_window": self.t_bms_s, "ratings": self.t_cfg_s}
 
@@ -405,6 +410,8 @@ class Oracle:
                 allowance = self.s.rated_w * self.s.dso_comm_loss_limit_pct / 100.0 if role == "dso" else 0.0
                 measure = _beyond(allowance)
                 wanted[f"input_loss:{role}"] = (self._fault_ts[fault.id], self.s.t_loss_s[role], measure, fault.id)
+            elif fault.kind == "meter_stale":  # the meter answers, but its grid power is no measurement
+                wanted["input_loss:meter"] = (self._fault_ts[fault.id], self.s.t_frozen_s, _beyond(0.0), fault.id)
         pcs_lost = [f for f in self._faults.values() if f.kind in LINK_FAULTS and self._pcs_link_fault(f)]
         if pcs_lost:
             wanted["pcs_fallback"] = (self._fault_ts[pcs_lost[0].id], self.s.t_fallback_s,
@@ -563,6 +570,8 @@ class Oracle:
                 return _Probe(fault, "pcs_fallback", s.t_fallback_s, zero)
             if role in INPUT_DEVICES:
                 return _Probe(fault, "input_loss", s.t_loss_s[role], zero)
+        if kind == "meter_stale":
+            return _Probe(fault, "input_loss", s.t_frozen_s, zero)
         if kind == "ems_kill":
             return _Probe(fault, "pcs_fallback", s.t_fallback_s, zero)
         if kind == "config_bess":
