@@ -29,6 +29,7 @@ from typing import Any, Callable, Literal, Mapping, Union
 import bottle
 
 from .. import __version__
+from .. import i18n
 from ..config.describe import describe_class
 from ..config.schema import EmsConfig
 from ..config.validate import init_fields, type_hints
@@ -612,12 +613,15 @@ class Validator:
             kinds = [kind] if isinstance(kind, str) else list(kind)
             if not any(_is_type(value, k) for k in kinds):
                 wanted = " or ".join(_TYPE_WORDS.get(k, k) for k in kinds)
+                if kinds == ["integer"]:
+                    raise BodyInvalid(400, i18n.mark("must be an integer (got {got})"), where, got=_short(value))
                 raise BodyInvalid(400, f"must be {wanted} (got {_short(value)})", where)
         if "const" in schema and not _same(value, schema["const"]):
             raise BodyInvalid(400, f"must be {_short(schema['const'])} (got {_short(value)})", where)
         if "enum" in schema and not any(_same(value, e) for e in schema["enum"]):
             allowed = ", ".join("null" if e is None else str(e) for e in schema["enum"])
-            raise BodyInvalid(400, f"{_short(value)} is not allowed (allowed: {allowed})", where)
+            raise BodyInvalid(400, i18n.mark("must be one of {allowed} (got {got})"), where, allowed=allowed,
+                              got=_short(value))
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             self._number(schema, value, where)
         elif isinstance(value, str):
