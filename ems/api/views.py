@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..localtime import minute_of_day, site_zone
+from ..safety.feedin import feedin_limit_pct
 from ..state import plant_state_to_json
 from .facade import PlanView, RuntimeSnapshot
 
@@ -20,6 +22,7 @@ def state_json(s: RuntimeSnapshot) -> dict[str, Any]:
         "plant": plant_state_to_json(s.plant, s.now),
         "power_control": {"enabled": cfg.power_control.enabled, **s.power_control},
         "grid_connection": grid_json(s),
+        "feedin_limitation": feedin_json(s),
         "devices": dict(s.devices),
         "strategy": strategy_json(s),
         "expected_profit_24h_eur": expected_profit_eur(s.plan),
@@ -44,6 +47,26 @@ def grid_json(s: RuntimeSnapshot) -> dict[str, Any]:
     utilisation = None if grid_w is None else round(abs(grid_w) / (cfg.max_power_kw * 10.0), 1)
     return {"max_power_kw": cfg.max_power_kw, "utilisation_pct": utilisation,
             "monitoring_enabled": cfg.monitoring_enabled}
+
+
+def feedin_json(s: RuntimeSnapshot) -> dict[str, Any]:
+    """The feed-in limitation in force now: mode, percentage and what it is a percentage of.
+
+    The percentage is the configured rule's (`ems.safety.feedin`, the same function the safety loop uses);
+    the export limit in W is the safety loop's, which also holds the grid connection's own rating.
+    """
+    cfg = s.config.feedin_limitation
+    try:
+        pct = feedin_limit_pct(cfg, minute_of_day(s.now, site_zone(s.config.site.timezone)))
+    except (ValueError, OverflowError):
+        pct = None
+    grid = s.config.grid_connection
+    reference_kw = (s.config.forecast.pv_peak_kwp if cfg.pv_integration_enabled
+                    else grid.max_feedin_kw if grid.max_feedin_kw is not None else grid.max_power_kw)
+    mode = cfg.mode if cfg.enabled else "off"
+    return {"enabled": cfg.enabled and mode != "off", "mode": mode, "limit_pct": pct,
+            "reference": "pv_peak" if cfg.pv_integration_enabled else "grid_connection", "reference_kw": reference_kw,
+            "export_limit_w": s.power_control.get("export_limit_w")}
 
 
 def strategy_json(s: RuntimeSnapshot) -> dict[str, Any]:

@@ -3,6 +3,9 @@
   can_operate = 'operate' in ((me or {}).get('actions') or [])
   show_sim = bool(get('simulator', False)) and can_operate
   sim_devices = get('devices', []) or []
+  ranges = [('hour', _('60 min'), _('the last 60 minutes')), ('day', _('Day'), _('the last 24 hours')),
+            ('week', _('Week'), _('the last 7 days')), ('month', _('Month'), _('the last 30 days')),
+            ('year', _('Year'), _('the last 365 days'))]
 %>
 <h1 class="visually-hidden">{{_('Monitoring')}}</h1>
 
@@ -34,6 +37,18 @@
     <div class="util-bar" aria-hidden="true"><span class="util-fill" id="grid-util-fill" data-level="unknown"></span></div>
   </section>
 
+  <section class="card mon-card" aria-labelledby="feedin-title" data-testid="feedin-panel">
+    <div class="card-head">
+      <h2 id="feedin-title">{{_('Feed-in limitation')}}</h2>
+      <span class="pc-state" id="feedin-mode" data-testid="feedin-mode" data-mode="unknown">—</span>
+    </div>
+    <dl class="mon-facts">
+      <dt>{{_('Limit in force')}}</dt><dd id="feedin-pct" data-testid="feedin-pct">—</dd>
+      <dt>{{_('Export allowed now')}}</dt><dd id="feedin-export" data-testid="feedin-export">—</dd>
+    </dl>
+    <p class="muted mon-note" id="feedin-reference" data-testid="feedin-reference"></p>
+  </section>
+
   <section class="card mon-card" aria-labelledby="batt-title" data-testid="battery-panel">
     <div class="card-head">
       <h2 id="batt-title">{{_('Battery')}}</h2>
@@ -57,6 +72,47 @@
     <ul class="mon-list" id="batt-alarms" data-testid="batt-alarms"><li class="muted">{{_('none')}}</li></ul>
   </section>
 </div>
+
+<section class="card mon-card" aria-labelledby="hist-title" data-testid="history-panel">
+  <div class="card-head card-head-wrap">
+    <h2 id="hist-title">{{_('History')}}</h2>
+    % include('range_picker.tpl', which='chart')
+  </div>
+  <p class="muted mon-span" id="hist-span" data-testid="hist-span" aria-live="polite"></p>
+  <h3 class="mon-sub">{{_('State of charge')}}</h3>
+  <div class="chart-wrap chart-wrap-soc">
+    <canvas id="hist-soc" data-testid="hist-soc" role="img" aria-label="{{_('Line chart of the battery state of charge over the chosen range, in percent')}}"></canvas>
+    <p class="plan-empty" id="hist-soc-empty" hidden>{{_('No data in this range.')}}</p>
+  </div>
+  <h3 class="mon-sub">{{_('Power')}}</h3>
+  <div class="chart-wrap chart-wrap-plan">
+    <canvas id="hist-power" data-testid="hist-power" role="img" aria-label="{{_('Line chart of PV, house, grid and battery power over the chosen range, in kW')}}"></canvas>
+    <p class="plan-empty" id="hist-power-empty" hidden>{{_('No data in this range.')}}</p>
+  </div>
+  <p class="muted mon-note">{{_('Grid: positive is import. Battery: positive is discharge.')}}</p>
+</section>
+
+<section class="card mon-card" aria-labelledby="sankey-title" data-testid="sankey-panel">
+  <div class="card-head card-head-wrap">
+    <h2 id="sankey-title">{{_('Energy flows')}}</h2>
+    % include('range_picker.tpl', which='sankey')
+  </div>
+  <p class="muted mon-span" id="sankey-span" data-testid="sankey-span" aria-live="polite"></p>
+  <div class="sankey-wrap">
+    <svg id="sankey" data-testid="sankey" class="sankey" viewBox="0 0 640 300" role="img" aria-labelledby="sankey-title sankey-desc"></svg>
+    <p class="plan-empty" id="sankey-empty" data-testid="sankey-empty" hidden>{{_('No energy recorded in this range.')}}</p>
+  </div>
+  <p class="visually-hidden" id="sankey-desc" data-testid="sankey-desc"></p>
+  <dl class="mon-facts sankey-totals" data-testid="sankey-totals">
+    <dt>{{_('PV produced')}}</dt><dd id="flow-pv" data-testid="flow-pv">—</dd>
+    <dt>{{_('House used')}}</dt><dd id="flow-load" data-testid="flow-load">—</dd>
+    <dt>{{_('Bought from the grid')}}</dt><dd id="flow-import" data-testid="flow-import">—</dd>
+    <dt>{{_('Sold to the grid')}}</dt><dd id="flow-export" data-testid="flow-export">—</dd>
+    <dt>{{_('Battery charged')}}</dt><dd id="flow-charge" data-testid="flow-charge">—</dd>
+    <dt>{{_('Battery discharged')}}</dt><dd id="flow-discharge" data-testid="flow-discharge">—</dd>
+    <dt>{{_('Savings against no battery')}}</dt><dd id="flow-savings" data-testid="flow-savings">—</dd>
+  </dl>
+</section>
 
 <section class="card mon-card" aria-labelledby="dev-title">
   <div class="card-head"><h2 id="dev-title">{{_('Devices')}}</h2><span class="muted" id="dev-summary" data-testid="dev-summary"></span></div>
@@ -107,4 +163,6 @@
   <pre id="json-view-body" data-testid="json-view-body" translate="no"></pre>
 </details>
 
+<script src="{{static('vendor/chartjs/chart.umd.min.js')}}" defer></script>
 <script src="{{static('js/monitoring.js')}}" defer></script>
+<script src="{{static('js/monitoring_history.js')}}" defer></script>

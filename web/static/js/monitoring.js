@@ -1,6 +1,8 @@
 /* Phoenyra EMS – monitoring page.
- * Plain JS, no build step. Data: GET /api/state, then SSE /api/events (event "state", same JSON).
- * Shows power control, grid connection, battery telemetry and the Modbus devices; with the simulator
+ * Plain JS, no build step. Data: GET /api/state, then SSE /api/events (event "state", same JSON); the history
+ * charts from /api/history/state and the Sankey from /api/history/energy_flows, over one range that both range
+ * pickers show (kept in the address's #range= and in localStorage, so a reload or a shared link keeps it).
+ * Shows power control, feed-in limitation, grid connection, battery telemetry and the Modbus devices; with the simulator
  * running (and the right to operate) its event buttons POST to /api/simulator/events via EMS.request.
  * Everything goes into the page as textContent; it must never throw on missing fields.
  */
@@ -83,17 +85,22 @@
     setText($('pc-limit'), lim);
     setText($('pc-export'), fmtW(pc.export_limit_w));
 
-    // reasons[i] is the text people read, reason_codes[i] its code (what code may branch on).
+    // reason_words[i] is what reason_codes[i] means in the reader's language; reasons[i] the technical text
+    // (point, device, limit), one hover away.
     var reasons = [];
     var codes = Array.isArray(pc.reason_codes) ? pc.reason_codes : [];
+    var words = Array.isArray(pc.reason_words) ? pc.reason_words : [];
     if (Array.isArray(pc.reasons)) {
       for (var i = 0; i < pc.reasons.length; i++) {
-        var r = pc.reasons[i];
-        if (typeof r === 'string' && r) reasons.push({ text: r, code: typeof codes[i] === 'string' ? codes[i] : '' });
+        var r = pc.reasons[i], w = words[i];
+        if (typeof r !== 'string' || !r) continue;
+        var text = typeof w === 'string' && w ? w.charAt(0).toUpperCase() + w.slice(1) : r;
+        reasons.push({ text: text, detail: r, code: typeof codes[i] === 'string' ? codes[i] : '' });
       }
     }
     fillList($('pc-reasons'), reasons, t('none'), function (li, item) {
       if (item.code) li.setAttribute('data-code', item.code);
+      if (item.detail !== item.text) li.title = item.detail;
     });
   }
 
@@ -118,6 +125,27 @@
       // width via CSSOM (allowed by the CSP, unlike a style attribute in the markup)
       fill.style.width = (isNum(pct) ? Math.max(0, Math.min(100, pct)) : 0) + '%';
     }
+  }
+
+  // ---------------------------------------------------------------- feed-in limitation
+
+  var FEEDIN_MODES = { off: t('Off'), fixed: t('Fixed'), dynamic: t('By time of day') };
+
+  function renderFeedin(f) {
+    f = f && typeof f === 'object' ? f : {};
+    var mode = typeof f.mode === 'string' ? f.mode : '';
+    var modeEl = $('feedin-mode');
+    setText(modeEl, mode ? label(FEEDIN_MODES, mode) : DASH);
+    if (modeEl) modeEl.setAttribute('data-mode', FEEDIN_MODES[mode] ? mode : 'unknown');
+    var on = f.enabled === true && isNum(f.limit_pct);
+    setText($('feedin-pct'), on ? fmtNum(f.limit_pct, 0) + ' %' : t('no limit'));
+    var ref = '';
+    if (on && isNum(f.reference_kw)) {
+      ref = f.reference === 'pv_peak' ? t('The percentage is of the PV peak power ({kw} kWp).', { kw: fmtNum(f.reference_kw, 1) })
+        : t('The percentage is of the grid connection\'s feed-in rating ({kw} kW).', { kw: fmtNum(f.reference_kw, 1) });
+    }
+    setText($('feedin-reference'), ref);
+    setText($('feedin-export'), isNum(f.export_limit_w) ? fmtW(f.export_limit_w) : DASH);
   }
 
   // ---------------------------------------------------------------- battery
@@ -252,6 +280,7 @@
     var parts = [
       function () { renderPowerControl(st.power_control); },
       function () { renderGrid(st.grid_connection); },
+      function () { renderFeedin(st.feedin_limitation); },
       function () { renderBattery(get(st, 'plant', 'battery')); },
       function () { renderDevices(st.devices, st.ts); }
     ];

@@ -40,7 +40,8 @@
   function sameDay(a, b) { return fmtTime(a, 'date') === fmtTime(b, 'date'); }
 
   var timeFormats = {};
-  /** Epoch seconds as the site's wall time in the page's locale; style 'time' (HH:MM:SS), 'hm', 'date', 'datetime'. */
+  /** Epoch seconds as the site's wall time in the page's locale; style 'time' (HH:MM:SS), 'hm', 'date', 'datetime',
+   *  'wdhm' (weekday and HH:MM), 'dm' (day and month), 'my' (month and year). */
   function fmtTime(ts, style) {
     if (typeof ts !== 'number' || !isFinite(ts)) return '';
     var s = style || 'time';
@@ -48,7 +49,10 @@
       time: { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false },
       hm: { hour: '2-digit', minute: '2-digit', hour12: false },
       date: { year: 'numeric', month: '2-digit', day: '2-digit' },
-      datetime: { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hour12: false }
+      datetime: { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hour12: false },
+      wdhm: { weekday: 'short', hour: '2-digit', minute: '2-digit', hour12: false },
+      dm: { day: '2-digit', month: 'short' },
+      my: { month: 'short', year: 'numeric' }
     }[s] || {};
     if (TIME_ZONE) opts.timeZone = TIME_ZONE;
     var f = timeFormats[s] || (timeFormats[s] = new Intl.DateTimeFormat(LOCALE, opts));
@@ -56,6 +60,71 @@
   }
 
   function isNum(v) { return typeof v === 'number' && isFinite(v); }
+
+  var offsetFormat = null;
+  /** The site's UTC offset in seconds at the instant `ts` (summer time included). */
+  function zoneOffsetS(ts) {
+    if (!offsetFormat) {
+      var o = { year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric',
+        second: 'numeric', hourCycle: 'h23' };
+      if (TIME_ZONE) o.timeZone = TIME_ZONE;
+      offsetFormat = new Intl.DateTimeFormat('en-US', o);
+    }
+    var p = {};
+    offsetFormat.formatToParts(new Date(ts * 1000)).forEach(function (part) { p[part.type] = Number(part.value); });
+    var wall = Date.UTC(p.year, p.month - 1, p.day, p.hour % 24, p.minute, p.second) / 1000;
+    return Math.round((wall - Math.floor(ts)) / 60) * 60;
+  }
+
+  var TICK_STEPS_S = [60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800, 1209600];
+
+  /** Tick instants between min and max (epoch s) on the site's clock: whole minutes, hours, days or months,
+   *  at most `most` of them; and the fmtTime style their labels take. */
+  function timeTicks(min, max, most) {
+    var span = max - min, ticks = [], style, i;
+    if (!(span > 0)) return { ticks: [], style: 'hm' };
+    most = Math.max(2, most || 6);
+    var step = 0;
+    for (i = 0; i < TICK_STEPS_S.length; i++) if (span / TICK_STEPS_S[i] <= most) { step = TICK_STEPS_S[i]; break; }
+    if (step) {
+      var off = zoneOffsetS(min);
+      for (var x = Math.ceil((min + off) / step) * step - off; x <= max && ticks.length < 400; x += step) {
+        var fix = zoneOffsetS(x) - off;  // a summer-time change inside the range keeps ticks on the hour
+        ticks.push(x - fix);
+      }
+      style = step >= 86400 ? 'dm' : (span > 86400 ? 'wdhm' : 'hm');
+    } else {
+      var months = 1;
+      while (span / (months * 30.44 * 86400) > most) months = months < 3 ? months + 1 : months * 2;
+      var local = new Date((min + zoneOffsetS(min)) * 1000);
+      var y = local.getUTCFullYear(), m = local.getUTCMonth() + 1;
+      for (var n = 0; n < 400; n++, m += months) {
+        var guess = Date.UTC(y, m - 1, 1) / 1000;
+        var at = guess - zoneOffsetS(guess);
+        if (at > max) break;
+        if (at >= min) ticks.push(at);
+      }
+      style = 'my';
+    }
+    return { ticks: ticks, style: style };
+  }
+
+  /** Chart.js options for an x axis of epoch seconds from `min` to `max` that is a time axis: ticks on whole
+   *  minutes, hours, days or months of the site's clock, labelled as such (no date adapter needed). */
+  function timeScale(min, max) {
+    var style = 'hm';
+    return {
+      type: 'linear', min: min, max: max, bounds: 'data', offset: false,
+      afterBuildTicks: function (axis) {
+        var most = Math.max(2, Math.floor((axis.width || 600) / 90));
+        var made = timeTicks(axis.min, axis.max, most);
+        style = made.style;
+        axis.ticks = made.ticks.map(function (v) { return { value: v }; });
+      },
+      ticks: { autoSkip: false, maxRotation: 0, callback: function (v) { return fmtTime(v, style); } },
+      grid: { color: 'rgba(0,0,0,0.06)' }
+    };
+  }
 
   /** Safe nested property access: get(obj, 'a', 'b', 'c'); undefined on any missing level. */
   function get(obj) {
@@ -192,7 +261,8 @@
   window.EMSUtil = Object.freeze({
     $: byId, isNum: isNum, get: get, liveState: liveState, applyDelta: applyDelta,
     drawChart: drawChart, setTextById: setTextById, fillRows: fillRows,
-    t: t, fmtNum: fmtNum, fmtTime: fmtTime, sameDay: sameDay, lang: I18N.lang || 'en', locale: LOCALE,
+    t: t, fmtNum: fmtNum, fmtTime: fmtTime, sameDay: sameDay, zoneOffsetS: zoneOffsetS, timeTicks: timeTicks,
+    timeScale: timeScale, lang: I18N.lang || 'en', locale: LOCALE,
     timeZone: TIME_ZONE
   });
 })();
