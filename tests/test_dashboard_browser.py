@@ -2,6 +2,7 @@
 nothing loaded from outside."""
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime
 from typing import Any
@@ -271,4 +272,92 @@ def test_the_dashboard_shows_every_flow_now_and_todays_energy_and_savings(ems_fa
         assert page.inner_text("#flow-bess-dir") in ("charging", "discharging", "idle")
         expect(page.locator("[data-testid=flow-today]")).to_contain_text("today: PV", timeout=10000)
         assert "saved" in page.inner_text("[data-testid=flow-today]")
+        watch.assert_clean()
+
+
+READ_POWER_CHART = """() => {
+  const c = Chart.getChart('power-chart');
+  const x = c.scales.x;
+  return {
+    type: x.type, min: x.min, max: x.max, left: x.left, width: x.width,
+    tick_limit: c.options.scales.x.ticks.maxTicksLimit,
+    xs: c.data.datasets[0].data.map(p => p.x),
+    nulls: c.data.datasets[0].data.map((p, i) => c.data.datasets.every(d => d.data[i].y === null)),
+    pixels: c.getDatasetMeta(0).data.map(el => el.x),
+    scale_pixels: c.data.datasets[0].data.map(p => x.getPixelForValue(p.x)),
+    ticks: x.ticks.map(t => ({ value: t.value, label: t.label })),
+  };
+}"""
+
+
+def test_the_power_chart_has_a_time_axis_that_spaces_points_by_their_timestamps(ems_factory, tmp_path):
+    # The seed comes from a telemetry answer made here (the test's own intervals: 10 s, a two-minute
+    # outage, then 3 s); the live points after it are the real stream's, every 0.5 s.
+    ems = ems_factory(demo_config(simulator={"start": SIM_START}, web={"sse_interval_s": 0.5}))
+    site = ZoneInfo(admin_site_timezone(ems))
+    seed: dict[str, Any] = {}
+
+    def telemetry(route: Any) -> None:
+        now = float(ems.get("/api/state")[1]["ts"])
+        before = [now - 600 + 10 * i for i in range(19)]      # now-600 ... now-420, every 10 s
+        after = [now - 300 + 3 * i for i in range(100)]       # now-300 ... now-3, every 3 s
+        seed.update(now=now, before=before, after=after)
+        rows = [{"ts": ts, "pv_power_w": 1000.0, "load_power_w": 800.0, "grid_power_w": -200.0,
+                 "bess_power_w": 0.0} for ts in before + after]
+        route.fulfill(status=200, content_type="application/json",
+                      body=json.dumps({"minutes": 15, "rows": rows}))
+
+    with chromium_page() as page:
+        watch = Watch(page)
+        page.route("**/api/monitoring/telemetry*", telemetry)
+        log_in(page, ems)
+        page.wait_for_function("() => { const c = Chart.getChart('power-chart');"
+                               " const d = c && c.data.datasets[0].data;"
+                               " return !!d && d.length > 130; }",
+                               timeout=20000)
+        shown = page.evaluate(READ_POWER_CHART)
+
+        assert shown["type"] == "linear", "the x axis is a time axis, not one slot per point"
+        xs = shown["xs"]
+        assert all(b > a for a, b in zip(xs, xs[1:])), "points carry their timestamps, oldest first"
+        assert shown["max"] == xs[-1] and shown["min"] == xs[-1] - 15 * 60, "the window: the last 15 min"
+        before, after = seed["before"], seed["after"]
+        assert xs[:len(before)] == pytest.approx(before)
+        # The outage is a gap: one point without values between the two runs breaks every line.
+        assert shown["nulls"][len(before)] and before[-1] < xs[len(before)] < after[0]
+        assert xs[len(before) + 1:len(before) + 1 + len(after)] == pytest.approx(after)
+        assert not any(shown["nulls"][:len(before)] + shown["nulls"][len(before) + 1:len(before) + 1 + len(after)])
+        assert xs[-1] > after[-1], "live points follow the seed"
+
+        # Pixels are linear in time: a 10 s step is 10/3 of a 3 s step, and every point sits at its instant.
+        px = shown["pixels"]
+        assert px == pytest.approx(shown["scale_pixels"], abs=0.01)
+        per_s = shown["width"] / (shown["max"] - shown["min"])
+        for x, p in zip(xs, px):
+            assert p == pytest.approx(shown["left"] + (x - shown["min"]) * per_s, abs=0.05)
+        ten_s, three_s = px[1] - px[0], px[len(before) + 2] - px[len(before) + 1]
+        assert ten_s == pytest.approx(three_s * 10 / 3, rel=1e-3)
+
+        # Ticks: whole minutes, labelled with the site's clock time.
+        ticks = shown["ticks"]
+        assert 2 <= len(ticks) <= shown["tick_limit"], ticks
+        assert all(tk["value"] % 60 == 0 and shown["min"] <= tk["value"] <= shown["max"] for tk in ticks), ticks
+        assert [tk["label"] for tk in ticks] == \
+            [datetime.fromtimestamp(tk["value"], site).strftime("%H:%M") for tk in ticks]
+
+        # The tooltip names the time of the point under the pointer.
+        box = page.locator("[data-testid=power-chart]").bounding_box()
+        page.mouse.move(box["x"] + px[5], box["y"] + box["height"] / 2)
+        page.wait_for_function("() => { const tt = Chart.getChart('power-chart').tooltip;"
+                               " return !!tt && tt.opacity > 0 && tt.title.length > 0; }", timeout=5000)
+        title = page.evaluate("() => Chart.getChart('power-chart').tooltip.title[0]")
+        assert title in {datetime.fromtimestamp(x, site).strftime("%H:%M:%S") for x in xs[3:8]}, title
+
+        # On a phone the axis keeps to fewer ticks.
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.wait_for_function("() => Chart.getChart('power-chart').options.scales.x.ticks.maxTicksLimit === 4",
+                               timeout=5000)
+        page.wait_for_function("() => { const x = Chart.getChart('power-chart').scales.x;"
+                               " return x.ticks.length >= 2 && x.ticks.length <= 4; }", timeout=5000)
+        page.screenshot(path=str(tmp_path / "dashboard-power-chart.png"), full_page=True)
         watch.assert_clean()

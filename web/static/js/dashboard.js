@@ -313,8 +313,17 @@
 
   // ---------------------------------------------------------------- chart
 
+  // The x axis is time: points are {x: epoch seconds, y: kW}, placed by their timestamp, the scale spans the
+  // last WINDOW_S seconds up to the newest point (so it scrolls) and its ticks fall on whole minutes of the
+  // site's clock (util's timeTicks).
+  var GAP_FACTOR = 3;             // a step longer than this many typical intervals is drawn as a gap...
+  var MIN_GAP_S = 5;              // ...but never one shorter than this (jitter of a fast stream is no gap)
+  var TYPICAL_OF = 15;            // the typical interval is the median of this many recent ones
+
   var chart = null;
-  var tsList = [];        // epoch seconds, parallel to chart labels
+  var tsList = [];        // epoch seconds of the chart's points (gap markers included), oldest first
+  var lastRealTs = null;  // the newest point that carries values (not a gap marker)
+  var intervals = [];     // the last TYPICAL_OF intervals between points with values, in seconds
   var seeded = false;
   var pending = [];       // points that arrived before the seed finished
 
@@ -325,6 +334,11 @@
     } catch (e) {
       return fallback;
     }
+  }
+
+  function median(list) {
+    var s = list.slice().sort(function (a, b) { return a - b; });
+    return s.length ? s[Math.floor(s.length / 2)] : null;
   }
 
   function initChart() {
@@ -347,7 +361,6 @@
       chart = new window.Chart(canvas, {
         type: 'line',
         data: {
-          labels: [],
           datasets: [
             ds(t('PV'), cssVar('--c-pv', '#f59e0b')),
             ds(t('Load'), cssVar('--c-load', '#3b82f6')),
@@ -360,6 +373,7 @@
           responsive: true,
           maintainAspectRatio: false,
           normalized: true,
+          parsing: { xAxisKey: 'x', yAxisKey: 'y' },
           onResize: function (c, size) {
             var lim = size && size.width < 520 ? 4 : 8;
             if (c.options.scales.x.ticks.maxTicksLimit !== lim) c.options.scales.x.ticks.maxTicksLimit = lim;
@@ -369,6 +383,10 @@
             legend: { position: 'top', align: 'end', labels: { boxWidth: 12, boxHeight: 2 } },
             tooltip: {
               callbacks: {
+                title: function (items) {
+                  var x = items && items.length && items[0].parsed ? items[0].parsed.x : null;
+                  return isNum(x) ? hms(x) : '';
+                },
                 label: function (ctx) {
                   var y = ctx.parsed ? ctx.parsed.y : null;
                   return ' ' + ctx.dataset.label + ': ' + (isNum(y) ? fmtNum(y, 2) + ' kW' : DASH);
@@ -378,8 +396,22 @@
           },
           scales: {
             x: {
-              type: 'category',
-              ticks: { autoSkip: true, maxTicksLimit: (canvas.parentNode && canvas.parentNode.clientWidth < 520) ? 4 : 8, maxRotation: 0 },
+              type: 'linear',
+              bounds: 'data',
+              offset: false,
+              afterBuildTicks: function (axis) {
+                if (!tsList.length) { axis.ticks = []; return; }
+                var lim = get(axis, 'options', 'ticks', 'maxTicksLimit');
+                var byWidth = Math.floor((axis.width || 600) / 70);
+                var most = Math.min(isNum(lim) ? lim : 8, Math.max(2, byWidth));
+                axis.ticks = U.timeTicks(axis.min, axis.max, most).ticks.map(function (v) { return { value: v }; });
+              },
+              ticks: {
+                autoSkip: false,
+                maxTicksLimit: (canvas.parentNode && canvas.parentNode.clientWidth < 520) ? 4 : 8,
+                maxRotation: 0,
+                callback: function (value) { return U.fmtTime(value, 'hm'); }
+              },
               grid: { display: false }
             },
             y: {
@@ -428,21 +460,35 @@
     };
   }
 
-  /** Append points (must be oldest first), trim the window, redraw once. */
+  function pushPoint(data, ts, pt) {
+    tsList.push(ts);
+    data.datasets[0].data.push({ x: ts, y: pt ? pt.pv : null });
+    data.datasets[1].data.push({ x: ts, y: pt ? pt.load : null });
+    data.datasets[2].data.push({ x: ts, y: pt ? pt.grid : null });
+    data.datasets[3].data.push({ x: ts, y: pt ? pt.bess : null });
+  }
+
+  /** Append points (must be oldest first), trim the window, redraw once. A step much longer than the typical
+   *  interval gets a point without values in it, so the lines break there instead of bridging it. */
   function addPoints(points) {
-    if (!chart || !points.length) return;
+    if (!chart || !points || !points.length) return;
     var data = chart.data;
     var added = 0;
     for (var i = 0; i < points.length; i++) {
       var pt = points[i];
-      if (!pt) continue;
+      if (!pt || !isNum(pt.ts)) continue;
       if (tsList.length && pt.ts <= tsList[tsList.length - 1]) continue; // duplicate / out of order
-      tsList.push(pt.ts);
-      data.labels.push(hms(pt.ts));
-      data.datasets[0].data.push(pt.pv);
-      data.datasets[1].data.push(pt.load);
-      data.datasets[2].data.push(pt.grid);
-      data.datasets[3].data.push(pt.bess);
+      if (lastRealTs !== null) {
+        var step = pt.ts - lastRealTs;
+        var typical = median(intervals);
+        if (typical !== null && step > Math.max(GAP_FACTOR * typical, MIN_GAP_S)) {
+          pushPoint(data, lastRealTs + step / 2, null);
+        }
+        intervals.push(step);
+        if (intervals.length > TYPICAL_OF) intervals.shift();
+      }
+      pushPoint(data, pt.ts, pt);
+      lastRealTs = pt.ts;
       added++;
     }
     if (!added) return;
@@ -451,9 +497,11 @@
     while (drop < tsList.length - 1 && (tsList[drop] < newest - WINDOW_S || tsList.length - drop > MAX_POINTS)) drop++;
     if (drop > 0) {
       tsList.splice(0, drop);
-      data.labels.splice(0, drop);
       for (var d = 0; d < data.datasets.length; d++) data.datasets[d].data.splice(0, drop);
     }
+    var x = chart.options.scales.x;
+    x.min = newest - WINDOW_S;
+    x.max = newest;
     chart.update('none');
   }
 
