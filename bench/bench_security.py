@@ -6,7 +6,8 @@ is sent twice:
 - to `ems run` (the demo, real speed) in its own process: RSS before and after (the unit runs with
   MemoryMax=200M) and how many answers were 5xx (must be 0);
 - to the runtime on an event loop in this process with a lag probe (a 10 ms sleep, how late it wakes)
-  while the load runs: lag p50/p99 during the fuzz, against the same probe with no load.
+  while the load runs: lag p50/p99 during the fuzz, against the same probe with no load; then the same
+  probe while an admin posts the largest grid_tariffs body the API accepts, 20 times.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import yaml
 
@@ -34,6 +36,7 @@ from ems.config import ConfigStore
 from ems.resources import demo_config_text
 from ems.runtime import Listen, Runtime
 from ems.users.auth import Security
+from test_security_loop import largest_grid_tariffs_body  # the body the test posts, at the section's limit
 
 REQUESTS = int(os.environ.get("BENCH_FUZZ_REQUESTS", "2000"))
 SERVING = re.compile(r"serving on http://([\d.]+):(\d+)")
@@ -128,7 +131,7 @@ def send(host: str, port: int, req: dict, auth: dict[str, dict[str, str]]) -> in
 
 def tokens(security: Security) -> dict[str, dict[str, str]]:
     auth = {}
-    for role in ("viewer", "operator"):
+    for role in ("viewer", "operator", "admin"):
         user = security.users.create(f"{role}1", PASSWORD, role=role)
         token, _ = security.tokens.create(user.id, "bench")
         auth[role] = {"Authorization": f"Bearer {token}"}
@@ -230,11 +233,19 @@ def lag_phase(routes: list[tuple[str, str]]) -> dict[str, float]:
     for r in reqs:
         send(host, port, r, auth)
     loaded = probe.take()
+    # The biggest config body the API takes, 20 times (each a real change, written and applied): what a
+    # config change costs the loop at the body limit.
+    bodies = [largest_grid_tariffs_body(1.25), largest_grid_tariffs_body(1.5)]
+    for i in range(20):
+        send(host, port, {"method": "POST", "path": "/api/config/grid_tariffs", "caller": "admin", "body": bodies[i % 2],
+                          "headers": {"Content-Type": "application/json"}}, auth)
+    largest = probe.take()
     probe.measuring.clear()
     web.stop()
     box["loop"].call_soon_threadsafe(box["stop"].set)
     thread.join(timeout=15)
     return {"fuzz_loop_lag_p50_ms": loaded[0], "fuzz_loop_lag_p99_ms": loaded[1],
+            "largest_body_loop_lag_p50_ms": largest[0], "largest_body_loop_lag_p99_ms": largest[1],
             "idle_loop_lag_p50_ms": idle[0], "idle_loop_lag_p99_ms": idle[1]}
 
 
