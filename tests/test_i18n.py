@@ -26,8 +26,8 @@ SERVER_SOURCES = sorted((ROOT / "ems").rglob("*.py"))  # i18n.mark(...) anywhere
 _TEMPLATE_MSGID = re.compile(r"\b_\(\s*(['\"])(.*?)(?<!\\)\1")
 _SCRIPT_MSGID = re.compile(r"\bt\(\s*(['\"])(.*?)(?<!\\)\1")
 # i18n.mark("a msgid") — also split over lines as adjacent literals: i18n.mark("first part " "second part")
-_MARKED = re.compile(r"i18n\.mark\(\s*((?:\"(?:[^\"\\\\\n]|\\\\.)*\"\s*)+)\)")
-_LITERAL = re.compile(r"\"((?:[^\"\\\\\n]|\\\\.)*)\"")
+_MARKED = re.compile(r"i18n\.mark\(\s*((?:\"(?:[^\"\\\n]|\\.)*\"\s*)+)\)")   # escapes (\") inside
+_LITERAL = re.compile(r"\"((?:[^\"\\\n]|\\.)*)\"")
 _PAGE_TITLE = re.compile(r"\bpage\(\s*\"[\w.]+\",\s*\"(.*?)\"")
 _PAGE_MESSAGE = re.compile(r"\bmessage=\"(.*?)\"")
 _ERROR_PAGE_MESSAGES = re.compile(r"message = \{404: \"(.*?)\", 405: \"(.*?)\"\}\.get\(err\.status_code, \"(.*?)\"\)")
@@ -35,7 +35,7 @@ _ERROR_PAGE_MESSAGES = re.compile(r"message = \{404: \"(.*?)\", 405: \"(.*?)\"\}
 SAME_IN_BOTH = {"Phoenyra EMS", "Authorization: Bearer <token>", "Name", "Status", "Online", "Offline", "online",
                 "offline", "live", "Support", "Arbitrage", "Normal", "normal", "{n} min", "Broker", "Port", "TLS",
                 "Modbus RTU (RS-485)", "Status: {text}", "Solver", "PV", "ENTSO-E",
-                "band: 10–90 %"}
+                "band: 10–90 %", "null"}
 UNITS_ONLY = re.compile(r"^(?:[\s·%/()]|k?Wh?|ct|V|A|°C|kΩ)*$")
 
 

@@ -160,6 +160,55 @@ def test_the_validator_names_the_json_path_and_takes_every_form_of_a_secret() ->
         assert err.value.field == field
 
 
+# Each kind of refusal the validator makes, and the German words it must answer with.
+REFUSALS = [
+    ({"type": ["number", "null"]}, "x", "muss eine Zahl oder null sein (erhalten: 'x')"),
+    ({"type": ["string", "number", "null"]}, [], "muss ein Text, eine Zahl oder null sein (erhalten: [])"),
+    ({"type": "boolean"}, 1, "muss true oder false sein (erhalten: 1)"),
+    ({"type": "array"}, {}, "muss eine Liste sein (erhalten: {})"),
+    ({"type": "object"}, 1, "muss ein JSON-Objekt sein (erhalten: 1)"),
+    ({"type": "integer"}, 1.5, "muss eine ganze Zahl sein (erhalten: 1.5)"),
+    ({"const": True}, False, "muss true sein (erhalten: false)"),
+    ({"enum": ["a", "b"]}, "c", "muss eines von a, b sein (erhalten: 'c')"),
+    ({"type": "number", "minimum": 0, "maximum": 100}, 150.5,
+     "150,5 liegt außerhalb des erlaubten Bereichs (möglich: >= 0 und <= 100)"),
+    ({"type": "number", "exclusiveMinimum": 0}, 0, "0 liegt außerhalb des erlaubten Bereichs (möglich: > 0)"),
+    ({"type": "number"}, float("inf"), "muss eine endliche Zahl sein (erhalten: inf)"),
+    ({"type": "string", "minLength": 3}, "a", "muss mindestens 3 Zeichen lang sein"),
+    ({"type": "string", "maxLength": 3}, "abcd", "darf höchstens 3 Zeichen lang sein (erhalten: 4)"),
+    ({"type": "string", "pattern": "^[0-9]{2}:[0-9]{2}$", "description": "HH:MM"}, "9 Uhr",
+     "'9 Uhr' hat das falsche Format (möglich: HH:MM)"),
+    ({"type": "array", "maxItems": 1}, [1, 2], "2 Einträge sind zu viele (möglich: höchstens 1)"),
+    ({"type": "array", "minItems": 2}, [1], "muss mindestens 2 Einträge haben"),
+    ({"type": "object", "maxProperties": 1}, {"a": 1, "b": 2}, "2 Einträge sind zu viele (möglich: höchstens 1)"),
+    ({"type": "object", "properties": {"alpha": {}}, "additionalProperties": False}, {"alpah": 1},
+     "unbekannter Schlüssel, meinten Sie „alpha“? (möglich: alpha)"),
+    ({"type": "object", "properties": {"alpha": {}}, "additionalProperties": False}, {"zzz": 1},
+     "unbekannter Schlüssel (möglich: alpha)"),
+    ({"type": "object", "required": ["alpha"]}, {}, "ist erforderlich"),
+    ({"anyOf": [{"type": "number"}, {"type": "string"}]}, [], "passt zu keiner erlaubten Form (erhalten: [])"),
+]
+
+
+@pytest.mark.parametrize(("schema", "value", "german"), REFUSALS, ids=[f"refusal{i}" for i in range(len(REFUSALS))])
+def test_every_refusal_of_the_body_check_reads_german_to_a_german_reader(schema: Any, value: Any, german: str) -> None:
+    with pytest.raises(ApiError) as err:
+        Validator({}).check(schema, value, "field")
+    assert err.value.text("de") == german
+    assert err.value.message != german and err.value.text("en") == err.value.message
+
+
+def test_a_secret_in_the_wrong_form_is_explained_in_the_readers_language() -> None:
+    mqtt = {"$ref": REF + "config.mqtt"}
+    with pytest.raises(ApiError) as err:
+        Validator({"config.mqtt": section_schema("mqtt")}).check(mqtt, {"password": {"set": "yes"}}, "mqtt")
+    assert err.value.field == "mqtt.password"
+    assert err.value.text("de") == ('kann nur geschrieben werden (möglich: {"set": …} oder den Schlüssel weglassen, '
+                                    'um ihn zu behalten; {"replace": "<neuer Wert>"}, um ihn zu setzen; '
+                                    '{"clear": true}, um ihn zu entfernen)')
+    assert err.value.message.startswith('is write-only (allowed: {"set": …} or no key to keep it')
+
+
 def _wrong(schema: dict[str, Any], components: dict[str, Any]) -> Any:
     """A value of the wrong type for `schema` (never null: some fields are nullable)."""
     while "$ref" in schema:

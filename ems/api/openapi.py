@@ -31,6 +31,7 @@ import bottle
 from .. import __version__
 from .. import i18n
 from ..config.describe import describe_class
+from ..config.guard import SECRET_FORMS, SECRET_WRITE_ONLY
 from ..config.schema import EmsConfig
 from ..config.validate import init_fields, type_hints
 from ..errors import ApiError
@@ -105,9 +106,11 @@ SECRET_SCHEMA: Schema = {
               obj({"set": B}, "all", extra=False),
               obj({"replace": {"type": "string", "minLength": 1}}, "all", extra=False),
               obj({"clear": {"const": True}}, "all", extra=False)],
-    "x-error": "is write-only (allowed: {\"set\": …} or no key to keep it, {\"replace\": \"<new value>\"} to set it, "
-               "{\"clear\": true} to remove it)",
+    "x-error": SECRET_WRITE_ONLY.replace("{forms}", SECRET_FORMS.msgid),  # the document's English words
 }
+# An x-error's words as a msgid with parameters, so the answer is in the reader's language.
+_X_ERRORS: dict[str, tuple[str, dict[str, Any]]] = {
+    SECRET_SCHEMA["x-error"]: (SECRET_WRITE_ONLY, {"forms": SECRET_FORMS})}
 _SCALAR_TYPES = {"number": "number", "integer": "integer", "boolean": "boolean", "string": "string"}
 
 
@@ -573,8 +576,22 @@ def _is_type(value: Any, kind: str) -> bool:
     return kind == "object" and isinstance(value, dict)
 
 
-_TYPE_WORDS = {"null": "null", "boolean": "true or false", "number": "a number", "integer": "an integer",
-               "string": "a string", "array": "a list", "object": "a JSON object"}
+_TYPE_WORDS = {"null": i18n.Msg(i18n.mark("null")), "boolean": i18n.Msg(i18n.mark("true or false")),
+               "number": i18n.Msg(i18n.mark("a number")), "integer": i18n.Msg(i18n.mark("an integer")),
+               "string": i18n.Msg(i18n.mark("a string")), "array": i18n.Msg(i18n.mark("a list")),
+               "object": i18n.Msg(i18n.mark("a JSON object"))}
+
+
+def _either(words: list[Any]) -> Any:
+    """'a, b or c' in the reader's language (each word a `Msg` or a plain text)."""
+    if len(words) == 1:
+        return words[0]
+    return i18n.Msg(i18n.mark("{first} or {last}"), {"first": words[:-1], "last": words[-1]})
+
+
+def _both(parts: list[str]) -> Any:
+    return parts[0] if len(parts) == 1 else i18n.Msg(i18n.mark("{first} and {last}"),
+                                                     {"first": parts[0], "last": parts[1]})
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -610,18 +627,22 @@ class Validator:
                 fitting = [s for s in options if self._type_fits(self.resolve(s), value)]
                 if len(fitting) == 1 and "x-error" not in schema:
                     self.check(fitting[0], value, path)
-                raise BodyInvalid(400, schema.get("x-error") or f"does not fit any allowed form (got {_short(value)})",
-                                  where)
+                if "x-error" in schema:
+                    msgid, params = _X_ERRORS.get(schema["x-error"], (schema["x-error"], {}))
+                    raise BodyInvalid(400, msgid, where, **params)
+                raise BodyInvalid(400, i18n.mark("does not fit any allowed form (got {got})"), where,
+                                  got=_short(value))
         kind = schema.get("type")
         if kind is not None:
             kinds = [kind] if isinstance(kind, str) else list(kind)
             if not any(_is_type(value, k) for k in kinds):
-                wanted = " or ".join(_TYPE_WORDS.get(k, k) for k in kinds)
                 if kinds == ["integer"]:
                     raise BodyInvalid(400, i18n.mark("must be an integer (got {got})"), where, got=_short(value))
-                raise BodyInvalid(400, f"must be {wanted} (got {_short(value)})", where)
+                raise BodyInvalid(400, i18n.mark("must be {wanted} (got {got})"), where,
+                                  wanted=_either([_TYPE_WORDS.get(k, k) for k in kinds]), got=_short(value))
         if "const" in schema and not _same(value, schema["const"]):
-            raise BodyInvalid(400, f"must be {_short(schema['const'])} (got {_short(value)})", where)
+            raise BodyInvalid(400, i18n.mark("must be {wanted} (got {got})"), where, wanted=_short(schema["const"]),
+                              got=_short(value))
         if "enum" in schema and not any(_same(value, e) for e in schema["enum"]):
             allowed = ", ".join("null" if e is None else str(e) for e in schema["enum"])
             raise BodyInvalid(400, i18n.mark("must be one of {allowed} (got {got})"), where, allowed=allowed,
@@ -632,9 +653,10 @@ class Validator:
             self._string(schema, value, where)
         elif isinstance(value, list):
             if "maxItems" in schema and len(value) > schema["maxItems"]:
-                raise BodyInvalid(400, f"{len(value)} items is too many (allowed: at most {schema['maxItems']})", where)
+                raise BodyInvalid(400, i18n.mark("{n} items is too many (allowed: at most {most})"), where,
+                                  n=len(value), most=schema["maxItems"])
             if "minItems" in schema and len(value) < schema["minItems"]:
-                raise BodyInvalid(400, f"must have at least {schema['minItems']} items", where)
+                raise BodyInvalid(400, i18n.mark("must have at least {least} items"), where, least=schema["minItems"])
             if "items" in schema:
                 for i, item in enumerate(value):
                     self.check(schema["items"], item, _join(path, i))
@@ -650,31 +672,33 @@ class Validator:
     @staticmethod
     def _number(schema: Schema, value: float, where: str) -> None:
         if value != value or value in (float("inf"), float("-inf")):
-            raise BodyInvalid(400, f"must be a finite number (got {value})", where)
+            raise BodyInvalid(400, i18n.mark("must be a finite number (got {got})"), where, got=str(value))
         lo, hi, excl = schema.get("minimum"), schema.get("maximum"), schema.get("exclusiveMinimum")
         if (lo is not None and value < lo) or (excl is not None and value <= excl) or (hi is not None and value > hi):
             parts = ([f">= {lo:g}"] if lo is not None else []) + ([f"> {excl:g}"] if excl is not None else []) + \
                 ([f"<= {hi:g}"] if hi is not None else [])
-            raise BodyInvalid(400, f"{value:g} is out of range (allowed: {' and '.join(parts)})", where)
+            raise BodyInvalid(400, i18n.mark("{got} is out of range (allowed: {allowed})"), where,
+                              got=float(value), allowed=_both(parts))
 
     @staticmethod
     def _string(schema: Schema, value: str, where: str) -> None:
         if "minLength" in schema and len(value) < schema["minLength"]:
-            raise BodyInvalid(400, f"must be at least {schema['minLength']} characters", where)
+            raise BodyInvalid(400, i18n.mark("must be at least {least} characters"), where, least=schema["minLength"])
         if "maxLength" in schema and len(value) > schema["maxLength"]:
-            raise BodyInvalid(400, f"must be at most {schema['maxLength']} characters (got {len(value)})", where)
+            raise BodyInvalid(400, i18n.mark("must be at most {most} characters (got {n})"), where,
+                              most=schema["maxLength"], n=len(value))
         pattern = schema.get("pattern")
         if pattern and not _compiled(pattern).search(value):
-            doc = schema.get("description")
-            raise BodyInvalid(400, f"{_short(value)} has the wrong format (allowed: {doc or pattern})", where)
+            raise BodyInvalid(400, i18n.mark("{got} has the wrong format (allowed: {allowed})"), where,
+                              got=_short(value), allowed=schema.get("description") or pattern)
 
     def _object(self, schema: Schema, value: dict[str, Any], path: str) -> None:
         where = path or "body"
         props: Mapping[str, Schema] = schema.get("properties", {})
         extra = schema.get("additionalProperties", True)
         if "maxProperties" in schema and len(value) > schema["maxProperties"]:
-            raise BodyInvalid(400, f"{len(value)} entries is too many (allowed: at most {schema['maxProperties']})",
-                              where)
+            raise BodyInvalid(400, i18n.mark("{n} entries is too many (allowed: at most {most})"), where,
+                              n=len(value), most=schema["maxProperties"])
         names = schema.get("propertyNames")
         for key, item in value.items():
             if names is not None:
@@ -683,13 +707,16 @@ class Validator:
                 self.check(props[key], item, _join(path, key))
             elif extra is False:
                 close = difflib.get_close_matches(key[:100], list(props), n=1)
-                hint = f", did you mean '{close[0]}'?" if close else ""
-                raise BodyInvalid(400, f"unknown key{hint} (allowed: {', '.join(props)})", _join(path, key[:40]))
+                if close:
+                    raise BodyInvalid(400, i18n.mark("unknown key, did you mean '{close}'? (allowed: {allowed})"),
+                                      _join(path, key[:40]), close=close[0], allowed=list(props))
+                raise BodyInvalid(400, i18n.mark("unknown key (allowed: {allowed})"), _join(path, key[:40]),
+                                  allowed=list(props))
             elif isinstance(extra, dict):
                 self.check(extra, item, _join(path, key))
         for key in schema.get("required", ()):
             if key not in value:
-                raise BodyInvalid(400, "is required", _join(path, key))
+                raise BodyInvalid(400, i18n.mark("is required"), _join(path, key))
 
 
 _PATTERNS: dict[str, re.Pattern[str]] = {}

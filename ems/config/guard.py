@@ -28,8 +28,9 @@ from ..errors import ApiError, ConfigError, ConfigProblem
 from .schema import EmsConfig
 from .validate import init_fields, type_hints
 
-SECRET_FORMS = ('{"set": …} or no key to keep it, {"replace": "<new value>"} to set it, '
-                '{"clear": true} to remove it')
+SECRET_FORMS = i18n.Msg(i18n.mark("{\"set\": …} or no key to keep it, {\"replace\": \"<new value>\"} to set it, "
+                                  "{\"clear\": true} to remove it"))
+SECRET_WRITE_ONLY = i18n.mark("is write-only (allowed: {forms})")
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,7 @@ def _secret_value(stored: Any, posted: Any, path: str, problems: list[ConfigProb
             return posted["replace"]
         if keys == {"clear"} and posted["clear"] is True:
             return None
-    problems.append(ConfigProblem.of(path, i18n.mark("is write-only (allowed: {forms})"), forms=SECRET_FORMS))
+    problems.append(ConfigProblem.of(path, SECRET_WRITE_ONLY, forms=SECRET_FORMS))
     return stored
 
 
