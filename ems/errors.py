@@ -25,7 +25,7 @@ class ConfigProblem:
         return f"{self.path}: {self.message}"
 
     @classmethod
-    def of(cls, path: str, msgid: str, **params: Any) -> ConfigProblem:
+    def of(cls, path: str, msgid: str, /, **params: Any) -> ConfigProblem:
         return cls(path, i18n.render(msgid, params), msgid, params)
 
     def text(self, lang: str) -> str:

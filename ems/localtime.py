@@ -11,6 +11,8 @@ from datetime import datetime, time
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from . import i18n
+
 DEFAULT_TIMEZONE = "Europe/Vienna"
 MINUTES_PER_DAY = 24 * 60
 
@@ -24,14 +26,17 @@ def site_zone(name: str = DEFAULT_TIMEZONE) -> ZoneInfo:
         raise ValueError(f"unknown time zone {name!r} (an IANA name such as Europe/Vienna)") from None
 
 
-def zone_problem(name: str) -> str | None:
+def zone_problem(name: str) -> i18n.Msg | None:
     """Why `name` is not a usable time zone, or None (for config validation)."""
     try:
         site_zone(name)
     except ValueError:
         near = sorted(z for z in available_timezones() if z.lower().endswith(name.lower().rsplit("/", 1)[-1]))[:3]
-        return f"unknown time zone {name!r} (an IANA name such as Europe/Vienna" + \
-            (f"; did you mean {', '.join(near)}?)" if near else ")")
+        if near:
+            return i18n.Msg(i18n.mark("unknown time zone {name} (an IANA name such as Europe/Vienna; did you mean "
+                                      "{near}?)"), {"name": repr(name[:80]), "near": near})
+        return i18n.Msg(i18n.mark("unknown time zone {name} (an IANA name such as Europe/Vienna)"),
+                        {"name": repr(name[:80])})
     return None
 
 

@@ -46,7 +46,7 @@ def test_all_three_errors_are_reported_with_their_key_paths():
         parse_yaml_config(BROKEN)
     messages = [str(p) for p in err.value.problems]
     assert len(messages) == 3, messages
-    assert any(m.startswith("bess.capacity_kwh: -5.0 is out of range (allowed: > 0") for m in messages)
+    assert any(m.startswith("bess.capacity_kwh: -5 is out of range (allowed: > 0") for m in messages)
     assert any(m.startswith("bess.max_dischrage_power_kw: unknown key, did you mean 'max_discharge_power_kw'?")
                for m in messages)
     assert "strategy.mode: 'automatic' is not allowed (allowed: auto, manual)" in messages

@@ -255,7 +255,7 @@ def test_a_register_that_fails_is_not_reported_again_where_it_is_referenced(tmp_
     ("{address: 1, function: 3, type: uint16, scale_register: nope}", "x.scale_register: unknown register 'nope'"),
     ("{address: 1, function: 3, type: uint16, na_values: [0x1FFFF]}", "x.na_values: [131071] do not fit"),
     ("{address: 1, function: 3}", "x.type: is required"),
-    ("[1, 2]", "registers.x: must be a mapping of keys (got list)"),
+    ("[1, 2]", "registers.x: must be a mapping (got [1, 2])"),
 ])
 def test_register_mistakes_are_named(tmp_path, register, fragment):
     text = f"meta: {{vendor: a, model: b, kind: meter, source: c, verified: false}}\nregisters:\n  x: {register}\n"
@@ -308,7 +308,7 @@ def test_codes_accept_json_string_keys_and_reject_words():
     with pytest.raises(ProfileError) as err:
         parse_profile(doc, "k")
     assert [str(p) for p in err.value.problems] == [
-        "<memory>: status_codes.codes.two: 'two' is not an integer code (allowed: integers, e.g. 3 or 0x0A)"]
+        "<memory>: status_codes.codes.two: 'two' is not an integer key (allowed: integers, e.g. 3 or 0x0A)"]
     del doc["status_codes"]["codes"]["two"]
     assert dict(parse_profile(doc, "k").status_codes.codes) == {1: "ok", 16: "hex"}
 

@@ -304,3 +304,21 @@ def test_a_connection_test_reaches_configured_devices_and_new_ones_on_the_lan(ri
     assert rig.call("POST", "/api/modbus/test", device(), as_role="admin")[0] == 200
     assert rig.call("POST", "/api/modbus/test", device(host="fe80::1"), as_role="admin")[0] == 200
     assert [d.host for d in rig.tested] == [configured["host"], "192.168.1.50", "fe80::1"]
+
+
+def test_refusals_of_settings_and_connection_tests_are_in_the_readers_language(rig: Rig):
+    german = {"Accept-Language": "de-AT,de;q=0.9"}
+    bess = {**rig.store.section_plain("bess"), "min_soc_pct": 90, "max_soc_pct": 80}
+    status, _, body = rig.call("POST", "/api/config/bess", bess, headers=german, as_role="admin")
+    assert (status, body["field"]) == (400, "bess.min_soc_pct")
+    assert body["problems"] == [{"field": "bess.min_soc_pct", "message": "muss unter max_soc_pct (80) liegen"}]
+    site = {**rig.store.section_plain("site"), "timezone": "Vienna"}
+    status, _, body = rig.call("POST", "/api/config/site", site, headers=german, as_role="admin")
+    assert status == 400 and body["error"] == ("site.timezone: unbekannte Zeitzone 'Vienna' (ein IANA-Name wie "
+                                               "Europe/Vienna; meinten Sie Europe/Vienna?)")
+    status, _, body = rig.call("POST", "/api/modbus/test", device(host="203.0.113.7"), headers=german, as_role="admin")
+    assert (status, body["field"]) == (403, "device.host")
+    assert body["error"] == "203.0.113.7 ist keine private oder link-lokale Adresse (möglich: das LAN der Anlage)"
+    status, _, body = rig.call("POST", "/api/modbus/test", device(host="203.0.113.7"), as_role="admin")
+    assert body["error"] == "203.0.113.7 is not a private or link-local address (allowed: the LAN of the plant)"
+    assert rig.tested == []

@@ -61,15 +61,15 @@ def test_profile_and_config_problems_print_as_key_path_colon_message():
 
 def test_backtest_inputs_report_through_the_same_mechanism_with_key_paths():
     site = Site(bess=BessConfig(min_soc_pct=90, max_soc_pct=80), tariff=Tariff(vat_pct=120), soc0_pct=-1)
-    assert site.check() == [("bess.min_soc_pct", "must be below max_soc_pct (80.0)"),
-                            ("tariff.vat_pct", "120.0 is out of range (allowed: 0..100)"),
-                            ("soc0_pct", "-1.0 is out of range (allowed: 0..100)")]
+    assert site.check() == [("bess.min_soc_pct", "must be below max_soc_pct (80)"),
+                            ("tariff.vat_pct", "120 is out of range (allowed: 0..100)"),
+                            ("soc0_pct", "-1 is out of range (allowed: 0..100)")]
     policy = RecedingHorizon(strategy="sideways", publication_hhmm="24:00", replan_every_h=0)
     assert dict(policy.check()) == {
         "strategy": "'sideways' is not allowed (allowed: auto, arbitrage, peak_shaving, self_consumption, "
                     "load_balancing)",
         "publication_hhmm": "'24:00' has the wrong format (allowed: HH:MM, 00:00..23:59)",
-        "replan_every_h": "0.0 is out of range (allowed: > 0 and <= 744)",
+        "replan_every_h": "0 is out of range (allowed: > 0 and <= 744)",
     }
     assert Site().check() == [] and RecedingHorizon(publication_hhmm="9:30").check() == []
 
@@ -103,7 +103,7 @@ def test_profile_references_are_checked_against_the_files_registers_in_the_same_
                                  "float32, float64, string, bool, bitfield)",
         "alarms[0].register": "register 'flags' is a uint16 (allowed: bool, bitfield)",
         "alarms[1].register": "register 'flags' is a uint16 (allowed: bool, bitfield)",
-        "alarms[1].name": "'a' is used twice (names must be unique)",
+        "alarms[1].name": "'a' is used twice (each name must be unique)",
         "controls.remote_enable.register": "unknown register 'flgs', did you mean 'flags'?",
     }
 
@@ -143,12 +143,12 @@ def test_reader_reads_shorthands_unions_int_keys_and_collects_every_problem():
     assert {p.path: p.message for p in reader.problems} == {
         "doc.refs[2].name": "unknown 'z'",
         "doc.refs[3].weight": "0 is out of range (allowed: 1..9)",
-        "doc.refs[1].name": "'a' is used twice (names must be unique)",
-        "doc.refs[3].name": "'a' is used twice (names must be unique)",
-        "doc.codes.x": "'x' is not an integer code (allowed: integers, e.g. 3 or 0x0A)",
-        "doc.na": "must be a list or one of auto or null (got 5)",
+        "doc.refs[1].name": "'a' is used twice (each name must be unique)",
+        "doc.refs[3].name": "'a' is used twice (each name must be unique)",
+        "doc.codes.x": "'x' is not an integer key (allowed: integers, e.g. 3 or 0x0A)",
+        "doc.na": "must be a list, one of auto or null (got 5)",
         "doc.label": "'X1' has the wrong format (allowed: lower-case letters)",
-        "doc.step": "0.0 is out of range (allowed: > 0)",
+        "doc.step": "0 is out of range (allowed: > 0)",
     }
 
 
@@ -157,3 +157,35 @@ def test_null_means_unset_only_when_the_reader_is_told_so():
         parse_config(Doc, {"label": None})
     reader = Reader(null_is_unset=True)
     assert reader.read_dataclass(Doc, {"label": None}, "") == Doc() and not reader.problems
+
+
+def test_a_german_reader_gets_every_config_problem_in_german():
+    """The settings pages show these texts: in the reader's language, the key paths and values unchanged."""
+    text = ("site: {timezone: Europe/Wein}\n"
+            "bess: {min_soc_pct: 90, max_soc_pct: 80.5, capacity_kwh: -5, charge_efficency: 0.9}\n"
+            "strategy: {mode: automatic}\n"
+            "mqtt: {broker: 'bad host!', tls: false, reconnect_min_s: 70, reconnect_max_s: 60}\n"
+            "power_control: {enabled: yes please}\n")
+    with pytest.raises(ConfigError) as err:
+        parse_yaml_config(text)
+    german = {p.path: p.text("de") for p in err.value.problems}
+    assert german == {
+        "site.timezone": "unbekannte Zeitzone 'Europe/Wein' (ein IANA-Name wie Europe/Vienna)",
+        "bess.capacity_kwh": "-5 liegt außerhalb des erlaubten Bereichs (möglich: > 0 und <= 100000)",
+        "bess.charge_efficency": german["bess.charge_efficency"],  # checked below: the key list is long
+        "strategy.mode": "'automatic' ist nicht erlaubt (möglich: auto, manual)",
+        "mqtt.broker": "'bad host!' hat das falsche Format (möglich: ein Hostname oder eine IP-Adresse)",
+        "power_control.enabled": "muss true oder false sein (erhalten: 'yes please')",
+    }, german
+    assert german["bess.charge_efficency"].startswith("unbekannter Schlüssel, meinten Sie „charge_efficiency“?")
+    # A section's cross-field rules run once its fields are valid.
+    with pytest.raises(ConfigError) as err:
+        parse_yaml_config("bess: {min_soc_pct: 90, max_soc_pct: 80.5}\n"
+                          "mqtt: {tls: false, reconnect_min_s: 70, reconnect_max_s: 60}\n"
+                          "history: {raw_retention_h: 100, minute_retention_days: 2}\n")
+    german = {p.path: p.text("de") for p in err.value.problems}
+    assert german == {"bess.min_soc_pct": "muss unter max_soc_pct (80,5) liegen",
+                      "mqtt.reconnect_min_s": "darf reconnect_max_s (60 s) nicht überschreiten",
+                      "history.minute_retention_days": "muss raw_retention_h (100 h) abdecken"}
+    assert {p.path: p.message for p in err.value.problems}["bess.min_soc_pct"] == \
+        "must be below max_soc_pct (80.5)", "English stays the default text"

@@ -172,7 +172,7 @@ def secret_scrubber(secrets: Callable[[], list[str]]) -> Callable[[Callable[...,
 
 
 def connection_test_refusal(device: ModbusDeviceConfig, configured: Sequence[ModbusDeviceConfig],
-                            profile: Profile) -> str | None:
+                            profile: Profile) -> i18n.Msg | None:
     """Why `/api/modbus/test` must not try `device` (None: it may). The test is a commissioning tool, not a
     port scanner for whoever may use it: it reaches a configured device's own address, or — for a device
     not configured yet — a literal address in a private, link-local or loopback range on the Modbus port
@@ -191,15 +191,18 @@ def connection_test_refusal(device: ModbusDeviceConfig, configured: Sequence[Mod
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        return (f"{host[:64]!r} is not a configured device: a new device is tested by its IP address "
-                "(allowed: a configured device, or a private/link-local address on the Modbus port)")
+        return i18n.Msg(i18n.mark("{host} is not a configured device: a new device is tested by its IP address "
+                                  "(allowed: a configured device, or a private/link-local address on the Modbus "
+                                  "port)"), {"host": repr(host[:64])})
     if not any(ip in network for network in LAN_NETWORKS) or str(ip).endswith(".255"):
-        return f"{host[:64]} is not a private or link-local address (allowed: the LAN of the plant)"
+        return i18n.Msg(i18n.mark("{host} is not a private or link-local address (allowed: the LAN of the plant)"),
+                        {"host": host[:64]})
     if ip.is_loopback and not any((d.host or "").strip() == host for d in configured):
-        return f"{host} is the gateway itself: only configured devices there may be tested"
+        return i18n.Msg(i18n.mark("{host} is the gateway itself: only configured devices there may be tested"),
+                        {"host": host[:64]})
     if device.port not in allowed_ports:
-        return (f"port {device.port} is not a Modbus port (allowed: {', '.join(str(p) for p in sorted(allowed_ports))},"
-                " or a configured device's)")
+        return i18n.Msg(i18n.mark("port {port} is not a Modbus port (allowed: {allowed}, or a configured device's)"),
+                        {"port": device.port, "allowed": [str(p) for p in sorted(allowed_ports)]})
     return None
 
 
@@ -483,7 +486,8 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
             raise ApiError(400, exc.message, f"device.register_overrides.{exc.key}") from exc
         refusal = connection_test_refusal(device, ems.config.config.modbus, profile)
         if refusal:
-            raise ApiError(403, refusal, "device.serial_port" if device.connection_type == "rtu" else "device.host")
+            raise ApiError(403, refusal.msgid, "device.serial_port" if device.connection_type == "rtu" else "device.host",
+                           **refusal.params)
         if not modbus_test_lock.acquire(blocking=False):
             raise ApiError(409, i18n.mark("another connection test is running; try again when it has finished"),
                            "device")

@@ -689,8 +689,9 @@ class Validator:
                               most=schema["maxLength"], n=len(value))
         pattern = schema.get("pattern")
         if pattern and not _compiled(pattern).search(value):
+            description = schema.get("description")  # a config key's doc, a msgid (`i18n.mark` in the schema)
             raise BodyInvalid(400, i18n.mark("{got} has the wrong format (allowed: {allowed})"), where,
-                              got=_short(value), allowed=schema.get("description") or pattern)
+                              got=_short(value), allowed=i18n.Msg(description) if description else pattern)
 
     def _object(self, schema: Schema, value: dict[str, Any], path: str) -> None:
         where = path or "body"

@@ -13,32 +13,39 @@ import os
 import stat
 from typing import Any
 
+from .. import i18n
+
 DEV_DIR = "/dev"
 
 
-def device_path_problem(path: str, must_exist: bool) -> str | None:
+def device_path_problem(path: str, must_exist: bool) -> i18n.Msg | None:
     """Why `path` may not be used as a device (None: it may). `must_exist`: the device must be there now."""
+    quoted = repr(path[:80])
     if not path.startswith(DEV_DIR + "/") or any(part in ("", ".", "..") for part in path[len(DEV_DIR) + 1:].split("/")):
-        return f"{path[:80]!r} is not a device path (allowed: a character device under {DEV_DIR}/, e.g. /dev/watchdog)"
+        return i18n.Msg(i18n.mark("{path} is not a device path (allowed: a character device under /dev/, e.g. "
+                                  "/dev/watchdog)"), {"path": quoted})
     resolved = os.path.realpath(path)
     if not resolved.startswith(DEV_DIR + "/"):
-        return f"{path[:80]!r} leads outside {DEV_DIR}/ (to {resolved[:80]!r}); only devices under {DEV_DIR}/ are allowed"
+        return i18n.Msg(i18n.mark("{path} leads outside /dev/ (to {target}); only devices under /dev/ are allowed"),
+                        {"path": quoted, "target": repr(resolved[:80])})
     try:
         mode = os.stat(resolved).st_mode
     except FileNotFoundError:
-        return f"{path[:80]!r} does not exist (allowed: an existing character device)" if must_exist else None
+        return i18n.Msg(i18n.mark("{path} does not exist (allowed: an existing character device)"),
+                        {"path": quoted}) if must_exist else None
     except OSError as exc:
-        return f"{path[:80]!r} cannot be checked ({exc.strerror})"
+        return i18n.Msg(i18n.mark("{path} cannot be checked ({reason})"), {"path": quoted, "reason": exc.strerror or ""})
     if not stat.S_ISCHR(mode):
-        return f"{path[:80]!r} is not a character device (allowed: a device such as /dev/watchdog or /dev/ttyUSB0)"
+        return i18n.Msg(i18n.mark("{path} is not a character device (allowed: a device such as /dev/watchdog or "
+                                  "/dev/ttyUSB0)"), {"path": quoted})
     return None
 
 
-def existing_char_device(value: Any, _context: Any = None) -> str | None:
+def existing_char_device(value: Any, _context: Any = None) -> i18n.Msg | None:
     """`constrained(check=...)`: an existing character device under /dev (the hardware watchdog)."""
     return device_path_problem(value, must_exist=True) if isinstance(value, str) else None
 
 
-def char_device(value: Any, _context: Any = None) -> str | None:
+def char_device(value: Any, _context: Any = None) -> i18n.Msg | None:
     """`constrained(check=...)`: a character device under /dev that may be unplugged right now (a serial port)."""
     return device_path_problem(value, must_exist=False) if isinstance(value, str) else None

@@ -16,15 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Mapping, Optional
 
+from .. import i18n
 from ..localtime import DEFAULT_TIMEZONE, zone_problem
 from .paths import char_device, existing_char_device
+from .validate import Message, not_allowed
 from .validate import constrained as c
 
 HHMM = r"([01]\d|2[0-3]):[0-5]\d|24:00"
-HHMM_DOC = "HH:MM, 00:00 to 24:00"
+HHMM_DOC = i18n.mark("HH:MM, 00:00 to 24:00")
 # http(s) URLs without credentials in them (a secret belongs in its own write-only key).
 URL = r"https?://[^\s/@]+(/\S*)?"
-URL_DOC = "an http(s) URL without user:password@"
 HOSTNAME = r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
 
 StrategyName = str  # a name in the strategy registry, `ems.optimizer.strategies.STRATEGIES` (StrategyConfig.check)
@@ -33,12 +34,13 @@ DeviceRole = Literal["bms", "pcs", "meter", "dso"]
 
 @dataclass(frozen=True)
 class SiteConfig:
-    name: str = c("", pattern=r"[^\x00-\x1f\x7f]{0,80}", doc="the site as people call it, shown in the page "
-                                                             "header; at most 80 characters, no control characters")
+    name: str = c("", pattern=r"[^\x00-\x1f\x7f]{0,80}", doc=i18n.mark("the site as people call it, shown in the "
+                                                                       "page header; at most 80 characters, no "
+                                                                       "control characters"))
     timezone: str = c(DEFAULT_TIMEZONE, doc="IANA time zone of the site: tariff windows, feed-in rules and "
                                             "forecasts are in its wall-clock time")
 
-    def check(self) -> list[tuple[str, str]]:
+    def check(self) -> list[tuple[str, Message]]:
         problem = zone_problem(self.timezone)
         return [("timezone", problem)] if problem else []
 
@@ -54,9 +56,10 @@ class BessConfig:
     max_soc_pct: float = c(95.0, min=0, max=100)
     degradation_cost_eur_per_kwh: float = c(0.02, min=0, max=10, doc="per kWh discharged")
 
-    def check(self) -> list[tuple[str, str]]:
+    def check(self) -> list[tuple[str, Message]]:
         if self.min_soc_pct >= self.max_soc_pct:
-            return [("min_soc_pct", f"must be below max_soc_pct ({self.max_soc_pct})")]
+            return [("min_soc_pct", i18n.Msg(i18n.mark("must be below max_soc_pct ({max})"),
+                                             {"max": self.max_soc_pct}))]
         return []
 
 
@@ -67,16 +70,17 @@ class StrategyConfig:
     replan_interval_min: int = c(15, min=1, max=1440)
     horizon_h: int = c(24, min=1, max=72)
 
-    def check(self) -> list[tuple[str, str]]:
+    def check(self) -> list[tuple[str, Message]]:
         if self.current is None and self.mode != "manual":
             return []
         # The registry is the one list of strategies; imported here because its modules import this schema.
         from ..optimizer.strategies import STRATEGIES
-        allowed = ", ".join(STRATEGIES)
+        allowed = list(STRATEGIES)
         if self.current is None:
-            return [("current", f"is required when mode is manual (allowed: {allowed})")]
+            return [("current", i18n.Msg(i18n.mark("is required when mode is manual (allowed: {allowed})"),
+                                         {"allowed": allowed}))]
         if self.current not in STRATEGIES:
-            return [("current", f"{self.current!r} is not allowed (allowed: {allowed})")]
+            return [("current", not_allowed(self.current, allowed))]
         return []
 
 
@@ -86,11 +90,13 @@ class ForecastConfig:
     price_country: Literal["AT", "DE"] = c("AT", doc="bidding zone for entsoe and bundled prices "
                                                      "(the aWATTar sources imply theirs); DE = DE-LU")
     awattar_base_url: Optional[str] = c(None, pattern=URL,
-                                        doc=URL_DOC + "; null = api.awattar.at or .de by price_source")
+                                        doc=i18n.mark("an http(s) URL without user:password@; null = "
+                                                      "api.awattar.at or .de by price_source"))
     entsoe_base_url: str = c("https://web-api.tp.entsoe.eu/api", pattern=URL, admin_only=True,
-                             doc=URL_DOC + "; receives entsoe_token, so only admins change it")
-    publication_time: str = c("13:00", pattern=HHMM, doc="local (CET/CEST) time after which next-day prices "
-                                                         "are expected; " + HHMM_DOC)
+                             doc=i18n.mark("an http(s) URL without user:password@; receives entsoe_token, so only "
+                                           "admins change it"))
+    publication_time: str = c("13:00", pattern=HHMM, doc=i18n.mark("local (CET/CEST) time after which next-day "
+                                                                   "prices are expected; HH:MM, 00:00 to 24:00"))
     http_timeout_s: float = c(10.0, min=0.5, max=120, doc="per request, connect and read together")
     price_surcharge_eur_per_kwh: float = c(0.0, min=-1, max=10)
     price_surcharge_pct: float = c(0.0, min=0, max=100, doc="supplier margin on |market price|, e.g. 3")
@@ -111,7 +117,8 @@ class ForecastConfig:
     use_weather: bool = False
     openweathermap_api_key: Optional[str] = c(None, secret=True, doc="write-only")
     openweathermap_base_url: str = c("https://api.openweathermap.org/data/2.5", pattern=URL, admin_only=True,
-                                     doc=URL_DOC + "; receives openweathermap_api_key, so only admins change it")
+                                     doc=i18n.mark("an http(s) URL without user:password@; receives "
+                                                   "openweathermap_api_key, so only admins change it"))
     entsoe_token: Optional[str] = c(None, secret=True, doc="ENTSO-E security token; write-only")
 
 
@@ -125,14 +132,15 @@ class MqttTopics:
     """
 
     telemetry: Optional[str] = c(None, pattern=r"[^#+\s\x00$][^#+\s\x00]{0,199}",
-                                 doc="an MQTT topic without wildcards (+ #), not starting with $; "
-                                     "null = <topic_prefix>telemetry")
+                                 doc=i18n.mark("an MQTT topic without wildcards (+ #), not starting with $; "
+                                               "null = <topic_prefix>telemetry"))
     commands: Optional[str] = c(None, pattern=r"[^#+\s\x00$][^#+\s\x00]{0,199}",
-                                doc="the level under which commands arrive as <commands>/<name>; an MQTT topic "
-                                    "without wildcards (+ #), not starting with $; null = <topic_prefix>cmd")
+                                doc=i18n.mark("the level under which commands arrive as <commands>/<name>; an MQTT "
+                                              "topic without wildcards (+ #), not starting with $; null = "
+                                              "<topic_prefix>cmd"))
     status: Optional[str] = c(None, pattern=r"[^#+\s\x00$][^#+\s\x00]{0,199}",
-                              doc="retained online/offline (the last will); an MQTT topic without wildcards (+ #), "
-                                  "not starting with $; null = <topic_prefix>status")
+                              doc=i18n.mark("retained online/offline (the last will); an MQTT topic without "
+                                            "wildcards (+ #), not starting with $; null = <topic_prefix>status"))
 
 
 @dataclass(frozen=True)
@@ -146,7 +154,7 @@ class MqttConfig:
     """
 
     @staticmethod
-    def tls_file_problem(value: object, _context: object = None) -> Optional[str]:
+    def tls_file_problem(value: object, _context: object = None) -> Optional[Message]:
         """`constrained(check=...)`: an absolute path to an existing, readable regular file (after symlinks).
 
         TLS files are read by the service (and a client certificate is shown to the broker), so a path must not
@@ -157,17 +165,19 @@ class MqttConfig:
         if not isinstance(value, str):
             return None
         if not os.path.isabs(value):
-            return f"{value[:80]!r} is not an absolute path (allowed: an existing file, e.g. /etc/phoenyra/ca.pem)"
+            return i18n.Msg(i18n.mark("{path} is not an absolute path (allowed: an existing file, e.g. "
+                                      "/etc/phoenyra/ca.pem)"), {"path": repr(value[:80])})
         try:
             mode = os.stat(os.path.realpath(value)).st_mode
         except FileNotFoundError:
-            return f"{value[:80]!r} does not exist (allowed: an existing file)"
+            return i18n.Msg(i18n.mark("{path} does not exist (allowed: an existing file)"), {"path": repr(value[:80])})
         except OSError as exc:
-            return f"{value[:80]!r} cannot be checked ({exc.strerror})"
+            return i18n.Msg(i18n.mark("{path} cannot be checked ({reason})"),
+                            {"path": repr(value[:80]), "reason": exc.strerror or ""})
         if not stat.S_ISREG(mode):
-            return f"{value[:80]!r} is not a regular file (allowed: a PEM file)"
+            return i18n.Msg(i18n.mark("{path} is not a regular file (allowed: a PEM file)"), {"path": repr(value[:80])})
         if not os.access(value, os.R_OK):
-            return f"{value[:80]!r} is not readable by the EMS's user"
+            return i18n.Msg(i18n.mark("{path} is not readable by the EMS's user"), {"path": repr(value[:80])})
         return None
 
     @dataclass(frozen=True)
@@ -175,34 +185,38 @@ class MqttConfig:
         """One plant-state point read from an MQTT topic (a meter or a wallbox publishing JSON or plain numbers)."""
 
         topic: str = c(pattern=r"[^#+\s\x00$][^#+\s\x00]{0,199}",
-                       doc="an MQTT topic without wildcards (+ #), not starting with $")
+                       doc=i18n.mark("an MQTT topic without wildcards (+ #), not starting with $"))
         point: Literal["grid.power_w", "pv.power_w", "load.power_w", "bess.power_w", "battery.soc_pct",
                        "battery.soh_pct", "battery.voltage_v", "battery.current_a", "battery.temperature_c"] = \
             c(doc="the plant-state point it feeds (signs as everywhere: grid > 0 = import, battery > 0 = discharging)")
         json_key: Optional[str] = c(None, pattern=r"[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){0,7}",
-                                    doc="a dotted path into a JSON payload, list items by index (ENERGY.Power, "
-                                        "emeters.0.power); null = the payload is a plain number")
+                                    doc=i18n.mark("a dotted path into a JSON payload, list items by index "
+                                                  "(ENERGY.Power, emeters.0.power); null = the payload is a plain "
+                                                  "number"))
         scale: float = c(1.0, min=-1_000_000, max=1_000_000,
                          doc="the reading times this, e.g. 1000 for kW, -1 for a meter counting export as positive")
         max_age_s: float = c(30.0, min=1, max=3600, doc="a reading older than this is stale (the safety loop's "
                                                         "stale rules apply, as for any device)")
 
-        def check(self) -> list[tuple[str, str]]:
-            return [("scale", "must not be 0 (every reading would be 0)")] if self.scale == 0 else []
+        def check(self) -> list[tuple[str, Message]]:
+            return [("scale", i18n.Msg(i18n.mark("must not be 0 (every reading would be 0)")))] if self.scale == 0 \
+                else []
 
     enabled: bool = c(False, doc="off: no connection, aiomqtt is not even imported")
     # The broker receives the password and may send commands: where it is, is for admins to decide.
     broker: str = c("localhost", pattern=HOSTNAME + r"|[0-9A-Fa-f:.]{2,45}", admin_only=True,
-                    doc="a host name or IP address")
+                    doc=i18n.mark("a host name or IP address"))
     port: int = c(1883, min=1, max=65535, admin_only=True, doc="1883 plain, 8883 usual with tls")
     site_id: Optional[str] = c(None, pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", admin_only=True,
-                               doc="letters, digits, _ . - (1-64): names this site in topics and Home Assistant; "
-                                   "null = derived from the gateway's machine id (stable, unique per gateway)")
+                               doc=i18n.mark("letters, digits, _ . - (1-64): names this site in topics and Home "
+                                             "Assistant; null = derived from the gateway's machine id (stable, "
+                                             "unique per gateway)"))
     topic_prefix: Optional[str] = c(None, pattern=r"[^#+\s\x00$/][^#+\s\x00]{0,99}/", admin_only=True,
-                                    doc="topic levels ending in /, without wildcards (+ #), not starting with $ "
-                                        "or /; null = phoenyra/<site_id>/")
+                                    doc=i18n.mark("topic levels ending in /, without wildcards (+ #), not starting "
+                                                  "with $ or /; null = phoenyra/<site_id>/"))
     client_id: Optional[str] = c(None, pattern=r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}",
-                                 doc="letters, digits, _ . : - (1-64), unique per broker; null = phoenyra-<site_id>")
+                                 doc=i18n.mark("letters, digits, _ . : - (1-64), unique per broker; null = "
+                                               "phoenyra-<site_id>"))
     username: Optional[str] = c(None, admin_only=True)
     password: Optional[str] = c(None, secret=True, doc="write-only")
     tls: bool = c(False, admin_only=True, doc="TLS with the server's certificate and host name verified")
@@ -234,7 +248,7 @@ class MqttConfig:
     homeassistant_discovery: bool = c(False, doc="publish retained Home Assistant discovery payloads; turning it off "
                                                  "removes them")
     homeassistant_prefix: str = c("homeassistant", pattern=r"[A-Za-z0-9_-]{1,64}",
-                                  doc="Home Assistant's discovery prefix: letters, digits, _ - (1-64)")
+                                  doc=i18n.mark("Home Assistant's discovery prefix: letters, digits, _ - (1-64)"))
     outbox_max_mb: float = c(20.0, min=1, max=4096, doc="messages kept on disk while the broker is away (20 MB: "
                                                         "about 3 days at a 10 s telemetry period); beyond this the "
                                                         "oldest are dropped and counted")
@@ -242,15 +256,17 @@ class MqttConfig:
                                                                   "batch per interval (SD wear); a power cut loses "
                                                                   "at most this much")
 
-    def check(self) -> list[tuple[str, str]]:
-        problems = []
+    def check(self) -> list[tuple[str, Message]]:
+        problems: list[tuple[str, Message]] = []
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             problems.append(("tls_key_file" if self.tls_key_file is None else "tls_cert_file",
-                             "tls_cert_file and tls_key_file go together (allowed: both or neither)"))
+                             i18n.Msg(i18n.mark("tls_cert_file and tls_key_file go together (allowed: both or "
+                                                "neither)"))))
         if not self.tls and (self.tls_ca_file or self.tls_cert_file):
-            problems.append(("tls", "must be true when TLS files are set"))
+            problems.append(("tls", i18n.Msg(i18n.mark("must be true when TLS files are set"))))
         if self.reconnect_min_s > self.reconnect_max_s:
-            problems.append(("reconnect_min_s", f"must not exceed reconnect_max_s ({self.reconnect_max_s:g})"))
+            problems.append(("reconnect_min_s", i18n.Msg(i18n.mark("must not exceed reconnect_max_s ({max} s)"),
+                                                         {"max": self.reconnect_max_s})))
         return problems
 
 
@@ -262,21 +278,24 @@ class RegisterOverride:
 
     address: Optional[int] = c(None, min=0, max=65535)
     function: Optional[Literal[1, 2, 3, 4]] = c(None, doc="read function: 1 coils, 2 inputs, 3 holding, 4 input regs")
-    type: Optional[str] = c(None, pattern=r"[a-z0-9]{2,16}", doc="a register type of the profile format, e.g. int32")
+    type: Optional[str] = c(None, pattern=r"[a-z0-9]{2,16}", doc=i18n.mark("a register type of the profile format, e.g. "
+                                                                                "int32"))
     word_order: Optional[Literal["big", "little"]] = None
     byte_order: Optional[Literal["big", "little"]] = None
     scale: Optional[float] = c(None, min=-1e9, max=1e9)
     offset: Optional[float] = c(None, min=-1e9, max=1e9)
-    unit: Optional[str] = c(None, pattern=r"[^\x00-\x1f\x7f]{0,16}")
+    unit: Optional[str] = c(None, pattern=r"[^\x00-\x1f\x7f]{0,16}", doc=i18n.mark("at most 16 characters, no "
+                                                                                "control characters"))
 
 
 @dataclass(frozen=True)
 class ModbusDeviceConfig:
-    name: str = c(pattern=r"[a-z0-9_]{1,32}", doc="lower-case letters, digits, _ (1-32)")
+    name: str = c(pattern=r"[a-z0-9_]{1,32}", doc=i18n.mark("lower-case letters, digits, _ (1-32)"))
     # Which device is the DSO box, the PCS or the BMS, and whether it is used, decides what the safety loop
     # sees and writes: admin only (and so is adding or removing a device).
     role: DeviceRole = c(admin_only=True)
-    profile: str = c(pattern=r"[a-z0-9_]{1,64}", doc="a profile key, e.g. hithium_ess_5016", admin_only=True)
+    profile: str = c(pattern=r"[a-z0-9_]{1,64}", doc=i18n.mark("a profile key, e.g. hithium_ess_5016"),
+                     admin_only=True)
     enabled: bool = c(True, admin_only=True)
     connection_type: Literal["tcp", "rtu"] = "tcp"
     host: Optional[str] = None
@@ -290,14 +309,14 @@ class ModbusDeviceConfig:
     timeout_s: float = c(3.0, min=0.05, max=60)
     # How the EMS decodes what the device reports (a DSO input, the SoC, a limit): admin only.
     register_overrides: Mapping[str, RegisterOverride] = c(
-        default_factory=dict, key_pattern=r"[a-z0-9_]{1,64}", key_doc="a register name of the profile",
+        default_factory=dict, key_pattern=r"[a-z0-9_]{1,64}", key_doc=i18n.mark("a register name of the profile"),
         max_items=256, admin_only=True, doc="per-site corrections of the profile's registers")
 
-    def check(self) -> list[tuple[str, str]]:
+    def check(self) -> list[tuple[str, Message]]:
         if self.connection_type == "tcp" and not self.host:
-            return [("host", "is required for connection_type tcp")]
+            return [("host", i18n.Msg(i18n.mark("is required for connection_type tcp")))]
         if self.connection_type == "rtu" and not self.serial_port:
-            return [("serial_port", "is required for connection_type rtu (e.g. /dev/ttyUSB0)")]
+            return [("serial_port", i18n.Msg(i18n.mark("is required for connection_type rtu (e.g. /dev/ttyUSB0)")))]
         return []
 
 
@@ -394,8 +413,9 @@ class WebConfig:
                                  doc="self-registration creates viewer accounts; off by default (admins create "
                                      "accounts), rate-limited per address and overall when on")
     allowed_hosts: list[str] = c(default_factory=tuple, pattern=HOSTNAME, max_items=32, admin_only=True,
-                                 doc="host names the UI is reached by besides localhost, the gateway's own "
-                                     "addresses, its host name and <hostname>.local (others get 421: DNS rebinding)")
+                                 doc=i18n.mark("host names the UI is reached by besides localhost, the gateway's "
+                                               "own addresses, its host name and <hostname>.local (others get 421: "
+                                               "DNS rebinding)"))
     request_timeout_s: float = c(10.0, min=2, max=120, admin_only=True,
                                  doc="a request (head and body) must arrive within this, or the connection is closed")
     max_connections_per_address: int = c(32, min=4, max=1024, admin_only=True,
@@ -417,9 +437,10 @@ class HistoryConfig:
     max_db_mb: int = c(4096, min=64, max=1_000_000, doc="the oldest 1-minute (then 15-minute) data is dropped "
                                                         "beyond this size; shown in /api/state")
 
-    def check(self) -> list[tuple[str, str]]:
+    def check(self) -> list[tuple[str, Message]]:
         if self.minute_retention_days * 24 < self.raw_retention_h:
-            return [("minute_retention_days", f"must cover raw_retention_h ({self.raw_retention_h:g} h)")]
+            return [("minute_retention_days", i18n.Msg(i18n.mark("must cover raw_retention_h ({hours} h)"),
+                                                       {"hours": self.raw_retention_h}))]
         return []
 
 
@@ -436,7 +457,7 @@ class SimulatorConfig:
     speed: float = c(1.0, min=0, exclusive_min=True, max=3600, doc="simulated seconds per real second")
     step_s: float = c(1.0, min=0.05, max=60, doc="simulation step in real seconds")
     start: Optional[str] = c(None, pattern=r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?([+-]\d\d:\d\d|Z)",
-                             doc="ISO time with offset, e.g. 2024-06-01T08:00:00+02:00; null = now")
+                             doc=i18n.mark("ISO time with offset, e.g. 2024-06-01T08:00:00+02:00; null = now"))
     load_profile: Literal["household", "commercial"] = "household"
     annual_load_kwh: float = c(4000.0, min=0, max=10_000_000)
     pv_peak_kwp: float = c(8.0, min=0, max=100_000)
@@ -466,15 +487,17 @@ class EmsConfig:
     history: HistoryConfig = c(default_factory=HistoryConfig)
     simulator: SimulatorConfig = c(default_factory=SimulatorConfig)
 
-    def check(self) -> list[tuple[str, str]]:
-        problems = []
+    def check(self) -> list[tuple[str, Message]]:
+        problems: list[tuple[str, Message]] = []
         names = [d.name for d in self.modbus]
         for i, name in enumerate(names):
             if name in names[:i]:
-                problems.append((f"modbus[{i}].name", f"'{name}' is used twice (names must be unique)"))
+                problems.append((f"modbus[{i}].name", i18n.Msg(i18n.mark("'{key}' is used twice (each {field} "
+                                                                         "must be unique)"),
+                                                               {"key": name, "field": "name"})))
         if not self.simulator.enabled and not any(d.enabled for d in self.modbus):
-            problems.append(("modbus", "no enabled device and the simulator is off: nothing to control "
-                                       "(allowed: enable simulator or add a device)"))
+            problems.append(("modbus", i18n.Msg(i18n.mark("no enabled device and the simulator is off: nothing to "
+                                                          "control (allowed: enable simulator or add a device)"))))
         return problems
 
 

@@ -22,13 +22,16 @@ import types
 import typing
 from typing import Any, Callable, Literal, Mapping, Optional, Union
 
+from .. import i18n
 from ..errors import ConfigError, ConfigProblem
 
 _MISSING: Any = dataclasses.MISSING
 INVALID: Any = dataclasses.MISSING
 """What `Reader.read` returns for a value it reported a problem for."""
 
-Check = Callable[[Any, Any], Optional[str]]
+Message = Union[str, i18n.Msg]
+"""A problem's words: an `i18n.Msg` (shown in the reader's language) or a plain English text."""
+Check = Callable[[Any, Any], Optional[Message]]
 """check(value, reader context) -> a problem message, or None when the value is fine."""
 
 
@@ -72,40 +75,50 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def not_allowed(value: Any, allowed: Any) -> str:
+def not_allowed(value: Any, allowed: Any) -> i18n.Msg:
     """The message for a value outside a set: `'x' is not allowed (allowed: a, b)`."""
-    return f"{_short(value)} is not allowed (allowed: {', '.join(str(a) for a in allowed)})"
+    return i18n.Msg(i18n.mark("{got} is not allowed (allowed: {allowed})"),
+                    {"got": _short(value), "allowed": [str(a) for a in allowed]})
 
 
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
-def allowed_range(lo: float | None, hi: float | None, exclusive_lo: bool = False) -> str:
-    """`0..100`, `> 0 and <= 10`, `>= 1`: the allowed part of an out-of-range message."""
+def allowed_range(lo: float | None, hi: float | None, exclusive_lo: bool = False) -> Message:
+    """`0..100`, `> 0 and <= 10`, `>= 1`: the allowed part of an out-of-range message (numbers written
+    with the reader's decimal separator)."""
     if lo is not None and hi is not None and not exclusive_lo:
-        return f"{_num(lo)}..{_num(hi)}"
+        return i18n.Msg(i18n.mark("{lo}..{hi}"), {"lo": float(lo), "hi": float(hi)})
     parts = []
     if lo is not None:
-        parts.append(f"> {_num(lo)}" if exclusive_lo else f">= {_num(lo)}")
+        parts.append(i18n.Msg(i18n.mark("> {n}") if exclusive_lo else i18n.mark(">= {n}"), {"n": float(lo)}))
     if hi is not None:
-        parts.append(f"<= {_num(hi)}")
-    return " and ".join(parts)
+        parts.append(i18n.Msg(i18n.mark("<= {n}"), {"n": float(hi)}))
+    if len(parts) == 1:
+        return parts[0]
+    return i18n.Msg(i18n.mark("{first} and {last}"), {"first": parts[0], "last": parts[1]})
 
 
-def _type_name(tp: Any) -> str:
+_TYPE_WORDS: dict[Any, i18n.Msg] = {
+    list: i18n.Msg(i18n.mark("a list")), dict: i18n.Msg(i18n.mark("a mapping")), type(None): i18n.Msg(i18n.mark("null")),
+    bool: i18n.Msg(i18n.mark("true or false")), int: i18n.Msg(i18n.mark("an integer")),
+    float: i18n.Msg(i18n.mark("a number")), str: i18n.Msg(i18n.mark("a string"))}
+
+
+def _type_name(tp: Any) -> Message:
+    """What a value of type `tp` is, in words: "an integer", "one of a, b", "a number or null"."""
     origin = typing.get_origin(tp)
     if origin is Literal:
-        return "one of " + ", ".join(str(a) for a in typing.get_args(tp))
+        return i18n.Msg(i18n.mark("one of {allowed}"), {"allowed": [str(a) for a in typing.get_args(tp)]})
     if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+        words = [_type_name(a) for a in typing.get_args(tp)]
+        return i18n.Msg(i18n.mark("{first} or {last}"), {"first": words[:-1], "last": words[-1]})
     if origin in (list, tuple):
-        return "a list"
+        return _TYPE_WORDS[list]
     if origin in (dict, collections.abc.Mapping) or dataclasses.is_dataclass(tp):
-        return "a mapping"
-    if tp is type(None):
-        return "null"
-    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+        return _TYPE_WORDS[dict]
+    return _TYPE_WORDS.get(tp, str(tp))
+
+
+def _must_be(tp: Any, value: Any) -> i18n.Msg:
+    return i18n.Msg(i18n.mark("must be {wanted} (got {got})"), {"wanted": _type_name(tp), "got": _short(value)})
 
 
 def _kind(tp: Any) -> str:
@@ -179,8 +192,12 @@ class Reader:
         self.null_is_unset = null_is_unset
         self.context = context
 
-    def fail(self, path: str, message: str) -> None:
-        self.problems.append(ConfigProblem(path or "(top level)", message))
+    def fail(self, path: str, message: Message, /, **params: Any) -> None:
+        """Record a problem at `path`: a msgid with `params`, an `i18n.Msg`, or a plain English text."""
+        if isinstance(message, i18n.Msg):
+            params = dict(message.params)
+            message = message.msgid
+        self.problems.append(ConfigProblem.of(path or "(top level)", message, **params))
 
     def read(self, tp: Any, value: Any, path: str, meta: Mapping[str, Any] | None = None) -> Any:
         """`value` as type `tp` with the constraints `meta`, or INVALID after reporting why not."""
@@ -196,7 +213,7 @@ class Reader:
             if len(non_null) > 1:
                 fitting = [a for a in non_null if _kind(a) == _kind_of(value)]
                 if not fitting:
-                    self.fail(path, f"must be {_type_name(tp)} (got {_short(value)})")
+                    self.fail(path, _must_be(tp, value))
                     return INVALID
                 non_null = fitting
             return self.read(non_null[0], value, path, meta)
@@ -209,11 +226,11 @@ class Reader:
         if origin in (list, tuple):
             item_tp = typing.get_args(tp)[0]
             if not isinstance(value, (list, tuple)):
-                self.fail(path, f"must be a list (got {type(value).__name__})")
+                self.fail(path, _must_be(list, value))
                 return INVALID
             if len(value) > (meta.get("max_items") or DEFAULT_MAX_ITEMS):
-                self.fail(path, f"{len(value)} items is too many (allowed: at most "
-                                f"{meta.get('max_items') or DEFAULT_MAX_ITEMS})")
+                self.fail(path, i18n.mark("{n} items is too many (allowed: at most {most})"), n=len(value),
+                          most=meta.get("max_items") or DEFAULT_MAX_ITEMS)
                 return INVALID
             items = [self.read(item_tp, item, _join(path, i), meta) for i, item in enumerate(value)]
             unique = meta.get("unique")
@@ -224,7 +241,8 @@ class Reader:
                     if not isinstance(key, (str, int, float)):
                         continue
                     if key in seen:
-                        self.fail(_join(_join(path, i), unique), f"'{key}' is used twice ({unique}s must be unique)")
+                        self.fail(_join(_join(path, i), unique), i18n.mark("'{key}' is used twice (each {field} "
+                                                                           "must be unique)"), key=key, field=unique)
                     seen.add(key)
             return tuple(i for i in items if i is not INVALID)
         if origin in (dict, collections.abc.Mapping):
@@ -233,21 +251,21 @@ class Reader:
             return self.read_dataclass(tp, value, path)
         if tp is bool:
             if not isinstance(value, bool):
-                self.fail(path, f"must be true or false (got {_short(value)})")
+                self.fail(path, _must_be(bool, value))
                 return INVALID
             return self._constraints(value, path, meta)
         if tp in (int, float):
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or (
                     tp is int and not float(value).is_integer()):
-                self.fail(path, f"must be {_type_name(tp)} (got {_short(value)})")
+                self.fail(path, _must_be(tp, value))
                 return INVALID
             if value != value or value in (float("inf"), float("-inf")):
-                self.fail(path, f"must be a finite number (got {_short(value)})")
+                self.fail(path, i18n.mark("must be a finite number (got {got})"), got=_short(value))
                 return INVALID
             return self._constraints(tp(value), path, meta)
         if tp is str:
             if not isinstance(value, str):
-                self.fail(path, f"must be a string (got {_short(value)})")
+                self.fail(path, _must_be(str, value))
                 return INVALID
             return self._constraints(value, path, meta)
         raise TypeError(f"unsupported type {tp!r} at {path}")
@@ -257,11 +275,13 @@ class Reader:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             too_low = lo is not None and (value <= lo if excl else value < lo)
             if too_low or (hi is not None and value > hi):
-                self.fail(path, f"{value} is out of range (allowed: {allowed_range(lo, hi, excl)})")
+                self.fail(path, i18n.mark("{got} is out of range (allowed: {allowed})"), got=value,
+                          allowed=allowed_range(lo, hi, excl))
                 return INVALID
         pattern = meta.get("pattern")
         if pattern and isinstance(value, str) and not re.fullmatch(pattern, value):
-            self.fail(path, f"{_short(value)} has the wrong format (allowed: {meta.get('doc') or pattern})")
+            self.fail(path, i18n.mark("{got} has the wrong format (allowed: {allowed})"), got=_short(value),
+                      allowed=i18n.Msg(meta.get("doc") or pattern))  # a pattern's doc is a msgid (i18n.mark)
             return INVALID
         choices = meta.get("choices")
         if choices is not None:
@@ -279,12 +299,11 @@ class Reader:
     def _read_mapping(self, tp: Any, value: Any, path: str, meta: Mapping[str, Any]) -> Any:
         key_tp, value_tp = typing.get_args(tp)
         if not isinstance(value, dict):
-            of = f" of {meta['doc']}" if meta.get("doc") else ""
-            self.fail(path, f"must be a mapping{of} (got {type(value).__name__})")
+            self.fail(path, _must_be(dict, value))
             return INVALID
         if len(value) > (meta.get("max_items") or DEFAULT_MAX_ITEMS):
-            self.fail(path, f"{len(value)} entries is too many (allowed: at most "
-                            f"{meta.get('max_items') or DEFAULT_MAX_ITEMS})")
+            self.fail(path, i18n.mark("{n} entries is too many (allowed: at most {most})"), n=len(value),
+                      most=meta.get("max_items") or DEFAULT_MAX_ITEMS)
             return INVALID
         out = {}
         for key, item in value.items():
@@ -292,8 +311,8 @@ class Reader:
             if key_tp is int:  # JSON keys are strings: "3", "0x0A"
                 parsed = key if isinstance(key, int) and not isinstance(key, bool) else _int_or_none(key)
                 if parsed is None:
-                    self.fail(item_path, f"{key!r} is not an integer {meta.get('key_doc') or 'key'} "
-                                         "(allowed: integers, e.g. 3 or 0x0A)")
+                    self.fail(item_path, i18n.mark("{got} is not an integer key (allowed: integers, e.g. 3 or 0x0A)"),
+                              got=_short(key))
                     continue
                 key = parsed
             elif self.read(key_tp, key, item_path, {"pattern": meta.get("key_pattern"),
@@ -316,24 +335,28 @@ class Reader:
         if short is not None and not isinstance(value, (dict, list, tuple)):
             value = {short: value}
         if not isinstance(value, dict):
-            self.fail(path, f"must be a mapping of keys (got {type(value).__name__})")
+            self.fail(path, _must_be(dict, value))
             return None
         if self.null_is_unset:
             value = {k: v for k, v in value.items() if v is not None}
         fields = _fields(cls)
         unknown = [key for key in value if key not in fields]
         if len(unknown) > _MAX_UNKNOWN_REPORTED:  # a flood of keys: name a few, do not "did you mean" them all
-            self.fail(path, f"{len(unknown)} unknown keys, e.g. {', '.join(repr(str(k)[:40]) for k in unknown[:3])} "
-                            f"(allowed: {', '.join(fields)})")
+            self.fail(path, i18n.mark("{n} unknown keys, e.g. {some} (allowed: {allowed})"), n=len(unknown),
+                      some=[repr(str(k)[:40]) for k in unknown[:3]], allowed=list(fields))
             unknown = []
         for key in unknown:
             if key not in fields:
                 close = difflib.get_close_matches(str(key)[:100], list(fields), n=1)
-                hint = f", did you mean '{close[0]}'?" if close else ""
-                self.fail(_join(path, str(key)), f"unknown key{hint} (allowed: {', '.join(fields)})")
+                if close:
+                    self.fail(_join(path, str(key)), i18n.mark("unknown key, did you mean '{close}'? (allowed: "
+                                                               "{allowed})"), close=close[0], allowed=list(fields))
+                else:
+                    self.fail(_join(path, str(key)), i18n.mark("unknown key (allowed: {allowed})"),
+                              allowed=list(fields))
         for name, f in fields.items():
             if name not in value and _is_required(f):
-                self.fail(_join(path, name), f"is required ({_type_name(_hints(cls)[name])})")
+                self.fail(_join(path, name), i18n.mark("is required ({wanted})"), wanted=_type_name(_hints(cls)[name]))
         return value
 
     def read_field(self, cls: Any, name: str, data: Mapping[str, Any], path: str = "") -> Any:

@@ -53,7 +53,7 @@ from typing import Any, Literal, Mapping, Optional, Union
 
 import yaml
 
-from ..config.validate import INVALID, Reader, not_allowed
+from ..config.validate import INVALID, Message, Reader, not_allowed
 from ..config.validate import constrained as c
 from ..errors import ProfileError, ProfileProblem
 from .codec import (BIT_FUNCTIONS, FLOAT_TYPES, INT_TYPES, MAX_READ_BITS, MAX_READ_REGISTERS, REGISTER_TYPES,
@@ -107,7 +107,7 @@ class RegisterDoc:
     def writable(self) -> bool:
         return "w" in self.access
 
-    def _count(self, problems: list[tuple[str, str]]) -> int | None:
+    def _count(self, problems: list[tuple[str, Message]]) -> int | None:
         """Addresses spanned (words, or bits for function 1/2), or None after adding why it is wrong."""
         bits = self.function in BIT_FUNCTIONS
         if bits and self.type not in ("bool", "bitfield"):
@@ -133,8 +133,8 @@ class RegisterDoc:
         single, multi = (5, 15) if self.function == 1 else (6, 16)
         return (single, multi) if count == 1 else (multi,)
 
-    def check(self) -> list[tuple[str, str]]:
-        problems: list[tuple[str, str]] = []
+    def check(self) -> list[tuple[str, Message]]:
+        problems: list[tuple[str, Message]] = []
         count = self._count(problems)
         if count is not None and self.address + count - 1 > 65535:
             problems.append(("address", f"{self.address} + {count} addresses runs past 65535"))

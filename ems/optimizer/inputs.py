@@ -122,7 +122,7 @@ class PlanInputs:
         _number("demand_charge_eur_per_kw", self.demand_charge_eur_per_kw, 0.0, 10_000.0)
         _number("peak_so_far_kw", self.peak_so_far_kw, 0.0, 1e6)
         for name, msg in self.bess.check():
-            raise PlanInputError(f"bess.{name}", msg)
+            raise PlanInputError(f"bess.{name}", str(msg))
         if not isinstance(self.zone, ZoneInfo):
             raise PlanInputError("zone", f"must be a ZoneInfo (got {self.zone!r})")
 
