@@ -11,7 +11,7 @@ DEB_IMAGE_PACKAGES := mmdebstrap genimage dosfstools mtools e2fsprogs fdisk xz-u
 # `make image-test`: the amd64 image on QEMU with UEFI firmware; debugfs (e2fsprogs) adds the test shell.
 DEB_IMAGE_TEST_PACKAGES := qemu-system-x86 ovmf e2fsprogs fdisk
 
-.PHONY: demo test lint bench deps-system clean wheel image image-test
+.PHONY: demo test lint bench deps-system clean wheel image image-test brotli
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,14 @@ lint:
 bench: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/run.py
+
+# Brotli copies of the large vendored files, `<file>.<content hash>.br` (see ems/api/static_files.py): after
+# updating one of them. A test fails while a copy is missing or stale.
+BROTLI_FILES := web/static/vendor/chartjs/chart.umd.min.js
+brotli: $(BIN)/python
+	$(BIN)/pip install -q brotli
+	$(BIN)/python -c 'import sys; from ems.api.static_files import write_brotli_copies; \
+	  write_brotli_copies(sys.argv[1:])' $(BROTLI_FILES)
 
 wheel: $(BIN)/python
 	$(BIN)/pip install -q build

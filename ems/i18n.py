@@ -7,9 +7,9 @@ needs none. Placeholders are `{name}`, filled from keyword arguments after trans
 move them: `_("{n} alarms", n=3)`.
 
 The language: the `ems_lang` cookie the user menu's switch sets (remembered for a year), else the best of
-`Accept-Language`, else English. Scripts get the same catalog as `/i18n/<lang>.js` (`window.EMS_I18N`), with
-a content hash in its URL so a browser keeps it until a release changes it. `tests/test_i18n.py` fails on a
-msgid without a German text and on visible template text outside `_()`.
+`Accept-Language`, else English. Scripts get the catalog's entries they use as `/i18n/<lang>.js`
+(`window.EMS_I18N`), with a content hash in its URL so a browser keeps it until a release changes it.
+`tests/test_i18n.py` fails on a msgid without a German text and on visible template text outside `_()`.
 """
 from __future__ import annotations
 
@@ -133,9 +133,32 @@ def document(name: str, lang: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
+# t('a msgid') or t("a msgid") in a page script: the scripts translate literals only.
+_SCRIPT_MSGID = re.compile(r"\bt\(\s*(['\"])(.*?)(?<!\\)\1")
+
+
+def msgids_in_script(text: str) -> list[str]:
+    """The msgids a page script's `t(...)` calls name, unescaped as JavaScript would."""
+    return [json.loads('"' + raw.replace('"', '\\"').replace("\\'", "'") + '"')
+            for _quote, raw in _SCRIPT_MSGID.findall(text)]
+
+
+@functools.lru_cache(maxsize=None)
+def script_msgids() -> frozenset[str]:
+    """Every msgid the shipped scripts (`web/static/js`) translate: all a browser needs of the catalog. The
+    server renders the rest (templates, notifications, refusals) itself, so the pages' catalog is a quarter
+    of the whole (German: about 5 KB compressed instead of 21 KB on every cold page load)."""
+    found: set[str] = set()
+    for path in sorted((web_dir() / "static" / "js").glob("*.js")):
+        found.update(msgids_in_script(path.read_text(encoding="utf-8")))
+    return frozenset(found)
+
+
 def script_body(lang: str) -> bytes:
-    """The catalog as a script for pages: `window.EMS_I18N = {lang, locale, messages}`."""
-    payload = {"lang": lang, "locale": LOCALE_TAGS.get(lang, "en-GB"), "messages": dict(catalog(lang))}
+    """The scripts' part of the catalog as a script for pages: `window.EMS_I18N = {lang, locale, messages}`."""
+    wanted = script_msgids()
+    messages = {msgid: text for msgid, text in catalog(lang).items() if msgid in wanted}
+    payload = {"lang": lang, "locale": LOCALE_TAGS.get(lang, "en-GB"), "messages": messages}
     text = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     # "</" cannot end a script element early; U+2028/9 are line ends to old JS engines.
     text = text.replace("</", "<\\/").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")

@@ -24,7 +24,6 @@ SCRIPTS = sorted((ROOT / "web" / "static" / "js").glob("*.js"))
 SERVER_SOURCES = sorted((ROOT / "ems").rglob("*.py"))  # i18n.mark(...) anywhere in the server
 
 _TEMPLATE_MSGID = re.compile(r"\b_\(\s*(['\"])(.*?)(?<!\\)\1")
-_SCRIPT_MSGID = re.compile(r"\bt\(\s*(['\"])(.*?)(?<!\\)\1")
 # i18n.mark("a msgid") — also split over lines as adjacent literals: i18n.mark("first part " "second part")
 _MARKED = re.compile(r"i18n\.mark\(\s*((?:\"(?:[^\"\\\n]|\\.)*\"\s*)+)\)")   # escapes (\") inside
 _LITERAL = re.compile(r"\"((?:[^\"\\\n]|\\.)*)\"")
@@ -37,10 +36,6 @@ SAME_IN_BOTH = {"Phoenyra EMS", "Authorization: Bearer <token>", "Name", "Status
                 "Modbus RTU (RS-485)", "Status: {text}", "Solver", "PV", "ENTSO-E",
                 "band: 10–90 %", "null"}
 UNITS_ONLY = re.compile(r"^(?:[\s·%/()]|k?Wh?|ct|V|A|°C|kΩ)*$")
-
-
-def _unescape_js(text: str) -> str:
-    return json.loads('"' + text.replace('"', '\\"').replace("\\'", "'") + '"')
 
 
 def template_msgids() -> dict[str, str]:
@@ -58,8 +53,8 @@ def template_msgids() -> dict[str, str]:
 def script_msgids() -> dict[str, str]:
     found: dict[str, str] = {}
     for path in SCRIPTS:
-        for match in _SCRIPT_MSGID.finditer(path.read_text(encoding="utf-8")):
-            found.setdefault(_unescape_js(match.group(2)), path.name)
+        for msgid in i18n.msgids_in_script(path.read_text(encoding="utf-8")):
+            found.setdefault(msgid, path.name)
     return found
 
 
@@ -248,7 +243,10 @@ def test_the_scripts_catalog_is_cached_by_its_version(ems_factory):
     assert "immutable" in headers["Cache-Control"]
     assert body.startswith("window.EMS_I18N=")
     payload = json.loads(body[len("window.EMS_I18N="):].rstrip().rstrip(";"))
-    assert payload["lang"] == "de" and payload["locale"] == "de-AT" and payload["messages"]["Log out"] == "Abmelden"
+    assert (payload["lang"], payload["locale"]) == ("de", "de-AT")
+    assert payload["messages"]["reconnecting…"] == "verbinde neu…"
+    # Only what the scripts translate: the server renders templates, notifications and refusals itself.
+    assert set(payload["messages"]) == set(script_msgids()) and "Log out" not in payload["messages"]
     _, stale, _ = _get(f"{ems.base_url}/i18n/de.js?v=old")
     assert stale["Cache-Control"] == "no-cache", "an old version's URL must not be kept a year"
     assert _get(f"{ems.base_url}/i18n/fr.js")[0] == 404

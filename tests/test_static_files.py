@@ -8,9 +8,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import brotli  # the test extras: the copies are checked, not trusted
 import pytest
 
-from ems.api.static_files import StaticFiles, accepts_gzip
+from ems.api.static_files import StaticFiles, accepts_gzip, brotli_copy_name
 
 WEB_STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 
@@ -53,6 +54,30 @@ def test_pages_name_versioned_files_served_compressed_and_kept_a_year(ems_factor
     for bad in ("/static/../ems/__init__.py", "/static/%2e%2e/%2e%2e/setup.cfg", "/static/js/nope.js",
                 "/static/js/%00.js"):
         assert fetch(ems.base_url + bad)[0] == 404, bad
+
+
+def test_browsers_that_accept_brotli_get_chart_js_smaller_still(ems_factory):
+    ems = ems_factory()
+    raw = (WEB_STATIC / "vendor" / "chartjs" / "chart.umd.min.js").read_bytes()
+    status, headers, body = fetch(ems.base_url + "/static/vendor/chartjs/chart.umd.min.js",
+                                  Accept_Encoding="gzip, deflate, br")
+    assert status == 200 and headers["content-encoding"] == "br" and brotli.decompress(body) == raw
+    _, _, gzipped = fetch(ems.base_url + "/static/vendor/chartjs/chart.umd.min.js", Accept_Encoding="gzip")
+    assert len(body) < 0.9 * len(gzipped), "the point of the copy: a tenth off the largest file"
+    status, headers, _ = fetch(ems.base_url + "/static/js/util.js", Accept_Encoding="br")
+    assert status == 200 and "content-encoding" not in headers, "no copy, no gzip asked for: the plain file"
+    copy = brotli_copy_name(WEB_STATIC / "vendor" / "chartjs" / "chart.umd.min.js").name
+    assert fetch(ems.base_url + "/static/vendor/chartjs/" + copy)[0] == 404, "a copy is not a file of its own"
+
+
+def test_every_shipped_brotli_copy_is_of_its_file_as_it_is_now():
+    """A copy made from an older file would never be served (its name carries the old hash): `make brotli`."""
+    copies = sorted(WEB_STATIC.rglob("*.br"))
+    assert [p.name for p in copies] == [brotli_copy_name(WEB_STATIC / "vendor" / "chartjs" / "chart.umd.min.js").name]
+    for copy in copies:
+        source = copy.with_name(copy.name.rsplit(".", 2)[0])
+        assert copy == brotli_copy_name(source), f"{copy.name} is stale: make brotli"
+        assert brotli.decompress(copy.read_bytes()) == source.read_bytes()
 
 
 def test_files_are_outside_the_folder_refused_and_tiny_ones_not_compressed(tmp_path):

@@ -54,6 +54,7 @@ from .origin import HostGuard
 from .server import LIMITS_KEY, SSE_SLOTS_KEY, ConnectionLimits
 from .settings_form import settings_form, setup_steps
 from .compression import gzip_plugin
+from .revalidation import revalidation_plugin
 from .deltas import delta
 from .static_files import IMMUTABLE, REVALIDATE, StaticFiles, accepts_gzip
 from .streams import StreamSlots
@@ -212,6 +213,7 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
     # error plugin answers errors of the auth checks too (a header that is not UTF-8: 400).
     config = guarded(ems.config)
     app.install(gzip_plugin)  # outermost: compresses what the scrubber has cleaned
+    app.install(revalidation_plugin)  # tags the cleaned body; a reload that has it gets a 304
     app.install(secret_scrubber(config.secrets))
     app.install(error_plugin)
     app.install(AuthPlugin(ems.security))

@@ -544,7 +544,7 @@
   }
 
   function fetchJson(url) {
-    return fetch(url, { cache: 'no-store', headers: { 'Accept': 'application/json' } })
+    return fetch(url, { cache: 'no-cache', headers: { 'Accept': 'application/json' } })
       .then(function (r) {
         if (!r.ok) throw new Error(url + ': HTTP ' + r.status);
         return r.json();

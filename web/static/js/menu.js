@@ -52,7 +52,7 @@
   function request(method, url, body) {
     var opts = {
       method: method,
-      cache: 'no-store',
+      cache: 'no-cache',
       credentials: 'same-origin',
       headers: { 'Accept': 'application/json' }
     };

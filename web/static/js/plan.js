@@ -9,6 +9,7 @@
   'use strict';
 
   var REFRESH_MS = 60 * 1000;
+  var FIRST_STATE_WAIT_MS = 1500;
   var DASH = '\u2014';
 
   var U = window.EMSUtil, $ = U.$, isNum = U.isNum, get = U.get, t = U.t, fmtNum = U.fmtNum;
@@ -276,7 +277,7 @@
     inflight = true;
     again = false;
     fetchedKey = lastStateKey;
-    fetch('/api/plan', { cache: 'no-store', headers: { 'Accept': 'application/json' } })
+    fetch('/api/plan', { cache: 'no-cache', headers: { 'Accept': 'application/json' } })
       .then(function (r) {
         if (!r.ok) throw new Error('/api/plan: HTTP ' + r.status);
         return r.json();
@@ -322,7 +323,8 @@
   function start() {
     initCharts();
     document.addEventListener('ems:state', onState);
-    fetchPlan();
+    // The first live state (a few hundred ms away) names the plan and fetches it; without one, fetch anyway.
+    setTimeout(function () { if (!stateSeen && !inflight) fetchPlan(); }, FIRST_STATE_WAIT_MS);
     setInterval(function () {
       if (!document.hidden) fetchPlan();
     }, REFRESH_MS);

@@ -189,11 +189,12 @@
 
   var WATCHDOG_MS = 10000;  // no event for this long: the connection counts as down
   var RETRY_MS = 5000;
+  var INITIAL_WAIT_MS = 1500;
 
   /**
-   * Live plant state for a page: fetches /api/state once, then follows the SSE stream (event "state"),
-   * reconnecting when the browser gives up, and keeps #conn-status ("live" / "reconnecting…") honest.
-   * onState(state, fromEvent) is called for every state; the initial fetch only if no event came first.
+   * Live plant state for a page: follows the SSE stream (event "state", then "delta"s), reconnecting when the
+   * browser gives up, and keeps #conn-status ("live" / "reconnecting…") honest; /api/state only as a fallback.
+   * onState(state, fromEvent) is called for every state; the fallback's only if no event came first.
    */
   function liveState(onState) {
     var connEl = byId('conn-status');
@@ -248,11 +249,17 @@
       };
     }
 
-    fetch('/api/state', { cache: 'no-store', headers: { 'Accept': 'application/json' } })
-      .then(function (r) { if (!r.ok) throw new Error('HTTP ' + r.status); return r.json(); })
-      .then(function (st) { if (!lastEventAt) onState(st, false); })
-      .catch(function (e) { if (window.console) console.warn('initial state unavailable:', e && e.message); });
+    // The stream's first event is the whole state, so /api/state is asked only when the stream cannot start
+    // or has said nothing after INITIAL_WAIT_MS (a proxy that buffers it): one request less per page load.
+    function fetchInitial() {
+      if (lastEventAt) return;
+      fetch('/api/state', { cache: 'no-cache', headers: { 'Accept': 'application/json' } })
+        .then(function (r) { if (!r.ok) throw new Error('HTTP ' + r.status); return r.json(); })
+        .then(function (st) { if (!lastEventAt) onState(st, false); })
+        .catch(function (e) { if (window.console) console.warn('initial state unavailable:', e && e.message); });
+    }
     connect();
+    if (es) setTimeout(fetchInitial, INITIAL_WAIT_MS); else fetchInitial();
     setInterval(function () {
       if (lastEventAt && Date.now() - lastEventAt > WATCHDOG_MS) setConn('reconnecting');
     }, 2000);
