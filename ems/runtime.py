@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 from . import __version__, i18n
 from .api.app import create_app
@@ -309,7 +309,12 @@ class Runtime:
             now=self.clock.now, snapshot=self.snapshot, plan=self.plan_view, forecast_json=self.forecast.to_json,
             profiles=lambda: self.profiles, test_modbus=self._test_modbus,
             simulator=SimulatorControl(sim.device_names, self._post_sim_event) if sim is not None else None,
-            stopping=self.stopping, audit=self.audit)
+            stopping=self.stopping, audit=self.audit, override_key=self._override_key)
+
+    def _override_key(self) -> Hashable:
+        """The power-control state, DSO limit and reason codes in force (`EmsFacade.override_key`)."""
+        d = self.safety.last_decision
+        return None if d is None else (d.state, d.limit_pct, d.codes)
 
     def plan_view(self) -> PlanView:
         record = self.planner.record

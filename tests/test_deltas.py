@@ -73,3 +73,33 @@ def test_the_page_stream_sends_the_state_once_then_changes_that_rebuild_it(ems_f
     assert max(size for _n, size, _d in got[1:]) < got[0][1], "a delta is smaller than the whole state"
     assert [name for name, _s, _d in events(ems.base_url, cookie, "", 2)] == ["state", "state"], \
         "without ?deltas=1 every event is the whole state, as before"
+
+
+def test_a_dso_trip_is_sent_at_once_not_at_the_next_tick(ems_factory):
+    """With a minute between ticks, the trip still reaches the page within seconds: the stream does not wait
+    for its tick when the power-control state changes (what the dashboard's override banner shows)."""
+    ems = ems_factory(demo_config(web={"sse_interval_s": 60.0}))
+    session = ems.login()
+    url = urlsplit(ems.base_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=40)  # below the 60 s tick
+    conn.request("GET", "/api/events?deltas=1", headers={"Cookie": session.cookie or ""})
+    resp = conn.getresponse()
+
+    def next_state(before: dict[str, Any] | None) -> dict[str, Any]:
+        name = None
+        while True:
+            line = resp.fp.readline().decode()
+            assert line, "stream ended"
+            if line.startswith("event:"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                data = json.loads(line.split(":", 1)[1])
+                return apply(before, data) if name == "delta" and before is not None else data
+
+    try:
+        state = next_state(None)
+        assert session.request("POST", "/api/simulator/events", {"type": "dso_trip"})[0] == 200
+        while state["power_control"]["state"] != "shutdown":  # other changes may be pushed on the way
+            state = next_state(state)  # the socket's 40 s timeout ends this before the 60 s tick could
+    finally:
+        conn.close()

@@ -538,6 +538,7 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
             try:
                 yield "retry: 3000\n\n"
                 while not (ems.stopping.is_set() or slot.ended.is_set()):
+                    key = ems.override_key()
                     state = _in_words(state_json(ems.snapshot()), lang)
                     if deltas and sent is not None and count % full_every:
                         yield f"event: delta\ndata: {json.dumps(delta(sent, state), allow_nan=False)}\n\n"
@@ -547,6 +548,8 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
                     for _ in range(ticks):  # the EMS stopping or the place given away ends the stream promptly
                         if ems.stopping.wait(interval_s / ticks) or slot.ended.is_set():
                             break
+                        if ems.override_key() != key:
+                            break  # a DSO order or a safety rule: on screen now, not at the next tick
             finally:
                 slot.close()
         return stream()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Hashable, Mapping, Protocol, Sequence, runtime_checkable
 
 from ..audit import AuditLog
 from ..config.schema import EmsConfig, ModbusDeviceConfig
@@ -121,6 +121,10 @@ class EmsFacade:
     test_modbus: Callable[[ModbusDeviceConfig], dict[str, Any]]
     simulator: SimulatorControl | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
+    # What the dashboard's override banner shows (power-control state, DSO limit, reason codes): the live
+    # stream sends a change of it within a quarter second instead of at its next tick (a DSO trip on screen
+    # in well under 2 s whatever `web.sse_interval_s` is). Cheap: read every 0.25 s by each stream.
+    override_key: Callable[[], Hashable] = lambda: None
     # The append-only audit log of setting changes; None: `audit.jsonl` beside the config file (the runtime
     # passes the one in its data directory).
     audit: AuditLog | None = None
