@@ -424,7 +424,7 @@ def test_mqtt_settings_are_bounded_and_tls_files_must_be_existing_regular_files(
     assert problems({"tls_ca_file": str(pem)}) == {"mqtt.tls": "must be true when TLS files are set"}
     assert problems({"sources": [{"topic": "a", "point": "grid.power_w"}, {"topic": "b", "point": "grid.power_w"}]})
     assert problems({"reconnect_min_s": 90, "reconnect_max_s": 60}) == \
-        {"mqtt.reconnect_min_s": "must not exceed reconnect_max_s (60)"}
+        {"mqtt.reconnect_min_s": "must not exceed reconnect_max_s (60 s)"}
 
 
 def test_every_mqtt_setting_says_what_it_is_and_the_safety_relevant_ones_are_for_admins():
