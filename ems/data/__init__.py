@@ -5,18 +5,20 @@ with their UTC offset (`2024-03-31T03:00:00+02:00`), in time order. Timestamps b
 so a daylight-saving day simply has 23 or 25 hours; a timestamp without an offset is refused (it
 would be ambiguous twice a year). `read_series_file` reads any such file (the backtest reads the
 user's files with it); `read_series` reads a bundled file by name, once per process.
-Stdlib only: the long-running process imports this.
+Stdlib only: the long-running process imports this. Values are kept in `array('d')`s, 8 bytes each: a year of
+15-minute load is 70,000 numbers, 2.2 MB more as Python floats in lists (the steady-RSS budget).
 """
 from __future__ import annotations
 
 import csv
 import logging
 import math
+from array import array
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Sequence
 
 from ..resources import data_file
 
@@ -45,9 +47,9 @@ class SeriesFile:
 
     path: str
     column: str
-    ts: list[float]
-    values: list[float]
-    lines: list[int]
+    ts: array[float]
+    values: array[float]
+    lines: array[int]
     n_rows: int
 
 
@@ -91,9 +93,9 @@ def read_series_file(path: str | Path, columns: Mapping[str, float] | None = Non
     if columns is not None and column not in columns:
         raise SeriesFileError(file, f"is not a {role} column (allowed: {allowed_text})", 1, header[1])
     factor = columns[column] if columns is not None else 1.0
-    ts: list[float] = []
-    values: list[float] = []
-    lines: list[int] = []
+    ts: array[float] = array("d")
+    values: array[float] = array("d")
+    lines: array[int] = array("l")
     for index, row in enumerate(rows[1:], start=2):
         if not "".join(row).strip():
             continue  # blank lines (a trailing newline) carry nothing
@@ -122,9 +124,9 @@ def read_series_file(path: str | Path, columns: Mapping[str, float] | None = Non
 
 
 @lru_cache(maxsize=None)
-def read_series(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """A bundled file (`ems/data/<name>`) as (epoch seconds, values), parsed once per process; the
-    tuples are shared by every caller."""
+def read_series(name: str) -> tuple[Sequence[float], Sequence[float]]:
+    """A bundled file (`ems/data/<name>`) as (epoch seconds, values), parsed once per process; shared by every
+    caller, so read-only (memoryviews of the arrays: indexing, slices, bisect and numpy all work)."""
     series = read_series_file(data_file(name), role=name)
     log.debug("loaded %s: %d samples", name, len(series.ts))
-    return tuple(series.ts), tuple(series.values)
+    return memoryview(series.ts).toreadonly(), memoryview(series.values).toreadonly()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import calendar
 import logging
+from array import array
 from datetime import datetime
 from functools import lru_cache
 from typing import Literal
@@ -38,7 +39,7 @@ def _local_year_start_s(year: int) -> float:
 
 
 @lru_cache(maxsize=None)
-def _year_table(name: str, year: int) -> tuple[list[float], list[float]]:
+def _year_table(name: str, year: int) -> tuple[array[float], array[float]]:
     """One local calendar year of a file, padded with a wrap-around sample at each end.
 
     The padding makes the year cyclic, so 31 Dec 23:50 interpolates towards 1 Jan 00:00 instead of
@@ -50,11 +51,10 @@ def _year_table(name: str, year: int) -> tuple[list[float], list[float]]:
     hi = bisect.bisect_left(epoch_s, end_s)
     if hi - lo < 2:
         raise ValueError(f"{name} has no usable data for {year}")
-    times = list(epoch_s[lo:hi])
-    vals = list(values[lo:hi])
     year_len_s = end_s - start_s
-    times = [times[-1] - year_len_s] + times + [times[0] + year_len_s]
-    vals = [vals[-1]] + vals + [vals[0]]
+    times = array("d", [epoch_s[hi - 1] - year_len_s]) + array("d", epoch_s[lo:hi]) + \
+        array("d", [epoch_s[lo] + year_len_s])
+    vals = array("d", [values[hi - 1]]) + array("d", values[lo:hi]) + array("d", [values[lo]])
     return times, vals
 
 
