@@ -56,8 +56,9 @@ def test_the_page_is_tagged_per_reader_not_shared_between_roles(rig: Rig):
 
 
 @pytest.mark.parametrize("path, role", [("/api/users", "admin"), ("/api/audit?limit=5", "admin"),
-                                        ("/api/me", "viewer"), ("/api/me/tokens", "viewer")])
-def test_accounts_tokens_and_the_audit_log_are_not_kept_by_the_browser(rig: Rig, path: str, role: str):
+                                        ("/api/me", "viewer"), ("/api/me/tokens", "viewer"), ("/users", "admin"),
+                                        ("/setup", "admin"), ("/login", None)])
+def test_accounts_tokens_the_audit_log_and_their_pages_are_not_kept_by_the_browser(rig: Rig, path: str, role: str):
     status, headers, _ = get(rig, path, role)
     assert status == 200 and headers["cache-control"] == "no-store" and "etag" not in headers
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import brotli  # the test extras: the copies are checked, not trusted
 import pytest
 
-from ems.api.static_files import StaticFiles, accepts_gzip, brotli_copy_name
+from ems.api.static_files import StaticFiles, accepts, accepts_gzip, brotli_copy_name
 
 WEB_STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 
@@ -45,9 +45,12 @@ def test_pages_name_versioned_files_served_compressed_and_kept_a_year(ems_factor
     assert gzip.decompress(chart) == raw and len(chart) < len(raw) / 2.5
     assert chart_headers["cache-control"] == "no-cache", "without its version a file is revalidated, never stale"
 
-    # Revalidation: the ETag answers 304 without a body; a client without gzip gets the plain file.
-    status, _, empty = fetch(ems.base_url + css.group(1), If_None_Match=headers["etag"])
+    # Revalidation: the ETag answers 304 without a body; a client without gzip gets the plain file, and the
+    # gzip copy's tag does not stand for it (a strong tag names one representation).
+    status, _, empty = fetch(ems.base_url + css.group(1), Accept_Encoding="gzip, deflate", If_None_Match=headers["etag"])
     assert status == 304 and empty == b""
+    status, _, full = fetch(ems.base_url + css.group(1), Accept_Encoding="identity", If_None_Match=headers["etag"])
+    assert status == 200 and full == gzip.decompress(body)
     status, plain_headers, plain = fetch(ems.base_url + css.group(1), Accept_Encoding="identity")
     assert status == 200 and "content-encoding" not in plain_headers and plain == gzip.decompress(body)
 
@@ -91,12 +94,31 @@ def test_files_are_outside_the_folder_refused_and_tiny_ones_not_compressed(tmp_p
     assert files.url("missing.js") == "/static/missing.js"
 
 
+def test_other_spellings_of_a_files_name_share_its_one_kept_copy(tmp_path):
+    """An unsigned client may send any number of spellings; what is kept is bounded by what ships."""
+    (tmp_path / "js").mkdir()
+    (tmp_path / "js" / "a.js").write_text("let a = 1;\n" * 100)
+    files = StaticFiles(tmp_path)
+    first = files.get("js/a.js")
+    for spelling in ("js/./a.js", "js//a.js", "./js/a.js", "js/../js/a.js", "js/././/a.js"):
+        assert files.get(spelling) is first, spelling
+    assert len(files._files) == 1
+
+
 @pytest.mark.parametrize("header, gzip_ok", [
     ("gzip, deflate, br", True), ("br;q=1.0, gzip;q=0.8", True), ("gzip;q=0", False), ("*", True),
     ("identity", False), (None, False), ("", False),
 ])
 def test_gzip_only_when_the_client_accepts_it(header, gzip_ok):
     assert accepts_gzip(header) is gzip_ok
+
+
+@pytest.mark.parametrize("header, br_ok", [
+    ("gzip, deflate, br", True), ("*", True), ("*, br;q=0", False), ("br;q=0, *", False), ("gzip, br;Q=0", False),
+    ("gzip, BR", True), ("br; q=0.5", True), ("gzip", False), ("*;q=0", False),
+])
+def test_a_coding_named_outright_counts_before_the_star(header, br_ok):
+    assert accepts(header, "br") is br_ok
 
 
 def test_pages_and_json_answers_are_compressed_for_clients_that_accept_it(ems_factory):

@@ -273,6 +273,33 @@ def test_logout_returns_to_login_and_the_old_cookie_is_refused(ems_factory):
         watch.assert_clean()
 
 
+def test_a_page_brought_back_after_a_logout_leaves_for_the_login(ems_factory):
+    """The dashboard is kept by the browser (revalidated on a reload); Back after a logout must not leave the
+    old session's page on screen, whether the browser shows it from its cache or restores it from memory."""
+    ems = ems_factory()
+    with chromium_page() as page:
+        watch = Watch(page)
+        login_through_form(page, ems.base_url, "admin", ems.admin_password)
+        page.goto(ems.base_url + "/help", wait_until="load")
+        page.click("[data-testid=user-menu-button]")
+        with page.expect_navigation(url=re.compile(r".*/login$")):
+            page.click("[data-testid=logout]")
+        page.go_back()
+        expect(page).to_have_url(re.compile(r".*/login(\?.*)?$"), timeout=10000)
+
+        # Signed in again, then signed out elsewhere (another tab) while this page stays: a restore from the
+        # browser's memory (a `pageshow` that is `persisted`) asks who is signed in and leaves.
+        login_through_form(page, ems.base_url, "admin", ems.admin_password)
+        page.goto(ems.base_url + "/help", wait_until="load")
+        status = page.evaluate("""() => fetch('/logout', {method: 'POST', headers: {'X-CSRF-Token':
+            document.querySelector('meta[name=csrf-token]').content}}).then(r => r.status)""")
+        assert status in (200, 204, 303)
+        watch.expect_refusal(401, ems.base_url + "/api/me")
+        with page.expect_navigation(url=re.compile(r".*/login\?next=%2Fhelp$")):
+            page.evaluate("window.dispatchEvent(new PageTransitionEvent('pageshow', {persisted: true}))")
+        watch.assert_clean()
+
+
 def test_admin_turns_registration_on_and_finds_the_change_in_the_audit_log(ems_factory):
     ems = ems_factory()
     with chromium_page() as page:

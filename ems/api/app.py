@@ -256,6 +256,9 @@ def create_app(ems: EmsFacade) -> bottle.Bottle:
         _ = i18n.translator(lang)
         nav = [(path, _(label)) for path, label, action in NAV if action in me["actions"]]
         bottle.response.set_header("Vary", "Accept-Language, Cookie")
+        # Not written to the browser's disk cache (pages only some roles see, the sign-in pages), unless the
+        # revalidation plugin finds the route one every reader may see: then `private, no-cache` with an ETag.
+        bottle.response.set_header("Cache-Control", "no-store")
         # What base.tpl needs: a page template hands it on whole (`rebase('base.tpl', **base_env)`), since
         # Bottle gives a base template only the arguments of the rebase call.
         base_env: dict[str, Any] = dict(

@@ -7,12 +7,14 @@ reader may use (permission action `read`), with an HTML or JSON body, gets a wea
 client receives, after the secret scrubber) and `Cache-Control: private, no-cache`: the browser keeps it for
 this user only and must ask again every time; a request whose `If-None-Match` names the current tag gets a
 304 without a body. The handler still runs, so the permission check, the session and the data are as fresh as
-ever: after a logout a reload gets the login redirect, never a kept page.
+ever: after a logout a reload gets the login redirect, never a kept page. (A page the Back button restores
+from the browser's memory is not asked for again; `menu.js` asks `/api/me` then and leaves a page whose
+session has ended.)
 
-Everything else keeps `no-store`: accounts, tokens, the audit log and anything else only some roles see are not
-written to the browser's disk cache. (The configuration is `read`: every role sees it, with secrets masked.)
-Static files have their own versioned caching (`static_files`). The hash is BLAKE2b over bodies of at most a
-few hundred KB: well under a millisecond.
+Everything else keeps `no-store`: accounts, tokens, the audit log, the user and setup pages and anything
+else only some roles see are not written to the browser's disk cache. (The configuration is `read`: every
+role sees it, with secrets masked.) Static files have their own versioned caching (`static_files`). The
+hash is BLAKE2b over bodies of at most a few hundred KB: well under a millisecond.
 """
 from __future__ import annotations
 
@@ -34,12 +36,14 @@ def entity_tag(body: bytes) -> str:
     return 'W/"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
 
 
-def _matches(if_none_match: str | None, tag: str) -> bool:
+def matches(if_none_match: str | None, tag: str) -> bool:
+    """Whether `If-None-Match` names `tag` (or is `*`), by the weak comparison a GET is judged by
+    (RFC 9110 §13.1.2): `W/"x"` and `"x"` match."""
     if not if_none_match:
         return False
     if if_none_match.strip() == "*":
         return True
-    opaque = tag[2:]  # weak comparison (RFC 9110 §13.1.2): W/"x" and "x" match
+    opaque = tag.removeprefix("W/")
     return any(candidate.strip().removeprefix("W/") == opaque for candidate in if_none_match.split(",")[:32])
 
 
@@ -58,7 +62,7 @@ def revalidation_plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
         response.set_header("ETag", tag)
         response.set_header("Cache-Control", KEPT_PRIVATELY)
         try:
-            unchanged = _matches(header("If-None-Match"), tag)
+            unchanged = matches(header("If-None-Match"), tag)
         except Exception:  # a header that cannot be read: answered in full
             unchanged = False
         if unchanged:

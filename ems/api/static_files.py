@@ -26,6 +26,8 @@ from pathlib import Path
 
 import bottle
 
+from . import revalidation
+
 log = logging.getLogger(__name__)
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -68,6 +70,12 @@ class StaticFiles:
         path = self._resolve(rel)
         if path is None:
             return None
+        # Kept under the file's own name, not the name asked for: `js/./a.js`, `js//a.js` and the like find
+        # the same entry, so what is kept is bounded by what ships, whatever URLs an unsigned client sends.
+        key = path.relative_to(self.root).as_posix()
+        cached = self._files.get(key)
+        if cached is not None:
+            return cached
         body = path.read_bytes()
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         if content_type.startswith("text/") or content_type == "application/javascript":
@@ -75,11 +83,11 @@ class StaticFiles:
         gzipped = None
         if len(body) >= MIN_COMPRESS_BYTES and content_type.startswith(COMPRESSIBLE):
             gzipped = gzip.compress(body, compresslevel=9, mtime=0)
-        version = hashlib.sha256(body).hexdigest()[:12]
-        copy = path.with_name(f"{path.name}.{version}.br")  # as `brotli_copy_name`, without reading the file again
+        version = content_version(body)
+        copy = _copy_path(path, version)
         entry = StaticFile(body, gzipped, version, content_type, copy.read_bytes() if copy.is_file() else None)
         with self._lock:
-            self._files[rel] = entry
+            self._files[key] = entry
         return entry
 
     def url(self, rel: str) -> str:
@@ -96,39 +104,57 @@ class StaticFiles:
         if entry is None:
             raise bottle.HTTPError(404)
         response = bottle.response
-        etag = f'"{entry.version}"'
-        response.set_header("ETag", etag)
         response.set_header("Cache-Control", IMMUTABLE if version == entry.version else REVALIDATE)
         response.set_header("Vary", "Accept-Encoding")
         response.content_type = entry.content_type
-        if if_none_match and etag in [tag.strip() for tag in if_none_match.split(",")]:
+        body, coding = entry.body, None
+        if entry.brotli is not None and accepts(accept_encoding, "br"):
+            body, coding = entry.brotli, "br"
+        elif entry.gzipped is not None and accepts_gzip(accept_encoding):
+            body, coding = entry.gzipped, "gzip"
+        # A strong validator names one representation (RFC 9110 §8.8.3): the coding is part of the tag.
+        etag = f'"{entry.version}-{coding}"' if coding else f'"{entry.version}"'
+        response.set_header("ETag", etag)
+        if revalidation.matches(if_none_match, etag):
             response.status = 304
             return b""
-        if entry.brotli is not None and accepts(accept_encoding, "br"):
-            response.set_header("Content-Encoding", "br")
-            return entry.brotli
-        if entry.gzipped is not None and accepts_gzip(accept_encoding):
-            response.set_header("Content-Encoding", "gzip")
-            return entry.gzipped
-        return entry.body
+        if coding:
+            response.set_header("Content-Encoding", coding)
+        return body
 
 
 def accepts(accept_encoding: str | None, wanted: str) -> bool:
-    """Whether an Accept-Encoding header admits the content coding `wanted` (by name or `*`, not at q=0)."""
-    for part in (accept_encoding or "").split(","):
+    """Whether an Accept-Encoding header admits the content coding `wanted`: named, or by `*`, and not at
+    q=0. A coding named outright counts before `*` (`*, br;q=0` refuses br), wherever it stands."""
+    by_name: bool | None = None
+    by_star: bool | None = None
+    for part in (accept_encoding or "").split(",")[:32]:
         coding, _, params = part.strip().partition(";")
-        if coding.strip().lower() in (wanted, "*"):
-            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
-    return False
+        coding = coding.strip().lower()
+        refused = params.replace(" ", "").lower() in ("q=0", "q=0.", "q=0.0", "q=0.00", "q=0.000")
+        if coding == wanted:
+            by_name = not refused
+        elif coding == "*":
+            by_star = not refused
+    return by_name if by_name is not None else bool(by_star)
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:
     return accepts(accept_encoding, "gzip")
 
 
+def content_version(body: bytes) -> str:
+    """A file's version: the start of its content's SHA-256, in its URL and in its Brotli copy's name."""
+    return hashlib.sha256(body).hexdigest()[:12]
+
+
+def _copy_path(path: Path, version: str) -> Path:
+    return path.with_name(f"{path.name}.{version}.br")
+
+
 def brotli_copy_name(path: Path) -> Path:
     """Where the Brotli copy of `path` as it is now belongs: `<name>.<content hash>.br` beside it."""
-    return path.with_name(f"{path.name}.{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}.br")
+    return _copy_path(path, content_version(path.read_bytes()))
 
 
 def write_brotli_copies(paths: list[str]) -> None:

@@ -381,6 +381,18 @@
     var logout = document.getElementById('logout-form');
     if (logout) logout.addEventListener('submit', onLogout);
 
+    // A page the Back button brings back from the browser's memory may be from before a logout or from
+    // another user's session: it asks who is signed in now and goes to the login or reloads if that changed.
+    window.addEventListener('pageshow', function (ev) {
+      if (!ev.persisted) return;  // a page loaded anew asks the server anyway (its fetches get 401 when signed out)
+      request('GET', '/api/me').then(function (res) {
+        if (res.status === 401) { toLogin(); return; }
+        var user = res.ok ? U.get(res.data, 'user', 'id') : null;
+        var token = res.ok ? res.data.csrf_token || '' : '';
+        if (res.ok && (String(user) !== menu.getAttribute('data-user-id') || token !== csrf())) location.reload();
+      });
+    });
+
     loadNotifications(false);
     // Pages with a live stream say when a notification arrives (its latest id); the poll covers the others.
     var latestSeen = null;
