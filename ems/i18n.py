@@ -198,7 +198,9 @@ def _param(value: Any, lang: str) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(dict.fromkeys(_param(v, lang) for v in value))
     if isinstance(value, float) and not isinstance(value, bool):
-        text = str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.2f}".rstrip("0").rstrip(".")
+        # As precise as the number is (a message may quote what the reader typed: 1.001 is not "1"); a text that
+        # shows a measurement rounds it first.
+        text = str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.12g}"
         return text.replace(".", ",") if lang == "de" else text
     return str(value)
 

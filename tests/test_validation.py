@@ -189,3 +189,19 @@ def test_a_german_reader_gets_every_config_problem_in_german():
                       "history.minute_retention_days": "muss raw_retention_h (100 h) abdecken"}
     assert {p.path: p.message for p in err.value.problems}["bess.min_soc_pct"] == \
         "must be below max_soc_pct (80.5)", "English stays the default text"
+
+
+
+def test_an_out_of_range_value_is_quoted_as_it_was_given_not_rounded():
+    """1.001 is refused because it is above 1: a message saying "1 is out of range" would make no sense."""
+    with pytest.raises(ConfigError) as err:
+        parse_yaml_config("bess: {charge_efficiency: 1.001, discharge_efficiency: 0.4999, min_soc_pct: -0.001}\n")
+    problems = {p.path: (p.message, p.text("de")) for p in err.value.problems}
+    assert problems == {
+        "bess.charge_efficiency": ("1.001 is out of range (allowed: 0.5..1)",
+                                   "1,001 liegt außerhalb des erlaubten Bereichs (möglich: 0,5..1)"),
+        "bess.discharge_efficiency": ("0.4999 is out of range (allowed: 0.5..1)",
+                                      "0,4999 liegt außerhalb des erlaubten Bereichs (möglich: 0,5..1)"),
+        "bess.min_soc_pct": ("-0.001 is out of range (allowed: 0..100)",
+                             "-0,001 liegt außerhalb des erlaubten Bereichs (möglich: 0..100)"),
+    }

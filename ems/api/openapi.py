@@ -33,7 +33,7 @@ from .. import i18n
 from ..config.describe import describe_class
 from ..config.guard import SECRET_FORMS, SECRET_WRITE_ONLY
 from ..config.schema import EmsConfig
-from ..config.validate import init_fields, type_hints
+from ..config.validate import TYPE_WORDS, allowed_range, either, init_fields, type_hints
 from ..errors import ApiError
 from ..optimizer.strategies import STRATEGY_NAMES
 from ..sim.events import ALARM_NAMES, EVENT_TYPES
@@ -576,22 +576,11 @@ def _is_type(value: Any, kind: str) -> bool:
     return kind == "object" and isinstance(value, dict)
 
 
-_TYPE_WORDS = {"null": i18n.Msg(i18n.mark("null")), "boolean": i18n.Msg(i18n.mark("true or false")),
-               "number": i18n.Msg(i18n.mark("a number")), "integer": i18n.Msg(i18n.mark("an integer")),
-               "string": i18n.Msg(i18n.mark("a string")), "array": i18n.Msg(i18n.mark("a list")),
-               "object": i18n.Msg(i18n.mark("a JSON object"))}
-
-
-def _either(words: list[Any]) -> Any:
-    """'a, b or c' in the reader's language (each word a `Msg` or a plain text)."""
-    if len(words) == 1:
-        return words[0]
-    return i18n.Msg(i18n.mark("{first} or {last}"), {"first": words[:-1], "last": words[-1]})
-
-
-def _both(parts: list[str]) -> Any:
-    return parts[0] if len(parts) == 1 else i18n.Msg(i18n.mark("{first} and {last}"),
-                                                     {"first": parts[0], "last": parts[1]})
+# A JSON Schema type in words: the config validator's words, but a body's object is "a JSON object".
+_TYPE_WORDS: dict[str, i18n.Msg] = {
+    "null": TYPE_WORDS[type(None)], "boolean": TYPE_WORDS[bool], "number": TYPE_WORDS[float],
+    "integer": TYPE_WORDS[int], "string": TYPE_WORDS[str], "array": TYPE_WORDS[list],
+    "object": i18n.Msg(i18n.mark("a JSON object"))}
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -639,7 +628,7 @@ class Validator:
                 if kinds == ["integer"]:
                     raise BodyInvalid(400, i18n.mark("must be an integer (got {got})"), where, got=_short(value))
                 raise BodyInvalid(400, i18n.mark("must be {wanted} (got {got})"), where,
-                                  wanted=_either([_TYPE_WORDS.get(k, k) for k in kinds]), got=_short(value))
+                                  wanted=either([_TYPE_WORDS.get(k, k) for k in kinds]), got=_short(value))
         if "const" in schema and not _same(value, schema["const"]):
             raise BodyInvalid(400, i18n.mark("must be {wanted} (got {got})"), where, wanted=_short(schema["const"]),
                               got=_short(value))
@@ -675,10 +664,8 @@ class Validator:
             raise BodyInvalid(400, i18n.mark("must be a finite number (got {got})"), where, got=str(value))
         lo, hi, excl = schema.get("minimum"), schema.get("maximum"), schema.get("exclusiveMinimum")
         if (lo is not None and value < lo) or (excl is not None and value <= excl) or (hi is not None and value > hi):
-            parts = ([f">= {lo:g}"] if lo is not None else []) + ([f"> {excl:g}"] if excl is not None else []) + \
-                ([f"<= {hi:g}"] if hi is not None else [])
-            raise BodyInvalid(400, i18n.mark("{got} is out of range (allowed: {allowed})"), where,
-                              got=float(value), allowed=_both(parts))
+            raise BodyInvalid(400, i18n.mark("{got} is out of range (allowed: {allowed})"), where, got=float(value),
+                              allowed=allowed_range(excl if excl is not None else lo, hi, excl is not None))
 
     @staticmethod
     def _string(schema: Schema, value: str, where: str) -> None:

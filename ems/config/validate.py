@@ -49,7 +49,7 @@ def constrained(default: Any = _MISSING, *, default_factory: Any = _MISSING, min
 
     For lists and mappings, the value constraints apply to each item. `choices`: the allowed values
     (a tuple, or a function returning one: for sets only known at runtime). `key_pattern`/`key_doc`:
-    the format of a mapping's string keys (for integer keys, `key_doc` says what they are: "code").
+    the format of a mapping's string keys (integer keys need none: "3" and "0x0A" are read as integers).
     `unique`: in a list of dataclasses, no two items may have the same value of this field.
     `required`: the key must be in the data even though the Python constructor has a default.
     `check(value, context)`: a further rule needing the reader's context (e.g. "names a register").
@@ -96,10 +96,18 @@ def allowed_range(lo: float | None, hi: float | None, exclusive_lo: bool = False
     return i18n.Msg(i18n.mark("{first} and {last}"), {"first": parts[0], "last": parts[1]})
 
 
-_TYPE_WORDS: dict[Any, i18n.Msg] = {
+TYPE_WORDS: dict[Any, i18n.Msg] = {
     list: i18n.Msg(i18n.mark("a list")), dict: i18n.Msg(i18n.mark("a mapping")), type(None): i18n.Msg(i18n.mark("null")),
     bool: i18n.Msg(i18n.mark("true or false")), int: i18n.Msg(i18n.mark("an integer")),
     float: i18n.Msg(i18n.mark("a number")), str: i18n.Msg(i18n.mark("a string"))}
+"""What a value of a plain type is called in a message; the API's body check shares them."""
+
+
+def either(words: list[Message]) -> Message:
+    """'a, b or c' in the reader's language (each word a `Msg` or a plain text)."""
+    if len(words) == 1:
+        return words[0]
+    return i18n.Msg(i18n.mark("{first} or {last}"), {"first": words[:-1], "last": words[-1]})
 
 
 def _type_name(tp: Any) -> Message:
@@ -108,13 +116,12 @@ def _type_name(tp: Any) -> Message:
     if origin is Literal:
         return i18n.Msg(i18n.mark("one of {allowed}"), {"allowed": [str(a) for a in typing.get_args(tp)]})
     if origin in (Union, types.UnionType):
-        words = [_type_name(a) for a in typing.get_args(tp)]
-        return i18n.Msg(i18n.mark("{first} or {last}"), {"first": words[:-1], "last": words[-1]})
+        return either([_type_name(a) for a in typing.get_args(tp)])
     if origin in (list, tuple):
-        return _TYPE_WORDS[list]
+        return TYPE_WORDS[list]
     if origin in (dict, collections.abc.Mapping) or dataclasses.is_dataclass(tp):
-        return _TYPE_WORDS[dict]
-    return _TYPE_WORDS.get(tp, str(tp))
+        return TYPE_WORDS[dict]
+    return TYPE_WORDS.get(tp, str(tp))
 
 
 def _must_be(tp: Any, value: Any) -> i18n.Msg:

@@ -99,7 +99,7 @@ class RegisterDoc:
     sign: Literal[1, -1] = 1
     description: str = ""
     vendor_name: Optional[str] = None
-    values: Mapping[int, str] = c(default_factory=lambda: _EMPTY, key_doc="code", doc="integer codes to texts")
+    values: Mapping[int, str] = c(default_factory=lambda: _EMPTY, doc="integer codes to texts")
     na_values: Optional[Union[list[int], Literal["sunspec"]]] = None
     scale_register: Optional[str] = c(None, pattern=NAME_PATTERN.pattern, doc="a register name")
 

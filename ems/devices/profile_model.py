@@ -179,7 +179,7 @@ class AlarmDef:
 @dataclass(frozen=True)
 class StatusCodes:
     register: str = c(check=register_ref())
-    codes: Mapping[int, str] = c(key_doc="code", doc="integer codes to texts")
+    codes: Mapping[int, str] = c(doc="integer codes to texts")
 
     def text(self, code: int | None) -> str | None:
         if code is None:
