@@ -312,9 +312,10 @@ class Runtime:
             stopping=self.stopping, audit=self.audit, override_key=self._override_key)
 
     def _override_key(self) -> Hashable:
-        """The power-control state, DSO limit and reason codes in force (`EmsFacade.override_key`)."""
+        """The power-control state, DSO limit and reason codes in force (`EmsFacade.override_key`); the limit to
+        a tenth of a percent, so a DSO box's analog signal that wavers does not push an event every cycle."""
         d = self.safety.last_decision
-        return None if d is None else (d.state, d.limit_pct, d.codes)
+        return None if d is None else (d.state, round(d.limit_pct, 1), d.codes)
 
     def plan_view(self) -> PlanView:
         record = self.planner.record

@@ -126,7 +126,8 @@ def read_series_file(path: str | Path, columns: Mapping[str, float] | None = Non
 @lru_cache(maxsize=None)
 def read_series(name: str) -> tuple[Sequence[float], Sequence[float]]:
     """A bundled file (`ems/data/<name>`) as (epoch seconds, values), parsed once per process; shared by every
-    caller, so read-only (memoryviews of the arrays: indexing, slices, bisect and numpy all work)."""
+    caller, so read-only (memoryviews of the arrays: indexing, slices, bisect and numpy all work; `np.asarray`
+    gives a read-only array; pickle, JSON and `+` do not take a memoryview: `list()` or `array('d', …)` it)."""
     series = read_series_file(data_file(name), role=name)
     log.debug("loaded %s: %d samples", name, len(series.ts))
     return memoryview(series.ts).toreadonly(), memoryview(series.values).toreadonly()

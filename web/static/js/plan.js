@@ -9,7 +9,6 @@
   'use strict';
 
   var REFRESH_MS = 60 * 1000;
-  var FIRST_STATE_WAIT_MS = 1500;
   var DASH = '\u2014';
 
   var U = window.EMSUtil, $ = U.$, isNum = U.isNum, get = U.get, t = U.t, fmtNum = U.fmtNum;
@@ -324,7 +323,7 @@
     initCharts();
     document.addEventListener('ems:state', onState);
     // The first live state (a few hundred ms away) names the plan and fetches it; without one, fetch anyway.
-    setTimeout(function () { if (!stateSeen && !inflight) fetchPlan(); }, FIRST_STATE_WAIT_MS);
+    setTimeout(function () { if (!stateSeen && !inflight) fetchPlan(); }, U.INITIAL_WAIT_MS);
     setInterval(function () {
       if (!document.hidden) fetchPlan();
     }, REFRESH_MS);

@@ -189,7 +189,7 @@
 
   var WATCHDOG_MS = 10000;  // no event for this long: the connection counts as down
   var RETRY_MS = 5000;
-  var INITIAL_WAIT_MS = 1500;
+  var INITIAL_WAIT_MS = 1500;  // a page waits this long for the stream's first state before it asks itself
 
   /**
    * Live plant state for a page: follows the SSE stream (event "state", then "delta"s), reconnecting when the
@@ -266,7 +266,7 @@
   }
 
   window.EMSUtil = Object.freeze({
-    $: byId, isNum: isNum, get: get, liveState: liveState, applyDelta: applyDelta,
+    $: byId, isNum: isNum, get: get, liveState: liveState, applyDelta: applyDelta, INITIAL_WAIT_MS: INITIAL_WAIT_MS,
     drawChart: drawChart, setTextById: setTextById, fillRows: fillRows,
     t: t, fmtNum: fmtNum, fmtTime: fmtTime, sameDay: sameDay, zoneOffsetS: zoneOffsetS, timeTicks: timeTicks,
     timeScale: timeScale, lang: I18N.lang || 'en', locale: LOCALE,
