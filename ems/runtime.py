@@ -30,7 +30,7 @@ from .devices.poller import DevicePoller
 from .devices.overrides import OverrideError, with_overrides
 from .devices.profile import Profile, load_library
 from .devices.sink import ModbusSetpointSink, PcsSink
-from .optimizer.realtime import realtime_request
+from .optimizer.realtime import damped, realtime_request
 from .errors import ApiError, ConfigError, ConfigProblem
 from .forecast.service import ForecastService
 from .history import HistoryRecorder, HistoryStore
@@ -273,7 +273,10 @@ class Runtime:
 
     def _request_w(self, state: PlantState, now: float) -> float:
         manual = self.manual.active(now)  # a bounded-time manual request replaces the plan's, never the limits
-        return manual.power_w if manual is not None else realtime_request(state, now, self.planner.intent()).power_w
+        if manual is not None:
+            return manual.power_w
+        last = self.safety.last_decision
+        return damped(realtime_request(state, now, self.planner.intent()), last.setpoint_w if last else None)
 
     def request_setpoint(self, power_w: Any, duration_s: Any, source: str) -> dict[str, Any]:
         """A manual battery request for a bounded time (thread-safe); the safety loop still clamps it."""

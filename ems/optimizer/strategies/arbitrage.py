@@ -31,5 +31,6 @@ class Arbitrage(Strategy):
     def realtime(self, meter: Meter, step: PlanStepLike, intent: Intent) -> Request:
         site_w = meter.site_w
         if abs(float(step.grid_power_w)) <= BALANCED_STEP_W and site_w is not None:
-            return Request(site_w - float(step.grid_power_w), "arbitrage: planned to balance the site, grid held at 0 W")
+            return Request(site_w - float(step.grid_power_w), "arbitrage: planned to balance the site, grid held at 0 W",
+                           follows_meter=True)
         return Request(float(step.bess_power_w), "arbitrage: planned battery power")

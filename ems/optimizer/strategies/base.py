@@ -72,10 +72,12 @@ class Intent:
 
 @dataclass(frozen=True)
 class Request:
-    """The battery power asked for this cycle (> 0 = discharge) and why."""
+    """The battery power asked for this cycle (> 0 = discharge) and why; `follows_meter`: worked out from
+    the meter (grid + battery), so the runtime approaches it by a loop gain below 1 (`realtime.damped`)."""
 
     power_w: float
     why: str
+    follows_meter: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ def hold_grid_at_zero(meter: Meter, why: str) -> Request:
     site_w = meter.site_w
     if site_w is None:
         return NO_METER
-    return Request(site_w, why)
+    return Request(site_w, why, follows_meter=True)
 
 
 class Strategy:

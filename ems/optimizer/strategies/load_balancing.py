@@ -78,4 +78,5 @@ class LoadBalancing(Strategy):
         site_w = meter.site_w
         if site_w is None:
             return NO_METER
-        return Request(site_w - float(step.grid_power_w), f"load balancing: grid held at {step.grid_power_w:.0f} W")
+        return Request(site_w - float(step.grid_power_w), f"load balancing: grid held at {step.grid_power_w:.0f} W",
+                       follows_meter=True)

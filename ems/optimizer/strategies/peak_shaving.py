@@ -51,5 +51,5 @@ class PeakShaving(Strategy):
         threshold_w = intent.peak_import_w if intent.peak_import_w is not None else step.grid_power_w
         guard_w = site_w - threshold_w  # discharge needed to keep import at the threshold
         if guard_w > step.bess_power_w:
-            return Request(guard_w, f"peak shaving: import held at {threshold_w:.0f} W")
+            return Request(guard_w, f"peak shaving: import held at {threshold_w:.0f} W", follows_meter=True)
         return Request(float(step.bess_power_w), "peak shaving: planned battery power")
