@@ -52,9 +52,12 @@ def _year_table(name: str, year: int) -> tuple[array[float], array[float]]:
     if hi - lo < 2:
         raise ValueError(f"{name} has no usable data for {year}")
     year_len_s = end_s - start_s
-    times = array("d", [epoch_s[hi - 1] - year_len_s]) + array("d", epoch_s[lo:hi]) + \
-        array("d", [epoch_s[lo] + year_len_s])
-    vals = array("d", [values[hi - 1]]) + array("d", values[lo:hi]) + array("d", [values[lo]])
+    times = array("d", [epoch_s[hi - 1] - year_len_s])
+    times.extend(epoch_s[lo:hi])
+    times.append(epoch_s[lo] + year_len_s)
+    vals = array("d", [values[hi - 1]])
+    vals.extend(values[lo:hi])
+    vals.append(values[lo])
     return times, vals
 
 
