@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import socket
 import threading
 import time
@@ -14,11 +15,29 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 
+# Ports handed out come from below Linux's ephemeral range (32768-60999): a port from bind(("", 0)) is one the
+# kernel may also give the next outgoing connection as its local port, and an EMS's pollers connect out while its
+# simulated devices are still binding theirs - a device whose port a poller's socket took never comes up.
+FREE_PORTS = range(20000, 32768)
+_handed_out: set[int] = set()
+_ports = random.Random()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now, none of the kernel's outgoing ports, and not
+    handed out before in this process."""
+    for _ in range(200):
+        port = _ports.choice(FREE_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {FREE_PORTS.start}-{FREE_PORTS.stop - 1} after 200 tries")
 
 
 def local_ts(*args: int) -> float:

@@ -24,6 +24,7 @@ from ems.mqtt.commands import CommandError, CommandHandler, RateLimit
 from ems.mqtt.outbox import SEQ_BLOCK, Outbox
 from ems.mqtt.sources import SourceMap, SourceValueError, reading
 from ems.state import PlantState, plant_state_to_json
+from support import free_port
 
 
 class Ticks:
@@ -504,8 +505,6 @@ def test_message_payloads_are_valid_json_even_with_nan_in_them():
 
 
 def test_reconnects_back_off_with_jitter_and_an_outage_is_notified_once(tmp_path: Path):
-    import socket
-
     import yaml
 
     from ems.bus import TelemetryBus
@@ -514,9 +513,7 @@ def test_reconnects_back_off_with_jitter_and_an_outage_is_notified_once(tmp_path
     from ems.mqtt.service import MqttService
     from ems.notifications import Notifications
 
-    with socket.socket() as s:  # a port nothing listens on: every attempt is refused at once
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens on it: every attempt is refused at once
     (tmp_path / "ems.yaml").write_text(yaml.safe_dump({"mqtt": {
         "enabled": True, "broker": "127.0.0.1", "port": port, "reconnect_min_s": 2, "reconnect_max_s": 16}}))
 
